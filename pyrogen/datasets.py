@@ -1,0 +1,210 @@
+"""Offline data: real handwritten digits, dequantization for pixel data, toy 2-D densities.
+
+Nothing here downloads. ``load_digits`` needs scikit-learn (extra ``data``), which ships the
+1797 UCI 8x8 digits inside the package.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import AffineTransform, ComposeTransform, SigmoidTransform
+
+__all__ = [
+    "bits_per_dim",
+    "checkerboard",
+    "dequantize",
+    "eight_gaussians",
+    "load_digits",
+    "logit_transform",
+    "pinwheel",
+    "two_moons",
+]
+
+DIGITS_LEVELS = 17  # pixels of scikit-learn's digits take the integer values 0..16
+
+
+def load_digits(
+    *, test_size: int = 360, seed: int = 0, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real 8x8 handwritten digits (UCI, shipped in scikit-learn), split train/test.
+
+    The split is stratified by class with ``sklearn.model_selection.train_test_split``
+    (``test_size=360, random_state=0`` gives 1437 train / 360 test images). Pixels are the
+    integers ``0..16`` (17 levels), stored in a floating dtype.
+
+    Shapes:
+        x_train ``(N_train, 64)``, x_test ``(N_test, 64)``, y_train ``(N_train,)``,
+        y_test ``(N_test,)`` (labels 0..9, ``torch.long``).
+    Args:
+        test_size: number of held-out images.
+        seed: random state of the split.
+        dtype: floating dtype of the pixels (default: torch's default dtype).
+    Raises:
+        ImportError: scikit-learn is not installed (``pip install pyrogen[data]``).
+        ValueError: ``test_size`` not in ``[10, 1787]``.
+    References:
+        Alpaydin, Kaynak (1998). Optical Recognition of Handwritten Digits. UCI ML Repository.
+        https://doi.org/10.24432/C50P49
+    """
+    try:
+        from sklearn.datasets import load_digits as _load
+        from sklearn.model_selection import train_test_split
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("load_digits needs scikit-learn: pip install 'pyrogen[data]'") from e
+    if not isinstance(test_size, int) or not 10 <= test_size <= 1787:
+        raise ValueError(f"test_size must be an int in [10, 1787], got {test_size!r}")
+    data = _load()
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        data.data, data.target, test_size=test_size, random_state=seed, stratify=data.target
+    )
+    dtype = dtype or torch.get_default_dtype()
+    return (
+        torch.as_tensor(x_tr, dtype=dtype),
+        torch.as_tensor(x_te, dtype=dtype),
+        torch.as_tensor(y_tr, dtype=torch.long),
+        torch.as_tensor(y_te, dtype=torch.long),
+    )
+
+
+def dequantize(x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform dequantization: ``x + u`` with ``u ~ U[0, 1)`` per pixel.
+
+    For integer pixels ``k`` and any density ``p`` on the continuous pixel scale, Jensen gives
+    ``log P(k) >= E_u[log p(k + u)]`` (Theis, van den Oord, Bethge 2016), so the mean
+    ``log p`` of dequantized data is a lower bound on the discrete log-likelihood in nats.
+
+    Shapes:
+        x: any, integer values.  returns: same shape and dtype.
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor.
+    References:
+        Theis, van den Oord, Bethge (2016). A note on the evaluation of generative models.
+        https://arxiv.org/abs/1511.01844
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a floating-point tensor of integer pixel values")
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x + noise
+
+
+def logit_transform(num_levels: int, *, alpha: float = 0.05) -> ComposeTransform:
+    r"""Map ``R^D`` onto the continuous pixel scale ``[0, num_levels)``, the inverse of the logit
+    preprocessing of RealNVP.
+
+    What it computes, elementwise: :math:`v = L\,(\sigma(z) - \alpha) / (1 - 2\alpha)`, so that
+    :math:`z = \operatorname{logit}(\alpha + (1 - 2\alpha) v / L)`. Append it to a flow
+    (``TransformedDistribution(base, [flow, logit_transform(L)])``): the log-determinant of the
+    preprocessing is then part of ``log_prob``, which is a density over pixels ``v`` (nats per
+    image in the original pixel space, comparable across preprocessings).
+
+    Shapes: elementwise (``event_dim = 0``).
+    Args:
+        num_levels: ``L``, the number of pixel levels (17 for digits, 256 for 8-bit).
+        alpha: boundary margin in ``(0, 0.5)``.
+    Raises:
+        ValueError: ``num_levels < 2`` or ``alpha`` outside ``(0, 0.5)``.
+    References:
+        Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP, Sec. 4.1.
+        https://arxiv.org/abs/1605.08803
+    """
+    if not isinstance(num_levels, int) or num_levels < 2:
+        raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    scale = num_levels / (1 - 2 * alpha)
+    return ComposeTransform([SigmoidTransform(), AffineTransform(-alpha * scale, scale)])
+
+
+def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
+    """Convert a log-likelihood per example (nats) to bits per dimension: ``-lp / (D ln 2)``.
+
+    Shapes: any (elementwise).
+    Raises:
+        ValueError: ``num_dims < 1``.
+    """
+    if not isinstance(num_dims, int) or num_dims < 1:
+        raise ValueError(f"num_dims must be a positive int, got {num_dims!r}")
+    return -log_prob / (num_dims * math.log(2.0))
+
+
+def _check_n(n: int) -> None:
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+
+
+def two_moons(
+    n: int, *, noise: float = 0.05, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Two interleaving half circles with Gaussian noise. Shape ``(n, 2)``.
+
+    Raises:
+        ValueError: ``n < 1`` or ``noise < 0``.
+    """
+    _check_n(n)
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    angle = math.pi * torch.rand(n, generator=generator)
+    upper = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle))
+    y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle))
+    points = torch.stack([x, y], -1) + noise * torch.randn(n, 2, generator=generator)
+    return points.to(torch.get_default_dtype())
+
+
+def eight_gaussians(
+    n: int, *, radius: float = 2.0, std: float = 0.1, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Equal mixture of 8 isotropic Gaussians centred on a circle. Shape ``(n, 2)``.
+
+    Raises:
+        ValueError: ``n < 1``, ``radius <= 0`` or ``std <= 0``.
+    """
+    _check_n(n)
+    if radius <= 0 or std <= 0:
+        raise ValueError(f"radius and std must be > 0, got {radius!r}, {std!r}")
+    k = torch.randint(8, (n,), generator=generator)
+    angle = 2 * math.pi * k / 8
+    centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], -1)
+    return (centres + std * torch.randn(n, 2, generator=generator)).to(torch.get_default_dtype())
+
+
+def checkerboard(n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform density on the 8 black squares of a 4x4 checkerboard on ``[-2, 2]^2``.
+    Shape ``(n, 2)``.
+
+    Raises:
+        ValueError: ``n < 1``.
+    """
+    _check_n(n)
+    x1 = 4 * torch.rand(n, generator=generator) - 2
+    offset = torch.randint(2, (n,), generator=generator) * 2.0 - 2
+    x2 = torch.rand(n, generator=generator) + offset + (torch.floor(x1) % 2)
+    return torch.stack([x1, x2], -1).to(torch.get_default_dtype())
+
+
+def pinwheel(
+    n: int,
+    *,
+    num_arms: int = 5,
+    radial_std: float = 0.3,
+    tangential_std: float = 0.1,
+    rate: float = 0.25,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pinwheel: ``num_arms`` spiral arms of Gaussian noise (Johnson et al. 2016). Shape ``(n, 2)``.
+
+    Raises:
+        ValueError: ``n < 1`` or ``num_arms < 1``.
+    """
+    _check_n(n)
+    if not isinstance(num_arms, int) or num_arms < 1:
+        raise ValueError(f"num_arms must be a positive int, got {num_arms!r}")
+    arm = torch.randint(num_arms, (n,), generator=generator)
+    feats = torch.randn(n, 2, generator=generator) * torch.tensor([radial_std, tangential_std])
+    feats[:, 0] += 1.0
+    angle = 2 * math.pi * arm / num_arms + rate * torch.exp(feats[:, 0])
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    return (2 * (rot @ feats.unsqueeze(-1)).squeeze(-1)).to(torch.get_default_dtype())

@@ -1,0 +1,30 @@
+"""Learnable bijections (Pyro ``TransformModule`` s) with exact inverses and log-determinants."""
+
+from pyrogen.transforms.actnorm import ActNorm
+from pyrogen.transforms.autoregressive import (
+    ConditionalInverseAutoregressive,
+    ConditionalMaskedAutoregressive,
+    InverseAutoregressive,
+    MaskedAutoregressive,
+)
+from pyrogen.transforms.base import Bijector, ConditionalBijector
+from pyrogen.transforms.coupling import AffineCoupling, ConditionalAffineCoupling, soft_bound
+from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute
+from pyrogen.transforms.planar import Planar
+
+__all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "Bijector",
+    "ConditionalAffineCoupling",
+    "ConditionalBijector",
+    "ConditionalInverseAutoregressive",
+    "ConditionalMaskedAutoregressive",
+    "InverseAutoregressive",
+    "Invertible1x1Conv",
+    "LULinear",
+    "MaskedAutoregressive",
+    "Permute",
+    "Planar",
+    "soft_bound",
+]

@@ -1,0 +1,119 @@
+"""Base class of every pyrogen bijection: one fused method per direction, one cache."""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions.conditional import ConditionalTransformModule
+from pyro.distributions.torch_transform import TransformModule
+from torch import nn
+
+from pyrogen.util import check_tensor
+
+__all__ = ["Bijector", "ConditionalBijector"]
+
+
+class Bijector(TransformModule):
+    r"""Base class of pyrogen's learnable bijections.
+
+    A subclass implements two fused methods,
+
+    - ``forward_and_ladj(x) -> (y, ladj)`` with :math:`y = f(x)` and
+      :math:`\mathrm{ladj} = \log|\det \partial f(x) / \partial x|`, and
+    - ``inverse_and_ladj(y) -> (x, ladj)`` with :math:`x = f^{-1}(y)` and
+      :math:`\mathrm{ladj} = \log|\det \partial f^{-1}(y) / \partial y|`,
+
+    and this class derives torch's ``_call``, ``_inverse`` and ``log_abs_det_jacobian`` from them.
+    It owns the only cache: the last ``(x, y, ladj)`` computed in either direction, keyed on the
+    identity of the tensor, so that sampling then scoring the same sample (or scoring then
+    asking for the log-det) costs one pass. The cache is always on (size 1); ``with_cache``
+    returns ``self``. Inputs are validated (:func:`check_tensor`) on every uncached call.
+
+    Shapes:
+        x: ``(*batch, *event_shape)``.  y: ``(*batch, *forward_shape(event_shape))``.
+        ladj: ``(*batch,)``, in nats.
+    Args:
+        event_shape: the event shape of the domain (the input of the forward map); ``None``
+            marks a size that may vary (image height and width of a 1x1 convolution).
+    """
+
+    __repr__ = nn.Module.__repr__
+    bijective = True
+
+    def __init__(self, event_shape: tuple[int | None, ...]) -> None:
+        super().__init__(cache_size=0)
+        self.event_shape = tuple(event_shape)
+        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    # -- the two methods a subclass writes ------------------------------------------------------
+    def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``y = f(x)`` and ``log|det df/dx|`` of shape ``(*batch,)``."""
+        raise NotImplementedError
+
+    def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``x = f^{-1}(y)`` and ``log|det df^{-1}/dy|`` of shape ``(*batch,)``."""
+        raise NotImplementedError
+
+    # -- derived --------------------------------------------------------------------------------
+    def _reference_parameter(self) -> torch.Tensor | None:
+        for p in self.parameters():
+            return p
+        for b in self.buffers():
+            if b.is_floating_point():
+                return b
+        return None
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        cache = self._cache
+        if cache is not None and x is cache[0]:
+            return cache[1]
+        check_tensor(x, "x", self.event_shape, like=self._reference_parameter())
+        y, ladj = self.forward_and_ladj(x)
+        self._cache = (x, y, ladj)
+        return y
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        cache = self._cache
+        if cache is not None and y is cache[1]:
+            return cache[0]
+        check_tensor(
+            y, "y", self.forward_shape(self.event_shape), like=self._reference_parameter()
+        )
+        x, ladj_inverse = self.inverse_and_ladj(y)
+        self._cache = (x, y, -ladj_inverse)
+        return x
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward log-determinant at ``x`` (nats), shape ``(*batch,)``; cached when possible."""
+        cache = self._cache
+        if cache is None or x is not cache[0]:
+            self._call(x)
+            cache = self._cache
+        assert cache is not None
+        return cache[2]
+
+    def clear_cache(self) -> None:
+        """Drop the cached ``(x, y, ladj)``."""
+        self._cache = None
+
+    def with_cache(self, cache_size: int = 1) -> Bijector:
+        """The cache of a :class:`Bijector` is always on; returns ``self``."""
+        return self
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_cache"] = None
+        return state
+
+
+class ConditionalBijector(ConditionalTransformModule):
+    """Base of conditional bijections: ``condition(context)`` returns a plain :class:`Bijector`.
+
+    Follows Pyro's :class:`~pyro.distributions.conditional.ConditionalTransformModule`; the
+    returned transform shares this module's parameters.
+    """
+
+    __repr__ = nn.Module.__repr__
+
+    def condition(self, context: torch.Tensor) -> Bijector:  # pragma: no cover - abstract
+        """Return the bijection for the given ``context`` of shape ``(*batch, context_dim)``."""
+        raise NotImplementedError

@@ -1,0 +1,56 @@
+"""Small shared helpers: input validation."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_tensor"]
+
+
+def check_tensor(
+    value: torch.Tensor,
+    name: str,
+    event_shape: tuple[int | None, ...],
+    *,
+    like: torch.Tensor | None = None,
+    check_finite: bool | None = None,
+) -> None:
+    """Validate an input tensor of a transform or network.
+
+    Args:
+        value: the tensor to check, shape ``(*batch, *event_shape)``.
+        name: the argument's name, used in error messages.
+        event_shape: the expected rightmost dimensions; ``None`` entries match any size.
+        like: a parameter whose dtype and device ``value`` must share (``None``: no check).
+        check_finite: require finite entries; ``None`` follows
+            ``torch.distributions.Distribution._validate_args`` (set by ``pyro.enable_validation``).
+
+    Raises:
+        TypeError: ``value`` is not a floating-point tensor, or its dtype differs from ``like``'s.
+        ValueError: wrong rightmost shape, a device different from ``like``'s, or non-finite
+            entries while validation is on.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    k = len(event_shape)
+    tail = value.shape[value.dim() - k :] if value.dim() >= k else None
+    if tail is None or any(e is not None and e != t for e, t in zip(event_shape, tail)):
+        expected = ", ".join("*" if e is None else str(e) for e in event_shape)
+        raise ValueError(f"{name} must have shape (*batch, {expected}), got {tuple(value.shape)}")
+    if like is not None:
+        if value.dtype != like.dtype:
+            raise TypeError(
+                f"{name} has dtype {value.dtype} but the parameters have dtype {like.dtype}; "
+                f"convert one of them (e.g. module.to({value.dtype}))"
+            )
+        if value.device != like.device:
+            raise ValueError(
+                f"{name} is on device {value.device} but the parameters are on {like.device}; "
+                f"move one of them (e.g. module.to('{value.device}'))"
+            )
+    if check_finite is None:
+        check_finite = torch.distributions.Distribution._validate_args
+    if check_finite and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains non-finite values (nan or inf)")

@@ -1,0 +1,40 @@
+"""Test options (--device, --dtype), seeding and markers for the pyrogen test suite."""
+
+import pyro
+import pytest
+import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="device for tests: cpu or cuda")
+    parser.addoption("--dtype", default="float64", choices=["float32", "float64"])
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--device").startswith("cuda") and torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs --device cuda and a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device(request) -> torch.device:
+    return torch.device(request.config.getoption("--device"))
+
+
+@pytest.fixture
+def dtype(request) -> torch.dtype:
+    return getattr(torch, request.config.getoption("--dtype"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear(request):
+    dtype = getattr(torch, request.config.getoption("--dtype"))
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    yield
+    torch.set_default_dtype(old)
