@@ -3,4 +3,4 @@
 from pyrogen import flows, nn, transforms
 
 __version__ = "0.1.0"
-__all__ = ["flows", "nn", "transforms", "__version__"]
+__all__ = ["__version__", "flows", "nn", "transforms"]

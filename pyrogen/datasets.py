@@ -35,8 +35,10 @@ def load_digits(
     integers ``0..16`` (17 levels), stored in a floating dtype.
 
     Shapes:
-        x_train ``(N_train, 64)``, x_test ``(N_test, 64)``, y_train ``(N_train,)``,
-        y_test ``(N_test,)`` (labels 0..9, ``torch.long``).
+        x_train: ``(N_train, 64)``.
+        x_test: ``(N_test, 64)``.
+        y_train: ``(N_train,)``, labels 0..9, ``torch.long``.
+        y_test: ``(N_test,)``, labels 0..9, ``torch.long``.
     Args:
         test_size: number of held-out images.
         seed: random state of the split.

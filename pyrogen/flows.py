@@ -52,7 +52,11 @@ def _mixer(input_dim: int, mixing: str) -> Transform | None:
 
 
 def _stack(
-    make_layer: Callable[[], Transform], num_layers: int, input_dim: int, mixing: str, context_dim: int
+    make_layer: Callable[[], Transform],
+    num_layers: int,
+    input_dim: int,
+    mixing: str,
+    context_dim: int,
 ):
     parts: list[Transform] = []
     for i in range(num_layers):
@@ -139,7 +143,9 @@ def realnvp(
     """
     _check_common(input_dim, num_layers, context_dim, mixing)
     if input_dim < 2:
-        raise ValueError(f"realnvp needs input_dim >= 2 (a coupling splits the input), got {input_dim}")
+        raise ValueError(
+            f"realnvp needs input_dim >= 2 (a coupling splits the input), got {input_dim}"
+        )
     hidden = tuple(hidden_dims) if hidden_dims is not None else _default_hidden(input_dim)
     split = input_dim // 2
     out = (input_dim - split) * (1 if additive else 2)
@@ -166,7 +172,9 @@ def _autoregressive(
     _check_common(input_dim, num_layers, context_dim, mixing)
     hidden = tuple(hidden_dims) if hidden_dims is not None else _default_hidden(input_dim)
     plain = MaskedAutoregressive if kind == "maf" else InverseAutoregressive
-    conditional = ConditionalMaskedAutoregressive if kind == "maf" else ConditionalInverseAutoregressive
+    conditional = (
+        ConditionalMaskedAutoregressive if kind == "maf" else ConditionalInverseAutoregressive
+    )
 
     def layer():
         made = MADE(input_dim, hidden, num_params=2, context_dim=context_dim)
@@ -210,7 +218,9 @@ def maf(
         >>> f(torch.randn(5, 3)).shape
         torch.Size([5, 3])
     """
-    return _autoregressive("maf", input_dim, num_layers, hidden_dims, context_dim, mixing, log_scale_bound)
+    return _autoregressive(
+        "maf", input_dim, num_layers, hidden_dims, context_dim, mixing, log_scale_bound
+    )
 
 
 def iaf(
@@ -247,4 +257,6 @@ def iaf(
         >>> f.condition(torch.randn(4))(torch.randn(5, 3)).shape
         torch.Size([5, 3])
     """
-    return _autoregressive("iaf", input_dim, num_layers, hidden_dims, context_dim, mixing, log_scale_bound)
+    return _autoregressive(
+        "iaf", input_dim, num_layers, hidden_dims, context_dim, mixing, log_scale_bound
+    )

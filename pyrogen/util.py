@@ -36,7 +36,7 @@ def check_tensor(
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
     k = len(event_shape)
     tail = value.shape[value.dim() - k :] if value.dim() >= k else None
-    if tail is None or any(e is not None and e != t for e, t in zip(event_shape, tail)):
+    if tail is None or any(e not in (None, t) for e, t in zip(event_shape, tail, strict=True)):
         expected = ", ".join("*" if e is None else str(e) for e in event_shape)
         raise ValueError(f"{name} must have shape (*batch, {expected}), got {tuple(value.shape)}")
     if like is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -10,15 +11,13 @@ from torch.nn import functional as F
 
 from pyrogen.util import check_tensor
 
-__all__ = ["MADE", "DenseNN", "BoundContext", "made_degrees"]
+__all__ = ["MADE", "BoundContext", "DenseNN", "made_degrees"]
 
 
 def _check_dims(input_dim: int, hidden_dims: Sequence[int], context_dim: int) -> tuple[int, ...]:
     if not isinstance(input_dim, int) or input_dim < 1:
         raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
-    if isinstance(hidden_dims, int) or not all(
-        isinstance(h, int) and h >= 1 for h in hidden_dims
-    ):
+    if isinstance(hidden_dims, int) or not all(isinstance(h, int) and h >= 1 for h in hidden_dims):
         raise ValueError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
     if not isinstance(context_dim, int) or context_dim < 0:
         raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
@@ -31,7 +30,7 @@ def _cat_context(x: torch.Tensor, context: torch.Tensor | None, context_dim: int
         raise ValueError(f"this network needs a context of shape (*batch, {context_dim})")
     check_tensor(context, "context", torch.Size([context_dim]))
     batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
-    return context.expand(batch + (context_dim,))
+    return context.expand((*batch, context_dim))
 
 
 class DenseNN(nn.Module):
@@ -69,7 +68,7 @@ class DenseNN(nn.Module):
         self.input_dim, self.output_dim, self.context_dim = input_dim, output_dim, context_dim
         sizes = (input_dim + context_dim, *hidden_dims)
         layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
+        for a, b in itertools.pairwise(sizes):
             layers += [nn.Linear(a, b), activation()]
         last = nn.Linear(sizes[-1], output_dim)
         nn.init.zeros_(last.weight)
@@ -107,7 +106,9 @@ def made_degrees(input_dim: int, order: str | Sequence[int] | torch.Tensor) -> t
             )
     else:
         perm = torch.as_tensor(order, dtype=torch.long)
-        if perm.shape != (input_dim,) or not torch.equal(perm.sort().values, torch.arange(input_dim)):
+        if perm.shape != (input_dim,) or not torch.equal(
+            perm.sort().values, torch.arange(input_dim)
+        ):
             raise ValueError(
                 f"order must be a permutation of range({input_dim}), got {perm.tolist()}"
             )
@@ -182,7 +183,7 @@ class MADE(nn.Module):
         for h in hidden_dims:
             degrees.append(torch.arange(h) % cycle + 1)
         layers: list[nn.Module] = []
-        for d_in, d_out in zip(degrees[:-1], degrees[1:]):
+        for d_in, d_out in itertools.pairwise(degrees):
             layers.append(_MaskedLinear((d_out[:, None] >= d_in[None, :]).long()))
         out_mask = (degrees_in[:, None] > degrees[-1][None, :]).long()
         last = _MaskedLinear(out_mask.repeat_interleave(num_params, dim=0))
@@ -191,7 +192,9 @@ class MADE(nn.Module):
         self.hidden = nn.ModuleList(layers)
         self.output = last
         self.activation = activation()
-        self.context_layer = nn.Linear(context_dim, hidden_dims[0], bias=False) if context_dim else None
+        self.context_layer = (
+            nn.Linear(context_dim, hidden_dims[0], bias=False) if context_dim else None
+        )
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         h = self.hidden[0](x)
@@ -202,7 +205,7 @@ class MADE(nn.Module):
         for layer in self.hidden[1:]:
             h = self.activation(layer(h))
         out = self.output(h)
-        return out.reshape(out.shape[:-1] + (self.input_dim, self.num_params))
+        return out.reshape((*out.shape[:-1], self.input_dim, self.num_params))
 
 
 class BoundContext(nn.Module):

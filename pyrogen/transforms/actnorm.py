@@ -57,7 +57,9 @@ class ActNorm(Bijector):
     def __init__(self, event_shape: Sequence[int], *, eps: float = 1e-6) -> None:
         event_shape = tuple(event_shape)
         if not event_shape or not all(isinstance(n, int) and n >= 1 for n in event_shape):
-            raise ValueError(f"event_shape must be a non-empty tuple of positive ints, got {event_shape!r}")
+            raise ValueError(
+                f"event_shape must be a non-empty tuple of positive ints, got {event_shape!r}"
+            )
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
         super().__init__(event_shape)
@@ -79,7 +81,9 @@ class ActNorm(Bijector):
     @torch.no_grad()
     def initialize(self, y: torch.Tensor) -> None:
         """Set shift and log-scale from data ``y`` of shape ``(*batch, *event_shape)``."""
-        channel_first = y.movedim(y.dim() - len(self.event_shape), 0).reshape(self.event_shape[0], -1)
+        channel_first = y.movedim(y.dim() - len(self.event_shape), 0).reshape(
+            self.event_shape[0], -1
+        )
         if channel_first.shape[1] < 2:
             raise ValueError("ActNorm needs at least 2 values per channel to initialize")
         self.shift.copy_(channel_first.mean(1).reshape(self.shift.shape))

@@ -19,7 +19,7 @@ __all__ = [
 
 
 class _AffineAutoregressive(Bijector):
-    """Shared parts of MAF and IAF: ``y = x * exp(s(c)) + mu(c)`` with ``c`` = y (MAF) or x (IAF)."""
+    """Shared parts of MAF and IAF: ``y = x * exp(s(c)) + mu(c)``, ``c`` = y (MAF) or x (IAF)."""
 
     domain = constraints.independent(constraints.real, 1)
     codomain = constraints.independent(constraints.real, 1)
@@ -45,7 +45,7 @@ class _AffineAutoregressive(Bijector):
         return out[..., 0], soft_bound(out[..., 1], self.log_scale_bound)
 
     def _solve_sequentially(self, step, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Iterate ``c <- step(c)`` D times from zero; after pass k the first k (in order) are exact."""
+        """Iterate ``c <- step(c)`` D times from zero; after pass k the first k are exact."""
         c = torch.zeros_like(like)
         log_scale = like
         for _ in range(self.input_dim):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
@@ -26,7 +28,11 @@ class Bijector(TransformModule):
     It owns the only cache: the last ``(x, y, ladj)`` computed in either direction, keyed on the
     identity of the tensor, so that sampling then scoring the same sample (or scoring then
     asking for the log-det) costs one pass. The cache is always on (size 1); ``with_cache``
-    returns ``self``. Inputs are validated (:func:`check_tensor`) on every uncached call.
+    returns ``self``. Unlike torch's and Pyro's caches, an entry is dropped as soon as
+    ``backward()`` runs through it or a parameter is modified in place, so re-scoring the same
+    data tensor after an optimizer step never returns results of the old parameters (nor a
+    freed graph). Inputs are validated (:func:`pyrogen.util.check_tensor`) on every uncached
+    call.
 
     Shapes:
         x: ``(*batch, *event_shape)``.  y: ``(*batch, *forward_shape(event_shape))``.
@@ -62,30 +68,59 @@ class Bijector(TransformModule):
                 return b
         return None
 
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.parameters())
+
+    def _lookup(self, value: torch.Tensor, slot: int):
+        """The cached triple if ``value`` is its entry ``slot`` and the entry is still valid."""
         cache = self._cache
-        if cache is not None and x is cache[0]:
+        if cache is None or value is not cache[slot] or cache[3] != self._versions():
+            return None
+        return cache
+
+    def _store(self, x, y, ladj, computed: tuple[torch.Tensor, ...]) -> None:
+        """Cache ``(x, y, ladj)``; forget it as soon as backward runs through it.
+
+        A cached graph is freed by ``backward()``, and the optimizer step that follows changes
+        the parameters (``ClippedAdam`` writes through ``p.data``, invisible to ``_version``),
+        so an entry that backward has passed through must never be served again.
+        """
+        entry = (x, y, ladj, self._versions())
+        self._cache = entry
+        ref = weakref.ref(self)
+
+        def forget(_grad_outputs):
+            owner = ref()
+            if owner is not None and owner._cache is entry:
+                owner._cache = None
+
+        for t in computed:
+            if t.grad_fn is not None:
+                t.grad_fn.register_prehook(forget)
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        cache = self._lookup(x, 0)
+        if cache is not None:
             return cache[1]
         check_tensor(x, "x", self.event_shape, like=self._reference_parameter())
         y, ladj = self.forward_and_ladj(x)
-        self._cache = (x, y, ladj)
+        self._store(x, y, ladj, (y, ladj))
         return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        cache = self._cache
-        if cache is not None and y is cache[1]:
+        cache = self._lookup(y, 1)
+        if cache is not None:
             return cache[0]
-        check_tensor(
-            y, "y", self.forward_shape(self.event_shape), like=self._reference_parameter()
-        )
+        check_tensor(y, "y", self.forward_shape(self.event_shape), like=self._reference_parameter())
         x, ladj_inverse = self.inverse_and_ladj(y)
-        self._cache = (x, y, -ladj_inverse)
+        ladj = -ladj_inverse
+        self._store(x, y, ladj, (x, ladj))
         return x
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward log-determinant at ``x`` (nats), shape ``(*batch,)``; cached when possible."""
-        cache = self._cache
-        if cache is None or x is not cache[0]:
+        cache = self._lookup(x, 0)
+        if cache is None:
             self._call(x)
             cache = self._cache
         assert cache is not None

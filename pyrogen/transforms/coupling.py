@@ -183,4 +183,6 @@ class ConditionalAffineCoupling(ConditionalBijector):
         AffineCoupling(split_dim, conditioner, **self._kwargs)  # validate the arguments once
 
     def condition(self, context: torch.Tensor) -> AffineCoupling:
-        return AffineCoupling(self.split_dim, BoundContext(self.conditioner, context), **self._kwargs)
+        return AffineCoupling(
+            self.split_dim, BoundContext(self.conditioner, context), **self._kwargs
+        )

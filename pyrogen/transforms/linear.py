@@ -46,9 +46,7 @@ class Permute(Bijector):
         perm = torch.as_tensor(permutation, dtype=torch.long)
         n = perm.numel()
         if perm.dim() != 1 or n < 1 or not torch.equal(perm.sort().values, torch.arange(n)):
-            raise ValueError(
-                f"permutation must be a permutation of range(D), got {perm.tolist()}"
-            )
+            raise ValueError(f"permutation must be a permutation of range(D), got {perm.tolist()}")
         super().__init__((n,))
         self.register_buffer("permutation", perm)
         self.register_buffer("inverse_permutation", torch.argsort(perm))
@@ -203,7 +201,7 @@ class Invertible1x1Conv(_LUDecomposed):
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        out = F.conv2d(x.reshape((-1,) + shape[-3:]), weight[..., None, None])
+        out = F.conv2d(x.reshape((-1, *shape[-3:])), weight[..., None, None])
         return out.reshape(shape)
 
     def _ladj(self, x: torch.Tensor) -> torch.Tensor:

@@ -64,8 +64,12 @@ CASES = {
     "cond_coupling": Case(
         lambda: ConditionalAffineCoupling(2, DenseNN(2, [16], 4, context_dim=3)), (4,), 3
     ),
-    "cond_maf": Case(lambda: ConditionalMaskedAutoregressive(MADE(3, [16], context_dim=2)), (3,), 2),
-    "cond_iaf": Case(lambda: ConditionalInverseAutoregressive(MADE(3, [16], context_dim=2)), (3,), 2),
+    "cond_maf": Case(
+        lambda: ConditionalMaskedAutoregressive(MADE(3, [16], context_dim=2)), (3,), 2
+    ),
+    "cond_iaf": Case(
+        lambda: ConditionalInverseAutoregressive(MADE(3, [16], context_dim=2)), (3,), 2
+    ),
     "flow_planar": Case(lambda: flows.planar(3, num_layers=3), (3,)),
     "flow_realnvp": Case(lambda: flows.realnvp(4, num_layers=3, hidden_dims=[16]), (4,)),
     "flow_realnvp_lu": Case(lambda: flows.realnvp(5, num_layers=2, mixing="lu"), (5,)),
@@ -139,7 +143,9 @@ def test_inverse_round_trip(name):
 
 def _autograd_ladj(fn, v: torch.Tensor) -> torch.Tensor:
     shape = v.shape
-    jac = torch.autograd.functional.jacobian(lambda u: fn(u.reshape(shape)).reshape(-1), v.reshape(-1))
+    jac = torch.autograd.functional.jacobian(
+        lambda u: fn(u.reshape(shape)).reshape(-1), v.reshape(-1)
+    )
     return torch.linalg.slogdet(jac)[1]
 
 
@@ -198,7 +204,9 @@ def test_gradients_reach_every_parameter(name):
 def _flow_dist(case: Case, f):
     p = next(iter(f.parameters()), None)
     dtype = p.dtype if p is not None else torch.get_default_dtype()
-    base = dist.Normal(torch.zeros(case.event_shape, dtype=dtype), 1.0).to_event(len(case.event_shape))
+    base = dist.Normal(torch.zeros(case.event_shape, dtype=dtype), 1.0).to_event(
+        len(case.event_shape)
+    )
     return dist.TransformedDistribution(base, [f])
 
 
@@ -268,4 +276,45 @@ def test_cuda_matches_cpu(name, device):
     torch.testing.assert_close(y.cpu(), f_cpu(x), atol=1e-6, rtol=1e-6)
     x_back = f_gpu.inv(y.clone())
     assert x_back.device.type == "cuda"
-    torch.testing.assert_close(f_gpu.log_abs_det_jacobian(x_back, y).cpu(), f_cpu.log_abs_det_jacobian(x, f_cpu(x)), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        f_gpu.log_abs_det_jacobian(x_back, y).cpu(),
+        f_cpu.log_abs_det_jacobian(x, f_cpu(x)),
+        atol=1e-6,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_cache_is_not_stale_after_an_optimizer_step(name):
+    """Full-batch training re-scores the same tensor: it must see the updated parameters."""
+    case = CASES[name]
+    module, f = build(case)
+    params = list(module.parameters())
+    if not params:
+        pytest.skip("no parameters")
+    q = _flow_dist(case, f)
+    y = data(case, (8,))
+    q.log_prob(y).sum().neg().backward()
+    with torch.no_grad():
+        for p in params:  # like pyro's ClippedAdam: through .data, invisible to _version
+            p.data.add_(0.05 * torch.randn_like(p))
+    again = q.log_prob(y)  # same tensor object as before
+    fresh = q.log_prob(y.clone())
+    torch.testing.assert_close(again, fresh)
+    again.sum().backward()  # the graph is alive (no "backward through the graph a second time")
+
+
+def test_cache_serves_sample_then_score():
+    """Sampling then scoring the sample costs no inverse pass (IAF in a guide)."""
+    f = flows.iaf(3, num_layers=2)
+    q = dist.TransformedDistribution(dist.Normal(torch.zeros(3), 1.0).to_event(1), [f])
+    calls = []
+    for layer in f:
+        if hasattr(layer, "inverse_and_ladj"):
+            orig = layer.inverse_and_ladj
+            layer.inverse_and_ladj = lambda y, orig=orig: calls.append(1) or orig(y)
+    x = q.rsample((4,))
+    q.log_prob(x)
+    assert calls == []
+    q.log_prob(x.clone())
+    assert len(calls) == len(f)

@@ -1,0 +1,38 @@
+"""Every example and benchmark runs in its smoke mode."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_digits_density_smoke(tmp_path):
+    example = load(ROOT / "examples" / "digits_density.py")
+    results = example.main(["--smoke", "--no-progress", "--out", str(tmp_path)])
+    assert set(results) == {"Gaussian (full cov)", "RealNVP", "MAF", "Planar"}
+    for r in results.values():
+        assert math.isfinite(r["test_log_likelihood_nats"])
+        assert r["test_bits_per_dim"] > 0
+    assert (tmp_path / "digits_density.png").stat().st_size > 0
+    assert (tmp_path / "digits_density.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_flows_quick():
+    bench = load(ROOT / "benchmarks" / "bench_flows.py")
+    rows = bench.main(["--quick"])
+    assert len(rows) == 7
+    assert all(t_ours > 0 and t_pyro > 0 for _, t_ours, t_pyro in rows)
