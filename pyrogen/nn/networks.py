@@ -129,7 +129,7 @@ class _MaskedLinear(nn.Linear):
 class MADE(nn.Module):
     r"""Masked autoencoder for distribution estimation: an autoregressive MLP.
 
-    Output ``out[..., i, :]`` depends only on the inputs that come before ``i`` in ``order``
+    Output ``out[..., :, i]`` depends only on the inputs that come before ``i`` in ``order``
     (and on the context, which feeds every unit of the first hidden layer unmasked). Hidden
     unit degrees cycle through ``1..D-1``; a unit of degree ``m`` sees inputs of degree
     ``<= m`` and feeds outputs of degree ``> m`` (Germain et al. 2015, Eq. 12-13). The last
@@ -139,7 +139,8 @@ class MADE(nn.Module):
 
     Shapes:
         x: ``(*batch, input_dim)``.  context: ``(*batch, context_dim)``.
-        out: ``(*batch, input_dim, num_params)``.
+        out: ``(*batch, num_params, input_dim)`` (parameter-major, so ``out[..., k, :]`` is
+            contiguous).
     Args:
         input_dim: ``D``, the number of autoregressive variables.
         hidden_dims: sizes of the hidden layers (each should be ``>= D - 1`` so that every
@@ -156,7 +157,7 @@ class MADE(nn.Module):
     Example:
         >>> made = MADE(3, [8], num_params=2)
         >>> made(torch.randn(5, 3)).shape
-        torch.Size([5, 3, 2])
+        torch.Size([5, 2, 3])
     """
 
     def __init__(
@@ -186,7 +187,7 @@ class MADE(nn.Module):
         for d_in, d_out in itertools.pairwise(degrees):
             layers.append(_MaskedLinear((d_out[:, None] >= d_in[None, :]).long()))
         out_mask = (degrees_in[:, None] > degrees[-1][None, :]).long()
-        last = _MaskedLinear(out_mask.repeat_interleave(num_params, dim=0))
+        last = _MaskedLinear(out_mask.repeat(num_params, 1))  # parameter-major rows
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.hidden = nn.ModuleList(layers)
@@ -205,7 +206,7 @@ class MADE(nn.Module):
         for layer in self.hidden[1:]:
             h = self.activation(layer(h))
         out = self.output(h)
-        return out.reshape((*out.shape[:-1], self.input_dim, self.num_params))
+        return out.reshape((*out.shape[:-1], self.num_params, self.input_dim))
 
 
 class BoundContext(nn.Module):

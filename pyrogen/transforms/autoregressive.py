@@ -42,7 +42,7 @@ class _AffineAutoregressive(Bijector):
 
     def _shift_log_scale(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.conditioner(c)
-        return out[..., 0], soft_bound(out[..., 1], self.log_scale_bound)
+        return out[..., 0, :], soft_bound(out[..., 1, :], self.log_scale_bound)
 
     def _solve_sequentially(self, step, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Iterate ``c <- step(c)`` D times from zero; after pass k the first k are exact."""

@@ -78,14 +78,16 @@ class Bijector(TransformModule):
             return None
         return cache
 
-    def _store(self, x, y, ladj, computed: tuple[torch.Tensor, ...]) -> None:
+    def _store(
+        self, x, y, ladj, computed: tuple[torch.Tensor, ...], versions: tuple[int, ...]
+    ) -> None:
         """Cache ``(x, y, ladj)``; forget it as soon as backward runs through it.
 
         A cached graph is freed by ``backward()``, and the optimizer step that follows changes
         the parameters (``ClippedAdam`` writes through ``p.data``, invisible to ``_version``),
         so an entry that backward has passed through must never be served again.
         """
-        entry = (x, y, ladj, self._versions())
+        entry = (x, y, ladj, versions)
         self._cache = entry
         ref = weakref.ref(self)
 
@@ -103,8 +105,9 @@ class Bijector(TransformModule):
         if cache is not None:
             return cache[1]
         check_tensor(x, "x", self.event_shape, like=self._reference_parameter())
+        versions = self._versions()
         y, ladj = self.forward_and_ladj(x)
-        self._store(x, y, ladj, (y, ladj))
+        self._store(x, y, ladj, (y, ladj), versions)
         return y
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
@@ -112,9 +115,10 @@ class Bijector(TransformModule):
         if cache is not None:
             return cache[0]
         check_tensor(y, "y", self.forward_shape(self.event_shape), like=self._reference_parameter())
+        versions = self._versions()
         x, ladj_inverse = self.inverse_and_ladj(y)
         ladj = -ladj_inverse
-        self._store(x, y, ladj, (x, ladj))
+        self._store(x, y, ladj, (x, ladj), versions)
         return x
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -52,10 +52,10 @@ class Permute(Bijector):
         self.register_buffer("inverse_permutation", torch.argsort(perm))
 
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[..., self.permutation], x.new_zeros(x.shape[:-1])
+        return x.index_select(-1, self.permutation), x.new_zeros(x.shape[:-1])
 
     def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return y[..., self.inverse_permutation], y.new_zeros(y.shape[:-1])
+        return y.index_select(-1, self.inverse_permutation), y.new_zeros(y.shape[:-1])
 
     def extra_repr(self) -> str:
         return f"D={self.permutation.numel()}"

@@ -20,12 +20,12 @@ def test_made_is_autoregressive(order, context_dim):
             p.add_(torch.randn_like(p))
     x = torch.randn(5)
     context = torch.randn(3) if context_dim else None
-    jac = torch.autograd.functional.jacobian(lambda v: made(v, context), x)  # (D, P, D)
+    jac = torch.autograd.functional.jacobian(lambda v: made(v, context), x)  # (P, D, D)
     deg = made.degrees
     allowed = deg[:, None] > deg[None, :]  # output i may depend on input j iff deg_j < deg_i
-    assert (jac[~allowed.unsqueeze(1).expand_as(jac)] == 0).all(), "output depends on a successor"
+    assert (jac[~allowed.unsqueeze(0).expand_as(jac)] == 0).all(), "output depends on a successor"
     # Connectivity: every allowed dependency is realised by some output parameter.
-    reached = jac.abs().sum(1) > 0
+    reached = jac.abs().sum(0) > 0
     assert (reached == allowed).all()
 
 
