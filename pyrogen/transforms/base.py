@@ -48,7 +48,8 @@ class Bijector(TransformModule):
     def __init__(self, event_shape: tuple[int | None, ...]) -> None:
         super().__init__(cache_size=0)
         self.event_shape = tuple(event_shape)
-        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._cache: tuple | None = None
+        self._param_tuple: tuple[torch.Tensor, ...] | None = None
 
     # -- the two methods a subclass writes ------------------------------------------------------
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,16 +61,25 @@ class Bijector(TransformModule):
         raise NotImplementedError
 
     # -- derived --------------------------------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, (nn.Parameter, nn.Module)):
+            self.__dict__["_param_tuple"] = None
+        super().__setattr__(name, value)
+
+    def _params(self) -> tuple[torch.Tensor, ...]:
+        """Parameters, then floating buffers, walked once (module traversal costs ~50 us)."""
+        params = self._param_tuple
+        if params is None:
+            floating = (b for b in self.buffers() if b.is_floating_point())
+            params = self._param_tuple = (*self.parameters(), *floating)
+        return params
+
     def _reference_parameter(self) -> torch.Tensor | None:
-        for p in self.parameters():
-            return p
-        for b in self.buffers():
-            if b.is_floating_point():
-                return b
-        return None
+        params = self._params()
+        return params[0] if params else None
 
     def _versions(self) -> tuple[int, ...]:
-        return tuple(p._version for p in self.parameters())
+        return tuple(p._version for p in self._params())
 
     def _lookup(self, value: torch.Tensor, slot: int):
         """The cached triple if ``value`` is its entry ``slot`` and the entry is still valid."""
@@ -131,8 +141,10 @@ class Bijector(TransformModule):
         return cache[2]
 
     def clear_cache(self) -> None:
-        """Drop the cached ``(x, y, ladj)``."""
+        """Drop the cached ``(x, y, ladj)`` (and the list of parameters, e.g. after replacing a
+        submodule of the conditioner)."""
         self._cache = None
+        self._param_tuple = None
 
     def with_cache(self, cache_size: int = 1) -> Bijector:
         """The cache of a :class:`Bijector` is always on; returns ``self``."""
@@ -141,6 +153,7 @@ class Bijector(TransformModule):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state["_cache"] = None
+        state["_param_tuple"] = None
         return state
 
 
