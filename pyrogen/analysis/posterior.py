@@ -1,0 +1,351 @@
+"""Judge a variational posterior: ArviZ ``InferenceData`` from an SVI guide, PSIS k-hat, and
+importance resampling. All ArviZ calls of pyrogen live in this module."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+__all__ = ["PSISDiagnostic", "importance_resample", "psis_khat", "to_inference_data"]
+
+
+def _arviz():
+    with warnings.catch_warnings():
+        # ArviZ 0.2x announces its 1.0 refactor with a FutureWarning on import.
+        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def _check_num_samples(num_samples: int, name: str = "num_samples") -> None:
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"{name} must be a positive int, got {num_samples!r}")
+
+
+def _is_latent(site: dict) -> bool:
+    return (
+        site["type"] == "sample"
+        and not site_is_subsample(site)
+        and not site["is_observed"]
+        and not site["infer"].get("was_observed", False)
+        and not site["infer"].get("is_auxiliary", False)
+    )
+
+
+def _is_observed(site: dict) -> bool:
+    return site["type"] == "sample" and (
+        site["infer"].get("was_observed", False) and not site["infer"].get("_deterministic", False)
+    )
+
+
+def _is_deterministic(site: dict) -> bool:
+    return site["type"] == "sample" and site["infer"].get("_deterministic", False)
+
+
+def _traces(model: Callable, guide: Callable, args, kwargs):
+    """One guide draw and the model replayed on it, with observed sites un-observed (so that the
+    model also draws the posterior predictive); checks that the guide covers every latent."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(
+        poutine.uncondition(poutine.replay(model, trace=guide_trace))
+    ).get_trace(*args, **kwargs)
+    for name, site in model_trace.nodes.items():
+        if _is_latent(site) and name not in guide_trace.nodes:
+            raise ValueError(
+                f"the guide does not match the model: latent site {name!r} of the model is not "
+                f"sampled by the guide (guide sites: {sorted(guide_trace.stochastic_nodes)})"
+            )
+    return guide_trace, model_trace
+
+
+def _dims(site: dict, shape: torch.Size) -> list[str]:
+    """Dimension names of a site's value: plate names where plates are, else ``{site}_dim_k``."""
+    names = [f"{site['name']}_dim_{k}" for k in range(len(shape))]
+    for frame in site["cond_indep_stack"]:
+        if frame.vectorized and frame.dim is not None and -len(shape) <= frame.dim < 0:
+            names[len(shape) + frame.dim] = frame.name
+    return names
+
+
+def to_inference_data(model: Callable, guide: Callable, *args, num_samples: int = 1000, **kwargs):
+    """Turn a fitted SVI guide into an ArviZ ``InferenceData`` (Pyro's ``az.from_pyro`` takes MCMC
+    only).
+
+    Draws ``num_samples`` times from the guide; for each draw the model is replayed on the
+    guide's latent values with its observed sites un-observed, which yields in one pass the
+    posterior predictive draw and the log-likelihood of every observation.
+
+    Groups (one chain, ``num_samples`` draws):
+        ``posterior``: every latent and ``pyro.deterministic`` site, constrained, with dims named
+        after the model's plates; ``posterior_predictive``: each observed site; ``log_likelihood``:
+        the per-observation log-likelihood (nats, shape = the site's batch shape);
+        ``observed_data``; ``sample_stats``: ``lp`` = log p(x, z) and ``log_q`` = log q(z) (nats).
+        ``attrs`` record the inference library and method (the guide's class).
+
+    Args:
+        model, guide: a Pyro model and a guide for it (any guide, e.g. an autoguide).
+        *args, **kwargs: the model's arguments.
+        num_samples: number of guide draws.
+    Returns:
+        ``arviz.InferenceData``.
+    Raises:
+        ValueError: ``num_samples < 1``; a model latent site missing from the guide.
+    References:
+        Kumar, Carroll, Hartikainen, Martin (2019). ArviZ a unified library for exploratory
+        analysis of Bayesian models in Python. https://doi.org/10.21105/joss.01143
+    """
+    _check_num_samples(num_samples)
+    az = _arviz()
+    groups: dict[str, dict[str, list]] = {
+        "posterior": {},
+        "posterior_predictive": {},
+        "log_likelihood": {},
+        "observed_data": {},
+        "sample_stats": {"lp": [], "log_q": []},
+    }
+    dims: dict[str, list[str]] = {}
+    with torch.no_grad():
+        for _ in range(num_samples):
+            guide_trace, model_trace = _traces(model, guide, args, kwargs)
+            guide_trace.compute_log_prob()
+            log_q = sum(
+                site["log_prob"].sum()
+                for site in guide_trace.nodes.values()
+                if site["type"] == "sample" and "log_prob" in site
+            )
+            lp = torch.zeros(())
+            for name, site in model_trace.nodes.items():
+                if _is_latent(site) or _is_deterministic(site):
+                    value = site["value"]
+                    groups["posterior"].setdefault(name, []).append(value)
+                    dims.setdefault(name, _dims(site, value.shape))
+                    if _is_latent(site):
+                        lp = lp + site["fn"].log_prob(value).sum()
+                elif _is_observed(site):
+                    obs = site["infer"]["obs"]
+                    log_lik = site["fn"].log_prob(obs)
+                    lp = lp + log_lik.sum()
+                    groups["posterior_predictive"].setdefault(name, []).append(site["value"])
+                    groups["log_likelihood"].setdefault(name, []).append(log_lik)
+                    groups["observed_data"].setdefault(name, [obs])
+                    dims.setdefault(name, _dims(site, obs.shape))
+            groups["sample_stats"]["lp"].append(lp)
+            groups["sample_stats"]["log_q"].append(torch.as_tensor(log_q))
+
+    def stack(values: list[torch.Tensor]) -> np.ndarray:
+        return torch.stack([torch.as_tensor(v) for v in values]).cpu().numpy()[None]
+
+    data = {
+        group: {name: stack(values) for name, values in sites.items()}
+        for group, sites in groups.items()
+        if group != "observed_data"
+    }
+    observed = {name: values[0].cpu().numpy() for name, values in groups["observed_data"].items()}
+    ll_dims = {}
+    for name, values in groups["log_likelihood"].items():
+        batch_ndim = values[0].dim()
+        ll_dims[name] = dims[name][len(dims[name]) - batch_ndim :] if batch_ndim else []
+    attrs = {
+        "inference_library": "pyro",
+        "inference_library_version": pyro.__version__,
+        "inference_method": f"SVI ({getattr(guide, '__name__', type(guide).__name__)})",
+        "creation_library": "pyrogen",
+    }
+    idata = az.from_dict(
+        posterior=data["posterior"],
+        posterior_predictive=data["posterior_predictive"],
+        sample_stats=data["sample_stats"],
+        observed_data=observed,
+        dims=dims,
+        attrs=attrs,
+    )
+    # Per-observation log-likelihoods have the observed site's batch shape only (event dims are
+    # summed), so they get their own dims.
+    idata.extend(az.from_dict(log_likelihood=data["log_likelihood"], dims=ll_dims, attrs=attrs))
+    return idata
+
+
+@dataclass
+class PSISDiagnostic:
+    """Result of :func:`psis_khat`.
+
+    Attributes:
+        khat: Pareto shape estimate of the importance-ratio tail. ``< 0.5``: good, the guide is
+            close enough for importance sampling; ``0.5-0.7``: usable after importance
+            reweighting (:func:`importance_resample`); ``> 0.7``: unreliable, the guide misses
+            posterior mass and its estimates cannot be trusted (Yao et al. 2018).
+        log_evidence: importance-sampling estimate of ``log p(x)`` in nats,
+            ``logsumexp(log w) - log S`` (a stochastic lower bound in expectation).
+        ess: effective sample size of the Pareto-smoothed normalized weights, ``1 / sum w^2``.
+        num_samples: ``S``, the number of guide draws.
+        log_weights: raw ``log p(x, z_s) - log q(z_s)``, shape ``(S,)``, nats.
+    """
+
+    khat: float
+    log_evidence: float
+    ess: float
+    num_samples: int
+    log_weights: torch.Tensor
+
+    @property
+    def status(self) -> str:
+        """``"good"``, ``"ok after reweighting"`` or ``"unreliable"`` by the k-hat thresholds."""
+        if self.khat < 0.5:
+            return "good"
+        return "ok after reweighting" if self.khat <= 0.7 else "unreliable"
+
+
+def _max_plate_nesting(model: Callable, args, kwargs) -> int:
+    with poutine.block():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    dims = [
+        -frame.dim
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.dim is not None
+    ]
+    return max(dims, default=0)
+
+
+def _importance(model, guide, args, kwargs, num_samples):
+    _check_num_samples(num_samples)
+    with torch.no_grad():
+        _, prototype = _traces(model, guide, args, kwargs)  # validates guide against model
+        log_w, _, guide_trace = pyro.infer.importance.vectorized_importance_weights(
+            model,
+            guide,
+            *args,
+            num_samples=num_samples,
+            max_plate_nesting=_max_plate_nesting(model, args, kwargs),
+            normalized=False,
+            **kwargs,
+        )
+    log_w = log_w.reshape(num_samples)
+    if not bool(torch.isfinite(log_w).any()):
+        raise ValueError("every importance weight is zero or non-finite; check model and guide")
+    return log_w, guide_trace, prototype
+
+
+def _psis(log_w: torch.Tensor) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed normalized log weights and k-hat.
+
+    Constant weights (the guide equals the posterior up to its normalizer) have no tail to fit:
+    k-hat is then reported as ``-inf`` and the weights stay uniform.
+    """
+    lw = log_w.detach().cpu().double().numpy()
+    lw = lw - np.logaddexp.reduce(lw)
+    if np.ptp(lw[np.isfinite(lw)]) < 1e-10:
+        return lw, -math.inf
+    smoothed, khat = _arviz().psislw(lw, reff=1.0)
+    smoothed = np.asarray(smoothed)
+    if not np.isfinite(khat) or np.isnan(smoothed).any():
+        raise ValueError(f"Pareto smoothing failed (k-hat = {khat}); use more num_samples")
+    return smoothed, float(khat)
+
+
+def psis_khat(
+    model: Callable, guide: Callable, *args, num_samples: int = 1000, **kwargs
+) -> PSISDiagnostic:
+    """Pareto-smoothed importance sampling diagnostic of a guide ("Yes, but did it work?").
+
+    Draws ``S = num_samples`` latents from the guide (vectorized over a particle plate), forms
+    the log importance ratios ``log w_s = log p(x, z_s) - log q(z_s)`` and fits a generalized
+    Pareto distribution to their upper tail with ``arviz.psislw``.
+
+    Args:
+        model, guide: a Pyro model and a guide for it; the model must be vectorizable (static
+            structure, ``pyro.plate`` for batch dimensions).
+        *args, **kwargs: the model's arguments.
+        num_samples: ``S``; k-hat needs a few hundred draws to be meaningful.
+    Returns:
+        :class:`PSISDiagnostic` with ``khat``, ``log_evidence`` (nats), ``ess`` and the raw log
+        weights. Thresholds: ``k < 0.5`` good, ``0.5-0.7`` usable after reweighting, ``> 0.7``
+        unreliable.
+    Raises:
+        ValueError: ``num_samples < 1``; a model latent site missing from the guide; all weights
+            zero.
+    References:
+        Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
+        Inference. https://arxiv.org/abs/1802.02538
+        Vehtari, Simpson, Gelman, Yao, Gabry (2024). Pareto Smoothed Importance Sampling.
+        https://arxiv.org/abs/1507.02646
+    """
+    log_w, _, _ = _importance(model, guide, args, kwargs, num_samples)
+    smoothed, khat = _psis(log_w)
+    weights = np.exp(smoothed)
+    return PSISDiagnostic(
+        khat=khat,
+        log_evidence=float(torch.logsumexp(log_w, 0) - math.log(num_samples)),
+        ess=float(1.0 / np.sum(weights**2)),
+        num_samples=num_samples,
+        log_weights=log_w,
+    )
+
+
+def importance_resample(
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_samples: int = 1000,
+    num_proposals: int | None = None,
+    allow_unreliable: bool = False,
+    generator: torch.Generator | None = None,
+    **kwargs,
+) -> tuple[dict[str, torch.Tensor], PSISDiagnostic]:
+    """Correct guide draws toward the posterior by PSIS-weighted resampling.
+
+    Draws ``num_proposals`` latents from the guide, smooths their importance weights with PSIS
+    and resamples ``num_samples`` of them with replacement in proportion to the weights.
+
+    Args:
+        model, guide, *args, **kwargs: as in :func:`psis_khat`.
+        num_samples: number of resampled draws.
+        num_proposals: guide draws to resample from (default ``10 * num_samples``).
+        allow_unreliable: resample even when k-hat > 0.7 (the result is then not trustworthy).
+        generator: random generator of the resampling step.
+    Returns:
+        ``(samples, diagnostic)``: ``{site: tensor (num_samples, *site_shape)}`` of constrained
+        latent values, and the :class:`PSISDiagnostic` of the proposals.
+    Raises:
+        ValueError: ``num_samples < 1`` or ``num_proposals < 1``; a guide that does not match
+            the model; k-hat > 0.7 without ``allow_unreliable``.
+    References:
+        Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
+        Inference. https://arxiv.org/abs/1802.02538
+    """
+    _check_num_samples(num_samples)
+    num_proposals = 10 * num_samples if num_proposals is None else num_proposals
+    _check_num_samples(num_proposals, "num_proposals")
+    log_w, guide_trace, prototype = _importance(model, guide, args, kwargs, num_proposals)
+    smoothed, khat = _psis(log_w)
+    weights = np.exp(smoothed)
+    diagnostic = PSISDiagnostic(
+        khat=khat,
+        log_evidence=float(torch.logsumexp(log_w, 0) - math.log(num_proposals)),
+        ess=float(1.0 / np.sum(weights**2)),
+        num_samples=num_proposals,
+        log_weights=log_w,
+    )
+    if khat > 0.7 and not allow_unreliable:
+        raise ValueError(
+            f"k-hat = {khat:.2f} > 0.7: the guide misses posterior mass and importance "
+            "resampling cannot repair it; improve the guide or pass allow_unreliable=True"
+        )
+    probs = torch.as_tensor(weights, dtype=torch.float64)
+    index = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
+    samples = {}
+    for name, site in prototype.nodes.items():
+        if _is_latent(site):
+            values = guide_trace.nodes[name]["value"].reshape(num_proposals, *site["value"].shape)
+            samples[name] = values[index.to(values.device)]
+    return samples, diagnostic

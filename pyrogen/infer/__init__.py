@@ -1,0 +1,5 @@
+"""Inference: autoguides with flows (and, later, objectives and estimators)."""
+
+from pyrogen.infer.autoguide import AutoFlow
+
+__all__ = ["AutoFlow"]

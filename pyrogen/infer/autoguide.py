@@ -1,0 +1,174 @@
+"""AutoFlow: an autoguide whose posterior is a full-rank affine map on top of a normalizing flow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.distributions.transforms import LowerCholeskyAffine
+from pyro.infer.autoguide import AutoContinuous
+from pyro.infer.autoguide.initialization import init_to_median
+from pyro.nn import PyroParam
+from torch.distributions import Transform, biject_to
+
+from pyrogen import flows
+
+__all__ = ["AutoFlow"]
+
+_BUILDERS = {"iaf": flows.iaf, "maf": flows.maf, "realnvp": flows.realnvp, "planar": flows.planar}
+
+
+class AutoFlow(AutoContinuous):
+    r"""Autoguide over the model's packed unconstrained latents: a flow, then a full-rank affine.
+
+    What it computes: with :math:`\epsilon \sim \mathcal N(0, I_D)` and a flow :math:`f` that
+    is the identity at initialization,
+
+    .. math::
+
+        z = \mu + \operatorname{diag}(\sigma)\, L\, f(\epsilon),
+
+    where ``L`` is unit lower triangular. At initialization the guide is therefore the Gaussian
+    :math:`\mathcal N(\mu_0, \sigma_0^2 I)` with :math:`\mu_0` from ``init_loc_fn`` and
+    :math:`\sigma_0` = ``init_scale``; the affine part then learns location, scales and
+    correlations (it alone is Pyro's ``AutoMultivariateNormal``) while the flow, acting in
+    whitened coordinates, learns the non-Gaussian shape (funnels, skewed or heavy tails). Putting
+    the affine map last keeps the flow's inputs at unit scale even when posterior scales span
+    many orders of magnitude.
+
+    Cost: one flow pass per draw for ``flow="iaf"`` (sampling and scoring its own samples, the
+    case of ``Trace_ELBO``); ``"maf"`` samples with ``D`` sequential passes per layer.
+
+    Shapes:
+        latent: ``(*batch, D)`` with ``D`` the total size of the unconstrained latents.
+    Args:
+        model: a Pyro model with continuous latent sites only.
+        flow: ``"iaf"``, ``"maf"``, ``"realnvp"``, ``"planar"``, or a callable mapping ``D`` to a
+            :class:`~torch.distributions.Transform` (a ``TransformModule`` if it is trainable).
+        num_layers: flow layers (ignored for a callable ``flow``).
+        hidden_dims: hidden sizes of the flow's networks (default: the builder's).
+        init_loc_fn: per-site initialization, as in Pyro's autoguides (e.g. ``init_to_value``).
+        init_scale: initial posterior standard deviation in unconstrained space, > 0.
+        num_quantile_draws: draws used by :meth:`median` and :meth:`quantiles` (flows have no
+            closed-form quantiles; these are Monte Carlo estimates).
+    Raises:
+        ValueError: unknown ``flow``, ``init_scale <= 0``, ``num_layers < 1``, or (on first use)
+            a model with discrete latent sites, or ``flow="realnvp"`` with ``D < 2``.
+    References:
+        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
+        https://arxiv.org/abs/1606.04934
+        Rezende, Mohamed (2015). Variational Inference with Normalizing Flows.
+        https://arxiv.org/abs/1505.05770
+    Example:
+        >>> def model():
+        ...     pyro.sample("x", pyro.distributions.Normal(0.0, 1.0))
+        >>> guide = AutoFlow(model, num_layers=1)
+        >>> sorted(guide())
+        ['x']
+    """
+
+    scale_constraint = constraints.softplus_positive
+    scale_tril_constraint = constraints.unit_lower_cholesky
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        flow: str | Callable[[int], Transform] = "iaf",
+        num_layers: int = 2,
+        hidden_dims: Sequence[int] | None = None,
+        init_loc_fn: Callable = init_to_median,
+        init_scale: float = 0.1,
+        num_quantile_draws: int = 4000,
+    ) -> None:
+        if not (callable(flow) or flow in _BUILDERS):
+            raise ValueError(f"flow must be one of {sorted(_BUILDERS)} or a callable, got {flow!r}")
+        if not isinstance(init_scale, (int, float)) or not init_scale > 0:
+            raise ValueError(f"init_scale must be a float > 0, got {init_scale!r}")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        if not isinstance(num_quantile_draws, int) or num_quantile_draws < 2:
+            raise ValueError(f"num_quantile_draws must be an int >= 2, got {num_quantile_draws!r}")
+        self._flow_spec = flow
+        self._num_layers = num_layers
+        self._hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
+        self._init_scale = float(init_scale)
+        self._num_quantile_draws = num_quantile_draws
+        super().__init__(model, init_loc_fn=init_loc_fn)
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            if site["fn"].support.is_discrete:
+                raise ValueError(
+                    f"AutoFlow supports continuous latent sites only; site {name!r} has "
+                    f"discrete support {site['fn'].support}. Enumerate it in the model "
+                    "(pyro.infer.config_enumerate with TraceEnum_ELBO) or use another guide."
+                )
+        loc = self._init_loc()
+        self.loc = torch.nn.Parameter(loc)
+        self.scale = PyroParam(torch.full_like(loc, self._init_scale), self.scale_constraint)
+        eye = torch.eye(self.latent_dim, dtype=loc.dtype, device=loc.device)
+        self.scale_tril = PyroParam(eye, self.scale_tril_constraint)
+        flow = self._build_flow(self.latent_dim)
+        if isinstance(flow, torch.nn.Module):
+            flow = flow.to(device=loc.device, dtype=loc.dtype)
+        self.flow = flow
+
+    def _build_flow(self, dim: int) -> Transform:
+        spec = self._flow_spec
+        if callable(spec):
+            return spec(dim)
+        kwargs = {"num_layers": self._num_layers}
+        if spec != "planar" and self._hidden_dims is not None:
+            kwargs["hidden_dims"] = self._hidden_dims
+        if spec == "realnvp" and dim < 2:
+            raise ValueError(f"flow='realnvp' needs at least 2 latent dimensions, got {dim}")
+        return _BUILDERS[spec](dim, **kwargs)
+
+    def get_base_dist(self) -> dist.Distribution:
+        """Standard normal of shape ``(D,)`` on the parameters' device and dtype."""
+        return dist.Normal(torch.zeros_like(self.loc), 1.0).to_event(1)
+
+    def get_transform(self, *args, **kwargs) -> list[Transform]:
+        """The list ``[flow, affine]`` applied to base noise (flow first)."""
+        if isinstance(self.flow, torch.nn.Module):
+            pyro.module(f"{self._pyro_name}.flow", self.flow)
+        affine = LowerCholeskyAffine(self.loc, scale_tril=self.scale[..., None] * self.scale_tril)
+        return [self.flow, affine]
+
+    def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:
+        """The guide's distribution over the packed unconstrained latent, shape ``(D,)``."""
+        return dist.TransformedDistribution(self.get_base_dist(), self.get_transform())
+
+    @torch.no_grad()
+    def _draws(self, *args, **kwargs) -> torch.Tensor:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return self.get_posterior().sample((self._num_quantile_draws,))
+
+    def _loc_scale(self, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Monte Carlo median and standard deviation of the unconstrained latent."""
+        draws = self._draws(*args, **kwargs)
+        return draws.median(0).values, draws.std(0)
+
+    @torch.no_grad()
+    def quantiles(self, quantiles, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """Monte Carlo quantiles of each latent site (``num_quantile_draws`` draws), mapped to the
+        constrained space. Returns ``{site: tensor of shape (len(quantiles), *site_shape)}``.
+
+        Raises:
+            ValueError: a quantile outside ``[0, 1]``.
+        """
+        q = torch.as_tensor(quantiles, dtype=self.loc.dtype if self.prototype_trace else None)
+        if ((q < 0) | (q > 1)).any():
+            raise ValueError(f"quantiles must lie in [0, 1], got {q.tolist()}")
+        draws = self._draws(*args, **kwargs)
+        result: dict[str, list[torch.Tensor]] = {}
+        for latent in torch.quantile(draws, q.to(draws), dim=0):
+            for site, value in self._unpack_latent(latent):
+                result.setdefault(site["name"], []).append(biject_to(site["fn"].support)(value))
+        return {name: torch.stack(values) for name, values in result.items()}
