@@ -247,10 +247,12 @@ def _psis(log_w: torch.Tensor) -> tuple[np.ndarray, float]:
     if np.ptp(lw[np.isfinite(lw)]) < 1e-10:
         return lw, -math.inf
     smoothed, khat = _arviz().psislw(lw, reff=1.0)
-    smoothed = np.asarray(smoothed)
-    if not np.isfinite(khat) or np.isnan(smoothed).any():
-        raise ValueError(f"Pareto smoothing failed (k-hat = {khat}); use more num_samples")
-    return smoothed, float(khat)
+    smoothed, khat = np.asarray(smoothed), float(khat)
+    if math.isnan(khat):
+        raise ValueError("Pareto smoothing failed (k-hat is nan); use more num_samples")
+    if math.isinf(khat) or np.isnan(smoothed).any():
+        return lw, math.inf  # an infinite-variance tail: the weights carry no information
+    return smoothed, khat
 
 
 def psis_khat(
