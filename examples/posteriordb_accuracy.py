@@ -41,8 +41,8 @@ class FlatPositive(dist.ImproperUniform):
     """Stan's implicit flat prior on a positive parameter; ``sample`` returns a feasible point
     (ones) so that autoguide initialization works."""
 
-    def sample(self, sample_shape=torch.Size()):
-        return torch.ones(sample_shape + self.batch_shape)
+    def sample(self, sample_shape=()):
+        return torch.ones(torch.Size(sample_shape) + self.batch_shape)
 
 
 def eight_schools_noncentered(data):

@@ -31,6 +31,28 @@ def test_digits_density_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_posteriordb_accuracy_smoke(tmp_path):
+    example = load(ROOT / "examples" / "posteriordb_accuracy.py")
+    results = example.main(["--smoke", "--out", str(tmp_path)])
+    assert set(results) == {
+        "eight_schools_noncentered",
+        "eight_schools_centered",
+        "kilpisjarvi",
+        "sblri",
+    }
+    for per_guide in results.values():
+        assert set(per_guide) == {
+            "AutoNormal",
+            "AutoMultivariateNormal",
+            "AutoFlow(iaf)",
+            "AutoFlow(maf)",
+        }
+        for r in per_guide.values():
+            assert math.isfinite(r["max_abs_mean_error_sd"]) and r["khat"] > -math.inf
+    assert (tmp_path / "eight_schools_pair.png").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_bench_flows_quick():
     bench = load(ROOT / "benchmarks" / "bench_flows.py")
     rows = bench.main(["--quick"])

@@ -93,7 +93,7 @@ def to_inference_data(model: Callable, guide: Callable, *args, num_samples: int 
 
     Args:
         model, guide: a Pyro model and a guide for it (any guide, e.g. an autoguide).
-        *args, **kwargs: the model's arguments.
+        args, kwargs: the model's positional and keyword arguments.
         num_samples: number of guide draws.
     Returns:
         ``arviz.InferenceData``.
@@ -255,6 +255,20 @@ def _psis(log_w: torch.Tensor) -> tuple[np.ndarray, float]:
     return smoothed, khat
 
 
+def _diagnose(log_w: torch.Tensor) -> tuple[PSISDiagnostic, np.ndarray]:
+    """The diagnostic of raw log weights and their Pareto-smoothed normalized weights."""
+    smoothed, khat = _psis(log_w)
+    weights = np.exp(smoothed)
+    diagnostic = PSISDiagnostic(
+        khat=khat,
+        log_evidence=float(torch.logsumexp(log_w, 0) - math.log(log_w.numel())),
+        ess=float(1.0 / np.sum(weights**2)),
+        num_samples=log_w.numel(),
+        log_weights=log_w,
+    )
+    return diagnostic, weights
+
+
 def psis_khat(
     model: Callable, guide: Callable, *args, num_samples: int = 1000, **kwargs
 ) -> PSISDiagnostic:
@@ -267,7 +281,7 @@ def psis_khat(
     Args:
         model, guide: a Pyro model and a guide for it; the model must be vectorizable (static
             structure, ``pyro.plate`` for batch dimensions).
-        *args, **kwargs: the model's arguments.
+        args, kwargs: the model's positional and keyword arguments.
         num_samples: ``S``; k-hat needs a few hundred draws to be meaningful.
     Returns:
         :class:`PSISDiagnostic` with ``khat``, ``log_evidence`` (nats), ``ess`` and the raw log
@@ -283,15 +297,7 @@ def psis_khat(
         https://arxiv.org/abs/1507.02646
     """
     log_w, _, _ = _importance(model, guide, args, kwargs, num_samples)
-    smoothed, khat = _psis(log_w)
-    weights = np.exp(smoothed)
-    return PSISDiagnostic(
-        khat=khat,
-        log_evidence=float(torch.logsumexp(log_w, 0) - math.log(num_samples)),
-        ess=float(1.0 / np.sum(weights**2)),
-        num_samples=num_samples,
-        log_weights=log_w,
-    )
+    return _diagnose(log_w)[0]
 
 
 def importance_resample(
@@ -310,7 +316,7 @@ def importance_resample(
     and resamples ``num_samples`` of them with replacement in proportion to the weights.
 
     Args:
-        model, guide, *args, **kwargs: as in :func:`psis_khat`.
+        model, guide, args, kwargs: as in :func:`psis_khat`.
         num_samples: number of resampled draws.
         num_proposals: guide draws to resample from (default ``10 * num_samples``).
         allow_unreliable: resample even when k-hat > 0.7 (the result is then not trustworthy).
@@ -329,18 +335,10 @@ def importance_resample(
     num_proposals = 10 * num_samples if num_proposals is None else num_proposals
     _check_num_samples(num_proposals, "num_proposals")
     log_w, guide_trace, prototype = _importance(model, guide, args, kwargs, num_proposals)
-    smoothed, khat = _psis(log_w)
-    weights = np.exp(smoothed)
-    diagnostic = PSISDiagnostic(
-        khat=khat,
-        log_evidence=float(torch.logsumexp(log_w, 0) - math.log(num_proposals)),
-        ess=float(1.0 / np.sum(weights**2)),
-        num_samples=num_proposals,
-        log_weights=log_w,
-    )
-    if khat > 0.7 and not allow_unreliable:
+    diagnostic, weights = _diagnose(log_w)
+    if diagnostic.khat > 0.7 and not allow_unreliable:
         raise ValueError(
-            f"k-hat = {khat:.2f} > 0.7: the guide misses posterior mass and importance "
+            f"k-hat = {diagnostic.khat:.2f} > 0.7: the guide misses posterior mass and importance "
             "resampling cannot repair it; improve the guide or pass allow_unreliable=True"
         )
     probs = torch.as_tensor(weights, dtype=torch.float64)

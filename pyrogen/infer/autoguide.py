@@ -31,13 +31,12 @@ class AutoFlow(AutoContinuous):
 
         z = \mu + \operatorname{diag}(\sigma)\, L\, f(\epsilon),
 
-    where ``L`` is unit lower triangular. At initialization the guide is therefore the Gaussian
-    :math:`\mathcal N(\mu_0, \sigma_0^2 I)` with :math:`\mu_0` from ``init_loc_fn`` and
-    :math:`\sigma_0` = ``init_scale``; the affine part then learns location, scales and
-    correlations (it alone is Pyro's ``AutoMultivariateNormal``) while the flow, acting in
-    whitened coordinates, learns the non-Gaussian shape (funnels, skewed or heavy tails). Putting
-    the affine map last keeps the flow's inputs at unit scale even when posterior scales span
-    many orders of magnitude.
+    where ``L`` is unit lower triangular. At initialization the guide is therefore a Gaussian
+    at ``init_loc_fn``'s location with standard deviation ``init_scale``; the affine part
+    then learns location, scales and correlations (it alone is Pyro's
+    ``AutoMultivariateNormal``) while the flow, acting in whitened coordinates, learns the
+    non-Gaussian shape (funnels, skewed or heavy tails). Putting the affine map last keeps the
+    flow's inputs at unit scale even when posterior scales span many orders of magnitude.
 
     Cost: one flow pass per draw for ``flow="iaf"`` (sampling and scoring its own samples, the
     case of ``Trace_ELBO``); ``"maf"`` samples with ``D`` sequential passes per layer.
@@ -51,7 +50,8 @@ class AutoFlow(AutoContinuous):
         num_layers: flow layers (ignored for a callable ``flow``).
         hidden_dims: hidden sizes of the flow's networks (default: the builder's).
         init_loc_fn: per-site initialization, as in Pyro's autoguides (e.g. ``init_to_value``).
-        init_scale: initial posterior standard deviation in unconstrained space, > 0.
+        init_scale: initial posterior standard deviation of every unconstrained coordinate,
+            > 0 (Pyro's convention; e.g. 1e-3 for a posterior known to be that narrow).
         num_quantile_draws: draws used by :meth:`median` and :meth:`quantiles` (flows have no
             closed-form quantiles; these are Monte Carlo estimates).
     Raises:
@@ -137,7 +137,10 @@ class AutoFlow(AutoContinuous):
         """The list ``[flow, affine]`` applied to base noise (flow first)."""
         if isinstance(self.flow, torch.nn.Module):
             pyro.module(f"{self._pyro_name}.flow", self.flow)
-        affine = LowerCholeskyAffine(self.loc, scale_tril=self.scale[..., None] * self.scale_tril)
+        # cache_size=1: scoring its own sample must reach the flow as the identical tensor, so
+        # the flow serves its cache (an IAF inverse costs D sequential passes).
+        scale_tril = self.scale[..., None] * self.scale_tril
+        affine = LowerCholeskyAffine(self.loc, scale_tril=scale_tril, cache_size=1)
         return [self.flow, affine]
 
     def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:

@@ -1,0 +1,157 @@
+"""AutoFlow: initialization, accuracy on a conjugate model, Pyro interfaces, persistence."""
+
+import io
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.infer.autoguide import init_to_value
+from pyro.optim import ClippedAdam
+
+from pyrogen import flows
+from pyrogen.infer import AutoFlow
+
+# Linear-Gaussian model: z ~ N(0, I_2), y_i ~ N(A z, 0.5^2 I_3), i = 1..4; posterior is Gaussian.
+A = torch.tensor([[1.0, 0.5], [0.0, 1.0], [1.0, -1.0]])
+Y = torch.tensor([[1.0, 0.2, 0.5], [0.8, 0.1, 0.9], [1.2, 0.4, 0.3], [0.9, 0.0, 0.7]])
+
+
+def model(y):
+    z = pyro.sample("z", dist.Normal(torch.zeros(2, dtype=y.dtype), 1.0).to_event(1))
+    with pyro.plate("data", y.shape[0]):
+        pyro.sample("y", dist.Normal(z @ A.T.to(y), 0.5).to_event(1), obs=y)
+
+
+def exact_posterior(y):
+    a = A.to(y)
+    precision = torch.eye(2, dtype=y.dtype) + y.shape[0] * a.T @ a / 0.25
+    cov = torch.linalg.inv(precision)
+    mean = cov @ (a.T @ y.sum(0) / 0.25)
+    return mean, cov
+
+
+def train(guide, y, steps, lr=0.02, loss=None):
+    """Adam with the learning rate decayed 10x over the run (the last iterate must converge)."""
+    optim = ClippedAdam({"lr": lr, "lrd": 0.1 ** (1 / steps)})
+    svi = SVI(model, guide, optim, loss or Trace_ELBO())
+    for _ in range(steps):
+        svi.step(y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flow", ["iaf", "realnvp"])
+def test_recovers_exact_posterior(flow):
+    """The guide family contains the exact (Gaussian) posterior, so a low-noise fit (16
+    vectorized particles, decaying learning rate) must land within 0.1 posterior sd of its mean
+    and 10% of its sds. (With one particle the last iterate itself jitters by ~0.1-0.2 sd.)"""
+    y = Y.to(torch.get_default_dtype())
+    guide = AutoFlow(model, flow=flow)
+    loss = Trace_ELBO(num_particles=16, vectorize_particles=True, max_plate_nesting=1)
+    train(guide, y, 1500, loss=loss)
+    mean, cov = exact_posterior(y)
+    sd = cov.diagonal().sqrt()
+    with torch.no_grad():
+        draws = guide.get_posterior().sample((20000,))
+    assert ((draws.mean(0) - mean).abs() / sd).max() < 0.1
+    assert ((draws.std(0) / sd) - 1).abs().max() < 0.1
+    corr = torch.corrcoef(draws.T)[0, 1]
+    assert abs(corr - cov[0, 1] / (sd[0] * sd[1])) < 0.1
+
+
+def test_guide_scores_its_own_sample_without_inverting_the_flow():
+    """Trace_ELBO samples then scores: an IAF must not run its sequential inverse."""
+    y = Y.to(torch.get_default_dtype())
+    guide = AutoFlow(model, flow="iaf")
+    guide(y)
+    calls = []
+    for layer in guide.flow:
+        if hasattr(layer, "inverse_and_ladj"):
+            original = layer.inverse_and_ladj
+            layer.inverse_and_ladj = lambda v, original=original: calls.append(1) or original(v)
+    train(guide, y, 3)
+    assert calls == []
+
+
+def test_initialization_honours_init_loc_fn_and_init_scale():
+    y = Y.to(torch.get_default_dtype())
+    init = torch.tensor([3.0, -2.0])
+    guide = AutoFlow(model, init_loc_fn=init_to_value(values={"z": init}), init_scale=1e-3)
+    guide(y)
+    torch.testing.assert_close(guide.loc.detach(), init.to(y))
+    q = guide.quantiles([0.5, 0.8413], y)["z"]  # median and +1 sd of a Gaussian
+    torch.testing.assert_close(q[0], init.to(y), atol=1e-4, rtol=0)
+    torch.testing.assert_close(q[1] - q[0], torch.full((2,), 1e-3, dtype=y.dtype), rtol=0.1, atol=0)
+    torch.testing.assert_close(guide.median(y)["z"], init.to(y), atol=1e-4, rtol=0)
+
+
+def test_vectorized_particles_and_predictive():
+    y = Y.to(torch.get_default_dtype())
+    guide = AutoFlow(model)
+    loss = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
+    train(guide, y, 5, loss=loss)
+    samples = Predictive(model, guide=guide, num_samples=7)(y)
+    # Predictive keeps a size-1 slot for the model's plate: (7, 1, 2), as for Pyro's autoguides.
+    assert samples["z"].reshape(7, 2).shape == (7, 2) and samples["y"].shape[-3:] == (7, 4, 3)
+    assert guide.sample_latent(y).shape == (2,)
+
+
+def test_callable_flow_and_parameters_are_trained():
+    y = Y.to(torch.get_default_dtype())
+    guide = AutoFlow(model, flow=lambda dim: flows.realnvp(dim, num_layers=1))
+    guide(y)
+    before = [p.detach().clone() for p in guide.flow.parameters()]
+    train(guide, y, 3)
+    after = list(guide.flow.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_save_and_load_state_dict():
+    y = Y.to(torch.get_default_dtype())
+    guide = AutoFlow(model)
+    train(guide, y, 20)
+    buffer = io.BytesIO()
+    torch.save(guide.state_dict(), buffer)
+    buffer.seek(0)
+    pyro.clear_param_store()
+    other = AutoFlow(model)
+    other(y)  # set up the prototype, then load
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    z = torch.randn(5, 2, dtype=y.dtype)
+    torch.testing.assert_close(other.get_posterior().log_prob(z), guide.get_posterior().log_prob(z))
+
+
+def test_discrete_latents_are_rejected():
+    def discrete_model():
+        pyro.sample("k", dist.Bernoulli(0.3))
+
+    with pytest.raises(ValueError, match="discrete"):
+        AutoFlow(discrete_model)()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"flow": "glow"}, "flow"),
+        ({"init_scale": 0.0}, "init_scale"),
+        ({"num_layers": 0}, "num_layers"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AutoFlow(model, **kwargs)
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda(device):
+    y = Y.to(device=device, dtype=torch.get_default_dtype())
+    global A
+    a_cpu, A = A, A.to(device)
+    try:
+        guide = AutoFlow(model)
+        train(guide, y, 3)
+        assert guide.loc.device.type == "cuda"
+        assert all(p.device.type == "cuda" for p in guide.flow.parameters())
+    finally:
+        A = a_cpu
