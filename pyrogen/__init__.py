@@ -1,6 +1,6 @@
 """pyrogen: deep generative models (flows, energy-based, autoregressive) as Pyro citizens."""
 
-from pyrogen import flows, nn, transforms
+from pyrogen import analysis, flows, infer, nn, transforms
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "flows", "nn", "transforms"]
+__all__ = ["__version__", "analysis", "flows", "infer", "nn", "transforms"]
