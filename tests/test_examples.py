@@ -58,3 +58,13 @@ def test_bench_flows_quick():
     rows = bench.main(["--quick"])
     assert len(rows) == 7
     assert all(t_ours > 0 and t_pyro > 0 for _, t_ours, t_pyro in rows)
+
+
+@pytest.mark.slow
+def test_amortized_flow_guide_smoke():
+    example = load(ROOT / "examples" / "amortized_flow_guide.py")
+    results = example.main(["--smoke"])
+    assert set(results) == {"Gaussian", "IAF flow"}
+    for r in results.values():
+        # an importance-weighted estimate is a tighter bound than the ELBO (K = 256 draws)
+        assert math.isfinite(r["test_elbo"]) and r["test_log_px_iw"] >= r["test_elbo"]
