@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.transforms import LowerCholeskyAffine
 from pyro.infer.autoguide import AutoContinuous
@@ -29,10 +31,12 @@ class AutoFlow(AutoContinuous):
 
     .. math::
 
-        z = \mu + \operatorname{diag}(\sigma)\, L\, f(\epsilon),
+        z = c + C\,\big(\mu + \operatorname{diag}(\sigma)\, L\, f(\epsilon)\big),
 
-    where ``L`` is unit lower triangular. At initialization the guide is therefore a Gaussian
-    at ``init_loc_fn``'s location with standard deviation ``init_scale``; the affine part
+    where ``L`` is unit lower triangular and ``(c, C)`` a fixed whitening map chosen at
+    initialization (``init_laplace``; the identity otherwise). At initialization the guide is
+    therefore a Gaussian: the Laplace approximation at a mode, or ``init_loc_fn``'s location
+    with standard deviation ``init_scale``; the affine part
     then learns location, scales and correlations (it alone is Pyro's
     ``AutoMultivariateNormal``) while the flow, acting in whitened coordinates, learns the
     non-Gaussian shape (funnels, skewed or heavy tails). Putting the affine map last keeps the
@@ -51,7 +55,15 @@ class AutoFlow(AutoContinuous):
         hidden_dims: hidden sizes of the flow's networks (default: the builder's).
         init_loc_fn: per-site initialization, as in Pyro's autoguides (e.g. ``init_to_value``).
         init_scale: initial posterior standard deviation of every unconstrained coordinate,
-            > 0 (Pyro's convention; e.g. 1e-3 for a posterior known to be that narrow).
+            > 0 (Pyro's convention), used unless the Laplace start is chosen.
+        init_laplace: from ``init_loc_fn``'s location, find a mode of the log joint (L-BFGS, at
+            most 200 iterations) and the Laplace approximation there, ``N(mode, (-H)^{-1})``;
+            if its ELBO (256 fixed draws) beats that of ``N(init, init_scale^2 I)``, the guide
+            starts there and learns in the coordinates it whitens (``z = mode + C w``, ``C`` the
+            Cholesky factor, fixed), so that posterior scales of 1e-3 under a prior sd of 10 or
+            correlations of -0.99999 cost the optimizer nothing. Otherwise (no finite mode, as in
+            a funnel; an indefinite Hessian; a lower ELBO) the guide starts at the initial
+            Gaussian with ``C = I``.
         num_quantile_draws: draws used by :meth:`median` and :meth:`quantiles` (flows have no
             closed-form quantiles; these are Monte Carlo estimates).
     Raises:
@@ -82,6 +94,7 @@ class AutoFlow(AutoContinuous):
         hidden_dims: Sequence[int] | None = None,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
+        init_laplace: bool = True,
         num_quantile_draws: int = 4000,
     ) -> None:
         if not (callable(flow) or flow in _BUILDERS):
@@ -96,6 +109,7 @@ class AutoFlow(AutoContinuous):
         self._num_layers = num_layers
         self._hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self._init_scale = float(init_scale)
+        self._init_laplace = bool(init_laplace)
         self._num_quantile_draws = num_quantile_draws
         super().__init__(model, init_loc_fn=init_loc_fn)
 
@@ -110,13 +124,96 @@ class AutoFlow(AutoContinuous):
                 )
         loc = self._init_loc()
         self.loc = torch.nn.Parameter(loc)
-        self.scale = PyroParam(torch.full_like(loc, self._init_scale), self.scale_constraint)
+        scale = torch.full_like(loc, self._init_scale)
         eye = torch.eye(self.latent_dim, dtype=loc.dtype, device=loc.device)
+        # Fixed outer affine map z = center + whiten @ w; the identity unless the Laplace start
+        # below is chosen, in which case the learned part works in whitened coordinates.
+        center, whiten = torch.zeros_like(loc), eye
+        if self._init_laplace:
+            laplace = self._laplace_start(loc, args, kwargs)
+            if laplace is not None:
+                center, whiten = laplace
+                loc, scale = torch.zeros_like(loc), torch.ones_like(loc)
+        self.register_buffer("center", center)
+        self.register_buffer("whiten", whiten)
+        with torch.no_grad():
+            self.loc.copy_(loc)
+        self.scale = PyroParam(scale, self.scale_constraint)
         self.scale_tril = PyroParam(eye, self.scale_tril_constraint)
         flow = self._build_flow(self.latent_dim)
         if isinstance(flow, torch.nn.Module):
             flow = flow.to(device=loc.device, dtype=loc.dtype)
         self.flow = flow
+
+    def _log_joint(self, latent: torch.Tensor, args, kwargs) -> torch.Tensor:
+        """log p(x, z) at a packed unconstrained latent, Jacobian of the constraints included."""
+        values, log_det = {}, latent.new_zeros(())
+        for site, unconstrained in self._unpack_latent(latent):
+            transform = biject_to(site["fn"].support)
+            value = transform(unconstrained)
+            values[site["name"]] = value
+            log_det = log_det + transform.log_abs_det_jacobian(unconstrained, value).sum()
+        with poutine.block():  # keep these traces out of an enclosing guide trace
+            trace = poutine.trace(poutine.condition(self.model, data=values)).get_trace(
+                *args, **kwargs
+            )
+        return trace.log_prob_sum() + log_det
+
+    def _gaussian_elbo(self, center, scale_tril, args, kwargs, num_draws: int = 256) -> float:
+        """Monte Carlo ELBO (nats) of N(center, L L^T), fixed draws (comparable across calls)."""
+        g = torch.Generator().manual_seed(0)
+        eps = torch.randn(num_draws, center.numel(), generator=g, dtype=center.dtype)
+        z = center + eps.to(center.device) @ scale_tril.T
+        log_q = dist.MultivariateNormal(center, scale_tril=scale_tril).log_prob(z)
+        log_p = torch.stack([self._log_joint(zi, args, kwargs) for zi in z])
+        elbo = float((log_p - log_q).mean())
+        return elbo if math.isfinite(elbo) else -math.inf
+
+    @torch.enable_grad()
+    def _laplace_start(self, loc: torch.Tensor, args, kwargs):
+        """``(mode, chol((-H)^{-1}))`` if the Laplace approximation at the mode found by L-BFGS
+        from ``loc`` has a higher ELBO than the initial Gaussian ``N(loc, init_scale^2 I)``;
+        ``None`` otherwise (no finite mode, e.g. a funnel; indefinite Hessian; lower ELBO)."""
+        eye = torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device)
+        with torch.no_grad():
+            initial = self._gaussian_elbo(loc, self._init_scale * eye, args, kwargs)
+        z = loc.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.LBFGS([z], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            loss = -self._log_joint(z, args, kwargs)
+            loss.backward()
+            return loss
+
+        try:
+            optimizer.step(closure)
+        except (RuntimeError, ValueError):  # the search left the support or hit a NaN
+            return None
+        mode = z.detach()
+        # Polish with Newton steps (exact for a Gaussian posterior): L-BFGS can stop early
+        # along a ridge of near-perfect correlation.
+        for _ in range(5):
+            hessian = torch.autograd.functional.hessian(
+                lambda v: self._log_joint(v, args, kwargs), mode
+            )
+            if not bool(torch.isfinite(hessian).all()):
+                return None
+            eigenvalues, eigenvectors = torch.linalg.eigh(-(hessian + hessian.T) / 2)
+            if eigenvalues.min() <= 0:
+                return None
+            grad = torch.func.grad(lambda v: self._log_joint(v, args, kwargs))(mode)
+            step = eigenvectors @ ((eigenvectors.T @ grad) / eigenvalues)
+            if not bool(torch.isfinite(step).all()):
+                return None
+            mode = mode + step
+            if bool((step.abs() <= 1e-10 * (1 + mode.abs())).all()):
+                break
+        cov = (eigenvectors / eigenvalues) @ eigenvectors.T
+        chol = torch.linalg.cholesky((cov + cov.T) / 2)
+        with torch.no_grad():
+            laplace = self._gaussian_elbo(mode, chol, args, kwargs)
+        return (mode, chol) if laplace > initial else None
 
     def _build_flow(self, dim: int) -> Transform:
         spec = self._flow_spec
@@ -134,14 +231,15 @@ class AutoFlow(AutoContinuous):
         return dist.Normal(torch.zeros_like(self.loc), 1.0).to_event(1)
 
     def get_transform(self, *args, **kwargs) -> list[Transform]:
-        """The list ``[flow, affine]`` applied to base noise (flow first)."""
+        """The list ``[flow, learned affine, fixed whitening affine]`` applied to base noise."""
         if isinstance(self.flow, torch.nn.Module):
             pyro.module(f"{self._pyro_name}.flow", self.flow)
         # cache_size=1: scoring its own sample must reach the flow as the identical tensor, so
         # the flow serves its cache (an IAF inverse costs D sequential passes).
         scale_tril = self.scale[..., None] * self.scale_tril
         affine = LowerCholeskyAffine(self.loc, scale_tril=scale_tril, cache_size=1)
-        return [self.flow, affine]
+        outer = LowerCholeskyAffine(self.center, scale_tril=self.whiten, cache_size=1)
+        return [self.flow, affine, outer]
 
     def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:
         """The guide's distribution over the packed unconstrained latent, shape ``(D,)``."""

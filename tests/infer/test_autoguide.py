@@ -77,13 +77,46 @@ def test_guide_scores_its_own_sample_without_inverting_the_flow():
 def test_initialization_honours_init_loc_fn_and_init_scale():
     y = Y.to(torch.get_default_dtype())
     init = torch.tensor([3.0, -2.0])
-    guide = AutoFlow(model, init_loc_fn=init_to_value(values={"z": init}), init_scale=1e-3)
+    guide = AutoFlow(
+        model, init_loc_fn=init_to_value(values={"z": init}), init_scale=1e-3, init_laplace=False
+    )
     guide(y)
     torch.testing.assert_close(guide.loc.detach(), init.to(y))
     q = guide.quantiles([0.5, 0.8413], y)["z"]  # median and +1 sd of a Gaussian
     torch.testing.assert_close(q[0], init.to(y), atol=1e-4, rtol=0)
     torch.testing.assert_close(q[1] - q[0], torch.full((2,), 1e-3, dtype=y.dtype), rtol=0.1, atol=0)
     torch.testing.assert_close(guide.median(y)["z"], init.to(y), atol=1e-4, rtol=0)
+
+
+def test_laplace_start_is_the_exact_posterior_of_a_badly_scaled_regression():
+    """Posterior sd ~1e-3 under a prior sd of 10, correlation near -1: for a Gaussian posterior
+    the Laplace start is exact, so the untrained guide already matches it."""
+    x = torch.linspace(3950.0, 4010.0, 60)  # uncentred covariate, as in kilpisjarvi
+    y = 0.5 + 0.01 * x + 0.05 * torch.randn(60, generator=torch.Generator().manual_seed(0))
+
+    def regression():
+        a = pyro.sample("a", dist.Normal(0.0, 10.0))
+        b = pyro.sample("b", dist.Normal(0.0, 10.0))
+        with pyro.plate("n", 60):
+            pyro.sample("y", dist.Normal(a + b * x, 0.05), obs=y)
+
+    design = torch.stack([torch.ones(60), x], -1)
+    precision = torch.eye(2) / 100 + design.T @ design / 0.05**2
+    cov = torch.linalg.inv(precision)
+    mean = cov @ (design.T @ y / 0.05**2)
+    guide = AutoFlow(regression)
+    guide()
+    with torch.no_grad():
+        draws = guide.get_posterior().sample((20000,))
+    sd = cov.diagonal().sqrt()
+    assert ((draws.mean(0) - mean).abs() / sd).max() < 0.05
+    assert ((draws.std(0) / sd) - 1).abs().max() < 0.05
+    corr = torch.corrcoef(draws.T)[0, 1]
+    assert abs(corr - cov[0, 1] / (sd[0] * sd[1])) < 1e-3
+    # Without the Laplace start the guide begins at N(prior median, 0.1^2 I), 1e3 sd away.
+    plain = AutoFlow(regression, init_laplace=False)
+    plain()
+    assert ((plain.loc.detach() - mean).abs() / sd).max() > 100
 
 
 def test_vectorized_particles_and_predictive():
