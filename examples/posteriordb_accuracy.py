@@ -9,7 +9,7 @@ MAF, constructor defaults), all with one training recipe used unchanged on every
 per posterior and guide: max |mean error| and max |sd error| (both in those units), PSIS k-hat
 and the importance-sampling log-evidence estimate (4000 draws, nats) and the wall time.
 
-Run: ``python examples/posteriordb_accuracy.py`` (about 10 minutes on 2 CPU cores),
+Run: ``python examples/posteriordb_accuracy.py`` (about 35 minutes on 2 CPU cores),
 ``--smoke`` for a seconds-long check, ``--posteriors`` / ``--guides`` to select. Writes
 ``outputs/posteriordb_accuracy.json`` and, through ArviZ, ``outputs/eight_schools_pair.png``: a
 pair plot of the AutoFlow posterior of the centred eight schools (the funnel).
