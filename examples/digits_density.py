@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     pyro.set_rng_seed(args.seed)
     x_train, x_test, _, _ = load_digits(dtype=torch.float32)
     if args.smoke:

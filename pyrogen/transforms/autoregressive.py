@@ -46,9 +46,8 @@ class _AffineAutoregressive(Bijector):
 
     def _solve_sequentially(self, step, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Iterate ``c <- step(c)`` D times from zero; after pass k the first k are exact."""
-        c = torch.zeros_like(like)
-        log_scale = like
-        for _ in range(self.input_dim):
+        c, log_scale = step(torch.zeros_like(like))
+        for _ in range(self.input_dim - 1):
             c, log_scale = step(c)
         return c, log_scale
 
