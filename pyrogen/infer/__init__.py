@@ -1,5 +1,36 @@
-"""Inference: autoguides with flows (and, later, objectives and estimators)."""
+"""Inference: objectives for ``pyro.infer.SVI`` (IWAE, annealed and free-bits ELBOs),
+importance-weighted likelihood estimation, and autoguides with flows."""
 
 from pyrogen.infer.autoguide import AutoFlow
+from pyrogen.infer.elbo import (
+    AnnealedELBO,
+    Constant,
+    Cyclical,
+    FreeBitsELBO,
+    KLTerm,
+    LinearWarmup,
+    kl_terms,
+)
+from pyrogen.infer.importance import (
+    LogLikelihood,
+    LogWeights,
+    importance_log_weights,
+    log_likelihood,
+)
+from pyrogen.infer.iwae import IWAE
 
-__all__ = ["AutoFlow"]
+__all__ = [
+    "IWAE",
+    "AnnealedELBO",
+    "AutoFlow",
+    "Constant",
+    "Cyclical",
+    "FreeBitsELBO",
+    "KLTerm",
+    "LinearWarmup",
+    "LogLikelihood",
+    "LogWeights",
+    "importance_log_weights",
+    "kl_terms",
+    "log_likelihood",
+]

@@ -1,0 +1,428 @@
+"""ELBOs with a weighted or floored KL term: KL annealing (beta schedules) and free bits."""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pyro
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import Trace_ELBO
+from pyro.poutine.trace_struct import Trace
+from pyro.util import warn_if_nan
+from torch.distributions import Independent, kl_divergence
+
+__all__ = [
+    "AnnealedELBO",
+    "Constant",
+    "Cyclical",
+    "FreeBitsELBO",
+    "KLTerm",
+    "LinearWarmup",
+    "kl_terms",
+]
+
+
+class Constant:
+    """Schedule ``beta(step) = value`` for every step.
+
+    Args:
+        value: ``beta >= 0``.
+    Raises:
+        ValueError: ``value`` negative or not finite.
+    Example:
+        >>> Constant(0.5)(10)
+        0.5
+    """
+
+    def __init__(self, value: float) -> None:
+        self.value = _check_beta(value, "value")
+
+    def __call__(self, step: int) -> float:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Constant({self.value})"
+
+
+class LinearWarmup:
+    """Schedule rising linearly from ``start`` to ``end`` over ``num_steps`` steps, then flat.
+
+    ``beta(step) = start + (end - start) * min(step / num_steps, 1)`` (Bowman et al. 2016).
+
+    Args:
+        num_steps: warm-up length in steps (> 0).
+        start, end: ``beta`` at step 0 and after the warm-up (>= 0).
+    Raises:
+        ValueError: ``num_steps < 1`` or a negative ``start``/``end``.
+    References:
+        Bowman, Vilnis, Vinyals, Dai, Jozefowicz, Bengio (2016). Generating Sentences from a
+        Continuous Space. https://arxiv.org/abs/1511.06349
+    Example:
+        >>> [LinearWarmup(4)(s) for s in range(6)]
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+
+    def __init__(self, num_steps: int, start: float = 0.0, end: float = 1.0) -> None:
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        self.num_steps = num_steps
+        self.start = _check_beta(start, "start")
+        self.end = _check_beta(end, "end")
+
+    def __call__(self, step: int) -> float:
+        return self.start + (self.end - self.start) * min(step / self.num_steps, 1.0)
+
+    def __repr__(self) -> str:
+        return f"LinearWarmup({self.num_steps}, start={self.start}, end={self.end})"
+
+
+class Cyclical:
+    """Cyclical schedule of Fu et al.: in each period of ``period`` steps, ``beta`` rises
+    linearly from 0 to ``end`` over the first ``ratio * period`` steps, then stays at ``end``.
+
+    Args:
+        period: steps per cycle (> 0).
+        ratio: fraction of each cycle spent rising, in ``(0, 1]``.
+        end: ``beta`` at the top of each cycle (>= 0).
+    Raises:
+        ValueError: ``period < 1``, ``ratio`` outside ``(0, 1]`` or ``end < 0``.
+    References:
+        Fu, Li, Liu, Gao, Celikyilmaz, Carin (2019). Cyclical Annealing Schedule: A Simple
+        Approach to Mitigating KL Vanishing. https://arxiv.org/abs/1903.10145
+    Example:
+        >>> [Cyclical(4, ratio=0.5)(s) for s in range(8)]
+        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0]
+    """
+
+    def __init__(self, period: int, ratio: float = 0.5, end: float = 1.0) -> None:
+        if not isinstance(period, int) or period < 1:
+            raise ValueError(f"period must be a positive int, got {period!r}")
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
+        self.period, self.ratio = period, float(ratio)
+        self.end = _check_beta(end, "end")
+
+    def __call__(self, step: int) -> float:
+        phase = (step % self.period) / (self.ratio * self.period)
+        return self.end * min(phase, 1.0)
+
+    def __repr__(self) -> str:
+        return f"Cyclical({self.period}, ratio={self.ratio}, end={self.end})"
+
+
+def _check_beta(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return float(value)
+
+
+class KLTerm(NamedTuple):
+    """One latent site's KL contribution, per element.
+
+    Attributes:
+        name: the site's name.
+        kl: ``(*batch_shape, *dim_shape)``, nats, *unscaled*: ``KL(q || p)`` per batch element
+            and per latent dimension. ``dim_shape`` is the site's event shape when both
+            distributions are ``Independent`` over the same dims (each element is one latent
+            dimension), else ``()`` (the whole event is one group).
+        weight: ``batch_shape``: the site's scale times its mask (subsampling scale,
+            ``poutine.scale``, masks), the factor each batch element's KL has in the ELBO.
+        analytic: whether ``kl`` is the closed form (else the one-draw Monte Carlo
+            ``log q(z) - log p(z)``).
+        score_log_q: the guide's ``log q(z)`` if the site is not reparameterizable (for a
+            score-function term), else ``None``.
+    """
+
+    name: str
+    kl: torch.Tensor
+    weight: torch.Tensor
+    analytic: bool
+    score_log_q: torch.Tensor | None
+
+
+def _unwrap_independent(q, p):
+    """Peel matching ``Independent`` wrappers so that KLs come per latent dimension."""
+    while (
+        isinstance(q, Independent)
+        and isinstance(p, Independent)
+        and q.reinterpreted_batch_ndims == p.reinterpreted_batch_ndims
+    ):
+        q, p = q.base_dist, p.base_dist
+    return q, p
+
+
+def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True) -> list[KLTerm]:
+    """Per-element, per-dimension ``KL(q || p)`` of every latent site of a traced model/guide.
+
+    For each guide site that is not observed, the model's site of the same name gives the prior
+    (conditioned on the values drawn for its parents). With ``analytic_kl`` the closed form
+    ``torch.distributions.kl_divergence`` is used where one is registered (e.g. Normal/Normal,
+    Bernoulli/Bernoulli), otherwise the one-draw estimate ``log q(z) - log p(z)``.
+
+    Shapes:
+        see :class:`KLTerm`.
+    Args:
+        model_trace, guide_trace: one draw (``get_importance_trace`` output).
+        analytic_kl: use closed forms where available.
+    Raises:
+        ValueError: a guide site missing from the model.
+    """
+    out = []
+    for name, g in guide_trace.nodes.items():
+        if g["type"] != "sample" or g["is_observed"]:
+            continue
+        if name not in model_trace.nodes:
+            raise ValueError(f"guide site {name!r} does not appear in the model")
+        m = model_trace.nodes[name]
+        q, p = _unwrap_independent(g["fn"], m["fn"])
+        analytic = False
+        kl = None
+        if analytic_kl:
+            try:
+                kl = kl_divergence(q, p)
+                analytic = True
+            except NotImplementedError:
+                kl = None
+        if kl is None:
+            kl = q.log_prob(g["value"]) - p.log_prob(g["value"])
+        ones = kl.new_ones(g["fn"].batch_shape)
+        weight = scale_and_mask(ones, m["scale"], m["mask"]).expand(ones.shape)
+        score = None if g["fn"].has_rsample else g["fn"].log_prob(g["value"])
+        out.append(KLTerm(name, kl, weight, analytic, score))
+    return out
+
+
+def _per_dimension(term: KLTerm) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kl, weight)`` flattened to ``(B, *dim_shape)`` and ``(B, *1s)`` (B = batch size)."""
+    weight = term.weight.reshape(-1)
+    kl = term.kl.reshape(weight.shape[0], *term.kl.shape[term.weight.dim() :])
+    return kl, weight.reshape(weight.shape + (1,) * (kl.dim() - 1))
+
+
+def _weighted(term: KLTerm) -> torch.Tensor:
+    """The site's KL summed with its ELBO weights (nats)."""
+    kl, weight = _per_dimension(term)
+    return (kl * weight).sum()
+
+
+class _SplitELBO(Trace_ELBO):
+    """ELBO written as reconstruction minus a per-site KL penalty; subclasses choose the penalty.
+
+    ``loss`` is :math:`-(\\mathbb E_q[\\log p(x \\mid z)] - \\text{penalty})` in nats; the
+    surrogate adds a score-function term for non-reparameterizable guide sites with the
+    (detached) per-draw objective as reward.
+    """
+
+    def __init__(
+        self,
+        *,
+        analytic_kl: bool = True,
+        num_particles: int = 1,
+        vectorize_particles: bool = False,
+        max_plate_nesting: float = float("inf"),
+        jit: bool = False,
+    ) -> None:
+        if not isinstance(num_particles, int) or num_particles < 1:
+            raise ValueError(f"num_particles must be an int >= 1, got {num_particles!r}")
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=vectorize_particles,
+        )
+        self.analytic_kl = bool(analytic_kl)
+        self.jit = bool(jit)
+        self._compiled = None
+
+    def _penalty(self, terms: list[KLTerm], coeff: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _coeff(self) -> float:
+        raise NotImplementedError
+
+    def _particle(self, model_trace: Trace, guide_trace: Trace, coeff):
+        log_lik = 0.0
+        for site in model_trace.nodes.values():
+            if site["type"] == "sample" and site["is_observed"]:
+                log_lik = log_lik + site["log_prob_sum"]
+        terms = kl_terms(model_trace, guide_trace, analytic_kl=self.analytic_kl)
+        objective = torch.as_tensor(log_lik - self._penalty(terms, coeff))
+        surrogate = objective
+        for term in terms:
+            if term.score_log_q is not None:
+                surrogate = surrogate + objective.detach() * term.score_log_q.sum()
+        return -objective, -surrogate
+
+    def _loss_and_surrogate(self, coeff, model, guide, args, kwargs):
+        loss = surrogate = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            lp, sp = self._particle(model_trace, guide_trace, coeff)
+            loss = loss + lp / self.num_particles
+            surrogate = surrogate + sp / self.num_particles
+        return loss, surrogate
+
+    def loss_and_surrogate(self, model: Callable, guide: Callable, *args, **kwargs):
+        """Return ``(loss, surrogate_loss)`` tensors (nats) at the current schedule value."""
+        coeff = self._coeff()
+        if not self.jit:
+            return self._loss_and_surrogate(coeff, model, guide, args, kwargs)
+        if self._compiled is None:
+            weakself = weakref.ref(self)
+
+            @pyro.ops.jit.trace(ignore_warnings=True)
+            def compiled(coeff, *args, **kwargs):
+                kwargs.pop("_pyro_model_id")
+                kwargs.pop("_pyro_guide_id")
+                return weakself()._loss_and_surrogate(coeff, model, guide, args, kwargs)
+
+            self._compiled = compiled
+        kwargs = {**kwargs, "_pyro_model_id": id(model), "_pyro_guide_id": id(guide)}
+        # the coefficient is an input of the compiled graph, so schedules keep working under jit
+        return self._compiled(torch.tensor(float(coeff)), *args, **kwargs)
+
+    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """The loss in nats at the current schedule value (no gradients, no step counted)."""
+        with torch.no_grad():
+            loss, _ = self.loss_and_surrogate(model, guide, *args, **kwargs)
+        loss = float(torch.as_tensor(loss).detach())
+        warn_if_nan(loss, "loss")
+        return loss
+
+    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
+        """The loss as a tensor whose gradient is the surrogate's."""
+        loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
+        return torch.as_tensor(loss).detach() + (surrogate - torch.as_tensor(surrogate).detach())
+
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
+        """Back-propagate the surrogate; return the loss (float, nats)."""
+        loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
+        if getattr(surrogate, "requires_grad", False):
+            surrogate.backward()
+        self._after_step()
+        loss = float(torch.as_tensor(loss).detach())
+        warn_if_nan(loss, "loss")
+        return loss
+
+    def _after_step(self) -> None:
+        pass
+
+
+class AnnealedELBO(_SplitELBO):
+    r"""ELBO with its KL term weighted by ``beta`` from a schedule (beta-VAE, KL annealing).
+
+    What it computes, per draw :math:`z \sim q`:
+
+    .. math:: \mathcal L_\beta = \log p(x \mid z) - \beta \sum_{\text{latent sites}}
+        \mathrm{KL}\big(q(z_s) \,\|\, p(z_s \mid \text{parents})\big),
+
+    with the closed-form KL where ``torch.distributions.kl_divergence`` has one (and
+    ``analytic_kl``), else :math:`\log q(z_s) - \log p(z_s)`. ``beta = 1`` is the ELBO;
+    ``beta = 0`` is the reconstruction term alone (which ``poutine.scale`` cannot express:
+    it rejects a zero scale). ``loss`` is :math:`-\mathcal L_\beta` in nats, averaged over
+    ``num_particles``. The schedule is evaluated at :attr:`step`, which every
+    ``loss_and_grads`` call (one ``SVI.step``) advances by one; ``loss`` and
+    ``differentiable_loss`` do not advance it. With ``jit=True`` the loss is compiled with
+    ``pyro.ops.jit.trace`` (like ``JitTrace_ELBO``, same restrictions) with ``beta`` as an
+    input of the compiled graph, so the schedule is honoured.
+
+    Non-reparameterizable guide sites get a score-function term whose reward is the detached
+    :math:`\mathcal L_\beta` of the draw (no Rao-Blackwellization; use Pyro's
+    ``TraceGraph_ELBO`` when discrete latents dominate the variance).
+
+    Args:
+        beta: a number ``>= 0`` or a schedule: a callable ``step -> beta`` such as
+            :class:`LinearWarmup` or :class:`Cyclical`.
+        analytic_kl: use closed-form KLs where available.
+        num_particles, vectorize_particles, max_plate_nesting: as in ``pyro.infer.Trace_ELBO``.
+        jit: compile the loss with ``pyro.ops.jit.trace``.
+    Raises:
+        ValueError: ``beta < 0`` (now, or when a schedule returns one), ``num_particles < 1``.
+        TypeError: ``beta`` neither a number nor callable.
+    References:
+        Higgins et al. (2017). beta-VAE: Learning Basic Visual Concepts with a Constrained
+        Variational Framework. https://openreview.net/forum?id=Sy2fzU9gl
+        Bowman et al. (2016). Generating Sentences from a Continuous Space.
+        https://arxiv.org/abs/1511.06349
+    Example:
+        >>> elbo = AnnealedELBO(LinearWarmup(1000))
+        >>> elbo.beta
+        0.0
+    """
+
+    def __init__(self, beta: float | Callable[[int], float] = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if callable(beta):
+            self.schedule = beta
+        else:
+            self.schedule = Constant(_check_beta(beta, "beta"))
+        self.step = 0
+        _check_beta(self.schedule(0), "beta")
+
+    @property
+    def beta(self) -> float:
+        """The KL weight at the current :attr:`step`."""
+        return _check_beta(self.schedule(self.step), "beta")
+
+    def _coeff(self) -> float:
+        return self.beta
+
+    def _penalty(self, terms: list[KLTerm], coeff) -> torch.Tensor | float:
+        return coeff * sum(_weighted(t) for t in terms)
+
+    def _after_step(self) -> None:
+        self.step += 1
+
+
+class FreeBitsELBO(_SplitELBO):
+    r"""ELBO with a floor of ``free_bits`` nats on the KL of every latent dimension.
+
+    What it computes (Kingma et al. 2016, eq. 15): for every latent site and every latent
+    dimension ``d`` (an element of the event of an ``Independent`` guide/prior pair; the whole
+    site when either is not factorized), the KL averaged over the batch (every plate element and
+    particle) :math:`\overline{\mathrm{KL}}_d`, and
+
+    .. math:: \mathcal L_\lambda = \log p(x \mid z) - \sum_d \max(\lambda,
+        \overline{\mathrm{KL}}_d) \cdot N_d,
+
+    with :math:`N_d` the ELBO weight of the site summed over the batch (the batch size times the
+    subsampling scale: the number of data points represented). Dimensions whose average KL is
+    below :math:`\lambda` get no KL gradient, so the encoder may use them freely. ``loss`` is
+    :math:`-\mathcal L_\lambda` in nats; ``free_bits = 0`` gives the ordinary ELBO where the
+    KLs are analytic (a Monte Carlo KL estimate can be negative and is floored at 0 too). Masked
+    batch elements are left out of the average. Particles, ``jit`` and score-function terms as in
+    :class:`AnnealedELBO`.
+
+    Args:
+        free_bits: :math:`\lambda >= 0`, nats per latent dimension (despite the name).
+        analytic_kl, num_particles, vectorize_particles, max_plate_nesting, jit: as in
+            :class:`AnnealedELBO`.
+    Raises:
+        ValueError: ``free_bits < 0``, ``num_particles < 1``.
+    References:
+        Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling (2016). Improved Variational
+        Inference with Inverse Autoregressive Flow. https://arxiv.org/abs/1606.04934
+    Example:
+        >>> FreeBitsELBO(free_bits=0.5).free_bits
+        0.5
+    """
+
+    def __init__(self, free_bits: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.free_bits = _check_beta(free_bits, "free_bits")
+
+    def _coeff(self) -> float:
+        return self.free_bits
+
+    def _penalty(self, terms: list[KLTerm], coeff) -> torch.Tensor | float:
+        total = 0.0
+        for t in terms:
+            kl, weight = _per_dimension(t)
+            represented = weight.sum(0)
+            mean_kl = (kl * weight).sum(0) / represented
+            total = total + (torch.clamp(mean_kl, min=coeff) * represented).sum()
+        return total
