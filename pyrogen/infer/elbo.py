@@ -328,7 +328,8 @@ class AnnealedELBO(_SplitELBO):
     ``loss_and_grads`` call (one ``SVI.step``) advances by one; ``loss`` and
     ``differentiable_loss`` do not advance it. With ``jit=True`` the loss is compiled with
     ``pyro.ops.jit.trace`` (like ``JitTrace_ELBO``, same restrictions) with ``beta`` as an
-    input of the compiled graph, so the schedule is honoured.
+    input of the compiled graph, so the schedule is honoured; torch >= 2.10 deprecates
+    ``torch.jit.trace`` and says so with a ``DeprecationWarning``.
 
     Non-reparameterizable guide sites get a score-function term whose reward is the detached
     :math:`\mathcal L_\beta` of the draw (no Rao-Blackwellization; use Pyro's
