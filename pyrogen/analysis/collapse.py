@@ -75,8 +75,10 @@ def active_units(
     What it computes: a latent dimension ``u`` is *active* when
     :math:`A_u = \mathrm{Cov}_x\big(\mathbb E_{q(z \mid x)}[z_u]\big) > \text{threshold}`:
     the posterior mean moves with the data. The posterior means are the guide distribution's
-    ``mean`` where it has one in closed form, else the average of ``num_samples`` draws; the
-    covariance is over the batch elements (every data-plate element passed in).
+    ``mean`` where it has one in closed form, else the average of ``num_samples`` draws, in
+    which case the Monte Carlo noise of those averages (the batch mean of
+    :math:`\mathrm{Var}_q(z_u) / S`) is subtracted so that collapsed units do not look active;
+    the covariance is over the batch elements (every data-plate element passed in).
 
     Shapes:
         returns ``{site: (A, num_active)}`` with ``A`` of shape ``event_shape`` (the per-unit
@@ -109,17 +111,21 @@ def active_units(
             mean = fn.mean
         except NotImplementedError:
             mean = None
-        if mean is None or not torch.isfinite(mean).all():
-            mean = site["value"]
+        from_draws = mean is None or not bool(torch.isfinite(mean).all())
         # batch dims: the particle plate (leftmost, num_samples draws), then the model's plates
         shape = (1,) * (nesting + 1 - len(fn.batch_shape)) + tuple(fn.batch_shape)
-        mean = mean.expand(fn.batch_shape + fn.event_shape).reshape(shape + fn.event_shape)
-        batch = mean.mean(0).reshape(-1, *fn.event_shape)
+        values = site["value"] if from_draws else mean
+        values = values.expand(fn.batch_shape + fn.event_shape).reshape(shape + fn.event_shape)
+        batch = values.mean(0).reshape(-1, *fn.event_shape)
         if batch.shape[0] < 2:
             raise ValueError(
                 f"site {name!r} has {batch.shape[0]} batch element(s); active units need the "
                 "posterior means of several data points"
             )
         variance = batch.var(0)
+        if from_draws and num_samples > 1:
+            # remove the Monte Carlo noise of the estimated means: E_x[Var_q(z) / S]
+            within = values.var(0).reshape(-1, *fn.event_shape).mean(0) / num_samples
+            variance = (variance - within).clamp(min=0)
         out[name] = (variance, int((variance > threshold).sum()))
     return out
