@@ -68,3 +68,34 @@ def test_amortized_flow_guide_smoke():
     for r in results.values():
         # an importance-weighted estimate is a tighter bound than the ELBO (K = 256 draws)
         assert math.isfinite(r["test_elbo"]) and r["test_log_px_iw"] >= r["test_elbo"]
+
+
+@pytest.mark.slow
+def test_vae_mnist_smoke(tmp_path):
+    example = load(ROOT / "examples" / "vae_mnist.py")
+    out = example.main(["--smoke", "--out", str(tmp_path)])
+    variants = out["variants"]
+    assert set(variants) == set(example.VARIANTS)
+    for r in variants.values():
+        # the importance-weighted log-likelihood is a tighter bound than the ELBO
+        assert math.isfinite(r["test_log_likelihood"])
+        assert r["test_log_likelihood"] > r["test_elbo"] - 3 * r["max_stderr"]
+        assert 0 <= r["active_units"] <= example.Z_DIM
+    assert out["summary"]["snr_dreg_mean"] > 0
+    assert (tmp_path / "vae_mnist.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_discrete_latents_smoke(tmp_path):
+    example = load(ROOT / "examples" / "discrete_latents.py")
+    out = example.main(["--smoke", "--out", str(tmp_path)])
+    assert len(out["gradient_variance"]) == 5
+    assert all(math.isfinite(r["test_log_likelihood"]) for r in out["trained"].values())
+
+
+@pytest.mark.slow
+def test_bench_objectives_quick():
+    bench = load(ROOT / "benchmarks" / "bench_objectives.py")
+    rows = bench.main(["--quick"])
+    assert len(rows) == 5
+    assert all(t_ours > 0 and t_pyro > 0 for _, t_ours, t_pyro in rows)

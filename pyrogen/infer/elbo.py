@@ -135,8 +135,9 @@ class KLTerm(NamedTuple):
             ``poutine.scale``, masks), the factor each batch element's KL has in the ELBO.
         analytic: whether ``kl`` is the closed form (else the one-draw Monte Carlo
             ``log q(z) - log p(z)``).
-        score_log_q: the guide's ``log q(z)`` if the site is not reparameterizable (for a
-            score-function term), else ``None``.
+        score_log_q: ``batch_shape``, the guide's ``log q(z)`` if the site is not
+            reparameterizable (for a score-function term), else ``None``.
+        plate_dims: the (negative) dims of the vectorized plates the site is in.
     """
 
     name: str
@@ -144,6 +145,7 @@ class KLTerm(NamedTuple):
     weight: torch.Tensor
     analytic: bool
     score_log_q: torch.Tensor | None
+    plate_dims: tuple[int, ...]
 
 
 def _unwrap_independent(q, p):
@@ -190,11 +192,17 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
             except NotImplementedError:
                 kl = None
         if kl is None:
-            kl = q.log_prob(g["value"]) - p.log_prob(g["value"])
+            log_q = q.log_prob(g["value"])
+            if not g["fn"].has_rsample:
+                # the direct gradient of log q at a fixed non-reparameterized draw has mean zero
+                # and only adds variance; the score term carries this site's gradient
+                log_q = log_q.detach()
+            kl = log_q - p.log_prob(g["value"])
         ones = kl.new_ones(g["fn"].batch_shape)
         weight = scale_and_mask(ones, m["scale"], m["mask"]).expand(ones.shape)
         score = None if g["fn"].has_rsample else g["fn"].log_prob(g["value"])
-        out.append(KLTerm(name, kl, weight, analytic, score))
+        dims = tuple(f.dim for f in g["cond_indep_stack"] if f.vectorized)
+        out.append(KLTerm(name, kl, weight, analytic, score, dims))
     return out
 
 
@@ -203,6 +211,27 @@ def _per_dimension(term: KLTerm) -> tuple[torch.Tensor, torch.Tensor]:
     weight = term.weight.reshape(-1)
     kl = term.kl.reshape(weight.shape[0], *term.kl.shape[term.weight.dim() :])
     return kl, weight.reshape(weight.shape + (1,) * (kl.dim() - 1))
+
+
+def _pad(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    return t.reshape((1,) * (ndim - t.dim()) + t.shape)
+
+
+def _sum_except(t: torch.Tensor, keep: tuple[int, ...], ndim: int) -> torch.Tensor:
+    """Pad ``t`` to ``ndim`` dims and sum (keeping dims) every dim not in ``keep``."""
+    t = _pad(t, ndim)
+    drop = [d for d in range(-ndim, 0) if d not in keep and t.shape[d] != 1]
+    return t.sum(drop, keepdim=True) if drop else t
+
+
+def _per_element(term: KLTerm, mask_dims: torch.Tensor | None = None) -> torch.Tensor:
+    """The site's weighted KL per batch element (``batch_shape``), summed over latent dims."""
+    kl = term.kl * term.weight.reshape(
+        term.weight.shape + (1,) * (term.kl.dim() - term.weight.dim())
+    )
+    if mask_dims is not None:
+        kl = kl * mask_dims
+    return kl.reshape((*term.weight.shape, -1)).sum(-1)
 
 
 def _weighted(term: KLTerm) -> torch.Tensor:
@@ -253,10 +282,26 @@ class _SplitELBO(Trace_ELBO):
         terms = kl_terms(model_trace, guide_trace, analytic_kl=self.analytic_kl)
         objective = torch.as_tensor(log_lik - self._penalty(terms, coeff))
         surrogate = objective
-        for term in terms:
-            if term.score_log_q is not None:
-                surrogate = surrogate + objective.detach() * term.score_log_q.sum()
+        score_terms = [t for t in terms if t.score_log_q is not None]
+        if score_terms:
+            pieces = [
+                site["log_prob"].detach()
+                for site in model_trace.nodes.values()
+                if site["type"] == "sample" and site["is_observed"]
+            ]
+            pieces += [-p.detach() for p in self._element_penalties(terms, coeff)]
+            for t in score_terms:
+                # Rao-Blackwellize by plates: element n of the site is rewarded with the terms
+                # of its own plate elements only (as Pyro's Trace_ELBO does)
+                ndim = max(p.dim() for p in [*pieces, t.score_log_q])
+                reward = sum(_sum_except(p, t.plate_dims, ndim) for p in pieces)
+                log_q = _pad(t.score_log_q, ndim) * (_pad(t.weight, ndim) != 0)
+                surrogate = surrogate + (reward * log_q).sum()
         return -objective, -surrogate
+
+    def _element_penalties(self, terms: list[KLTerm], coeff) -> list[torch.Tensor]:
+        """Each site's penalty per batch element (shape ``batch_shape``), for score rewards."""
+        raise NotImplementedError
 
     def _loss_and_surrogate(self, coeff, model, guide, args, kwargs):
         loss = surrogate = 0.0
@@ -331,9 +376,10 @@ class AnnealedELBO(_SplitELBO):
     input of the compiled graph, so the schedule is honoured; torch >= 2.10 deprecates
     ``torch.jit.trace`` and says so with a ``DeprecationWarning``.
 
-    Non-reparameterizable guide sites get a score-function term whose reward is the detached
-    :math:`\mathcal L_\beta` of the draw (no Rao-Blackwellization; use Pyro's
-    ``TraceGraph_ELBO`` when discrete latents dominate the variance).
+    Non-reparameterizable guide sites get a score-function term whose reward for each plate
+    element is the detached part of :math:`\mathcal L_\beta` in that element's plates (the
+    plate Rao-Blackwellization of Pyro's ``Trace_ELBO``; Pyro's ``TraceGraph_ELBO`` also uses
+    the dependency graph and baselines, see ``examples/discrete_latents.py``).
 
     Args:
         beta: a number ``>= 0`` or a schedule: a callable ``step -> beta`` such as
@@ -374,6 +420,9 @@ class AnnealedELBO(_SplitELBO):
 
     def _penalty(self, terms: list[KLTerm], coeff) -> torch.Tensor | float:
         return coeff * sum(_weighted(t) for t in terms)
+
+    def _element_penalties(self, terms: list[KLTerm], coeff) -> list[torch.Tensor]:
+        return [coeff * _per_element(t) for t in terms]
 
     def _after_step(self) -> None:
         self.step += 1
@@ -427,3 +476,11 @@ class FreeBitsELBO(_SplitELBO):
             mean_kl = (kl * weight).sum(0) / represented
             total = total + (torch.clamp(mean_kl, min=coeff) * represented).sum()
         return total
+
+    def _element_penalties(self, terms: list[KLTerm], coeff) -> list[torch.Tensor]:
+        out = []
+        for t in terms:
+            kl, weight = _per_dimension(t)
+            above = ((kl * weight).sum(0) / weight.sum(0) > coeff).to(kl.dtype)
+            out.append(_per_element(t, above))  # floored dimensions carry no KL gradient
+        return out

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Delta
 from pyro.infer.enum import get_importance_trace
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
@@ -44,11 +45,11 @@ class LogWeights(NamedTuple):
         scale: the subsampling factor of the data plates (``full_size / subsample_size``,
             product over plates): multiply a sum over ``data_shape`` by it to estimate the sum
             over the full data set.
-        global_log_weight: ``()``, nats (scaled): the sites whose log-density is identical for
-            every particle (a point-mass guide of a global latent and the prior and
-            observations that depend only on such latents). They are taken out of the
-            log-mean-exp exactly and do not restrict the data plates: the bound is
-            ``scale * sum(logmeanexp(log_weights)) + global_log_weight``.
+        global_log_weight: ``()``, nats (scaled): the terms that are the same for every
+            particle: latents whose guide is a point mass (``Delta``, e.g. ``AutoDelta``),
+            their model sites and observed sites, when identical across particles. They are
+            taken out of the log-mean-exp exactly and do not restrict the data plates: the
+            bound is ``scale * sum(logmeanexp(log_weights)) + global_log_weight``.
         global_sites: their names.
         reparam_log_q: ``(K, *data_shape)``, the guide's log-density of its reparameterized
             sites arranged like ``log_weights`` (``None`` when it has none).
@@ -116,11 +117,13 @@ def importance_log_weights(
         lp = site["log_prob"]
         return lp.reshape((1,) * (ndim - lp.dim()) + lp.shape)
 
-    fixed = {
-        (kind, name)
-        for kind, sites in (("model", model_sites), ("guide", guide_sites))
-        for name, site in sites
-        if _particle_constant(padded(site), particle_dim)
+    point_masses = {name for name, site in guide_sites if _is_point_mass(site["fn"])}
+    fixed = {("guide", name) for name in point_masses}
+    fixed |= {
+        ("model", name)
+        for name, site in model_sites
+        if (name in point_masses or site["is_observed"])
+        and _particle_constant(padded(site), particle_dim)
     }
     varying = [
         site
@@ -192,11 +195,18 @@ def importance_log_weights(
     )
 
 
+def _is_point_mass(fn) -> bool:
+    """Whether a guide distribution is a point mass (``Delta``, possibly wrapped)."""
+    while not isinstance(fn, Delta) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return isinstance(fn, Delta)
+
+
 def _particle_constant(log_prob: torch.Tensor, particle_dim: int) -> bool:
-    """Whether a site's (padded) log-density is the same for every particle, so that it can be
-    taken out of the log-mean-exp exactly (e.g. a point-mass guide of a global latent)."""
+    """Whether a site's (padded) log-density is identical for every particle (and there are
+    several particles to compare)."""
     first = log_prob.narrow(particle_dim, 0, 1)
-    return log_prob.shape[particle_dim] == 1 or torch.equal(log_prob, first.expand_as(log_prob))
+    return log_prob.shape[particle_dim] > 1 and torch.equal(log_prob, first.expand_as(log_prob))
 
 
 def _particles(fn: Callable, num_particles: int, max_plate_nesting: int) -> Callable:
