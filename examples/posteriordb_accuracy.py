@@ -113,7 +113,7 @@ GUIDES = {
     "AutoNormal": lambda model: AutoNormal(model),
     "AutoMultivariateNormal": lambda model: AutoMultivariateNormal(model),
     "AutoFlow(iaf)": lambda model: AutoFlow(model, flow="iaf"),
-    "AutoFlow(maf)": lambda model: AutoFlow(model, flow="maf"),
+    "AutoFlow(maf)": lambda model: AutoFlow(model),  # the default flow
 }
 
 

@@ -1,0 +1,341 @@
+"""Restricted Boltzmann machines (Bernoulli and Gaussian visible units) as Pyro distributions."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pyro.distributions import Bernoulli, Normal, TorchDistribution, constraints
+
+from pyrogen.distributions.base import (
+    EnergyMixin,
+    broadcast_params,
+    check_count,
+    enumerated_logsumexp,
+    sample_enumerated,
+)
+
+__all__ = ["BernoulliRBM", "GaussianBernoulliRBM"]
+
+
+class _RBM(EnergyMixin, TorchDistribution):
+    """Shared parts of the two RBMs: shapes, conditionals, block Gibbs, exact enumeration."""
+
+    arg_constraints: ClassVar[dict] = {
+        "weight": constraints.real,
+        "visible_bias": constraints.real,
+        "hidden_bias": constraints.real,
+    }
+    has_rsample = False
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        visible_bias: torch.Tensor,
+        hidden_bias: torch.Tensor,
+        *,
+        num_gibbs_steps: int = 1000,
+        log_partition: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+        **extra: torch.Tensor,
+    ) -> None:
+        if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+            raise ValueError(
+                "weight must be a tensor of shape (*batch, n_visible, n_hidden), got "
+                f"{getattr(weight, 'shape', type(weight).__name__)}"
+            )
+        n_visible, n_hidden = weight.shape[-2:]
+        params, batch_shape = broadcast_params(
+            {"weight": weight, "visible_bias": visible_bias, "hidden_bias": hidden_bias, **extra},
+            {
+                "weight": (n_visible, n_hidden),
+                "visible_bias": (n_visible,),
+                "hidden_bias": (n_hidden,),
+                **{k: (n_visible,) for k in extra},
+            },
+        )
+        for name, value in params.items():
+            setattr(self, name, value)
+        self.num_gibbs_steps = check_count(num_gibbs_steps, "num_gibbs_steps")
+        super().__init__(batch_shape, torch.Size([n_visible]), validate_args=validate_args)
+        self._init_energy(log_partition)
+
+    @property
+    def n_visible(self) -> int:
+        return self.weight.shape[-2]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.weight.shape[-1]
+
+    def _params(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, k) for k in self.arg_constraints)
+
+    def expand(self, batch_shape, _instance=None):
+        # parameters stay unexpanded (every method broadcasts), so that a plate's expansion
+        # does not copy the weight matrix once per data point
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        torch.broadcast_shapes(batch_shape, self.batch_shape)
+        for name in self.arg_constraints:
+            setattr(new, name, getattr(self, name))
+        new.num_gibbs_steps = self.num_gibbs_steps
+        super(_RBM, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._init_energy(None if self._attached is None else self._attached.expand(batch_shape))
+        new._validate_args = self._validate_args
+        return new
+
+    def _visible_input(self, v: torch.Tensor) -> torch.Tensor:
+        """The visible units' input to the hidden layer, ``v^T W`` (Gaussian: ``(v/sigma)^T W``)."""
+        return (v.unsqueeze(-2) @ self.weight).squeeze(-2)
+
+    def _hidden_input(self, h: torch.Tensor) -> torch.Tensor:
+        """``W h``, shape ``(*, n_visible)``."""
+        return (self.weight @ h.unsqueeze(-1)).squeeze(-1)
+
+    def hidden_given_visible(self, v: torch.Tensor) -> Bernoulli:
+        """:math:`p(h \\mid v)`: independent Bernoullis, ``batch_shape + (n_hidden,)`` event 1."""
+        return Bernoulli(logits=self.hidden_bias + self._visible_input(v)).to_event(1)
+
+    def markov_chain(self, value: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """Run ``num_steps`` sweeps of block Gibbs sampling (``h ~ p(h|v)``, then ``v ~ p(v|h)``)
+        from the visible state ``value`` and return the final visible state (no gradient).
+
+        Shapes:
+            value, returns: ``(*sample, *batch_shape, n_visible)``.
+        """
+        check_count(num_steps, "num_steps", minimum=0)
+        v = value.detach()
+        with torch.no_grad():
+            for _ in range(num_steps):
+                h = self.hidden_given_visible(v).sample()
+                v = self.visible_given_hidden(h).sample()
+        return v
+
+    def _enumerate_hidden_ok(self) -> bool:
+        return self.n_hidden <= self.max_enumerable_units
+
+    def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _exact_log_partition(self) -> torch.Tensor:
+        return enumerated_logsumexp(
+            self._log_marginal_hidden, self.n_hidden, self.weight, extra=self._log_z_constant()
+        )
+
+    def _log_z_constant(self) -> torch.Tensor | float:
+        return 0.0
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        """Exact draws when the hidden layer is enumerable (``n_hidden <= 20``): ``h`` from its
+        marginal, then ``v ~ p(v | h)``; otherwise ``num_gibbs_steps`` block-Gibbs sweeps from
+        uniformly random visible states (approximate; increase ``num_gibbs_steps`` to mix).
+
+        Shapes:
+            returns ``sample_shape + batch_shape + (n_visible,)``.
+        """
+        shape = torch.Size(sample_shape)
+        with torch.no_grad():
+            if self._enumerate_hidden_ok():
+                h = sample_enumerated(
+                    self._log_marginal_hidden, self.n_hidden, shape, self.batch_shape, self.weight
+                )
+                return self.visible_given_hidden(h).sample()
+            return self.markov_chain(self._random_visible(shape), self.num_gibbs_steps)
+
+
+class BernoulliRBM(_RBM):
+    r"""Restricted Boltzmann machine with binary visible and hidden units.
+
+    What it computes: with :math:`v \in \{0,1\}^{V}`, :math:`h \in \{0,1\}^{H}`,
+
+    .. math::
+        E(v, h) = -v^\top W h - b^\top v - c^\top h, \qquad
+        p(v) = \frac{1}{Z} \sum_h e^{-E(v, h)} = \frac{e^{-F(v)}}{Z},
+
+    with the free energy :math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j +
+    (v^\top W)_j)` and :math:`\log Z = \log \sum_h \exp(c^\top h + \sum_i
+    \operatorname{softplus}(b_i + (W h)_i))` (or the same sum over ``v``). ``log_prob`` is the
+    normalized :math:`-F(v) - \log Z` in nats: ``log Z`` is exact when the smaller layer has at
+    most ``max_enumerable_units`` (20) units (the enumeration costs :math:`2^{\min(V, H)}`
+    passes, cached until a parameter changes); otherwise it is the estimate attached with
+    :meth:`attach_log_partition` (e.g. ``rbm.log_partition(method="ais")``), and without one
+    ``log_prob`` raises instead of returning an unnormalized value. Conditionals are
+    :math:`p(h_j = 1 \mid v) = \sigma(c_j + (v^\top W)_j)` and :math:`p(v_i = 1 \mid h) =
+    \sigma(b_i + (W h)_i)`.
+
+    Shapes:
+        weight: ``(*batch, V, H)``.  visible_bias: ``(*batch, V)``.  hidden_bias:
+        ``(*batch, H)`` (batch dims broadcast).  Samples and values: ``(*sample, *batch, V)``;
+        ``log_prob``, ``free_energy``: ``(*sample, *batch)``.
+    Args:
+        weight, visible_bias, hidden_bias: :math:`W, b, c` (real).
+        num_gibbs_steps: block-Gibbs sweeps per ``sample`` when exact sampling is impossible.
+        log_partition: an estimate of ``log Z`` (nats, ``batch_shape``) to use when it cannot be
+            enumerated.
+        validate_args: Pyro/torch argument validation (binary values, finite parameters).
+    Raises:
+        ValueError: parameter shapes that do not agree, ``num_gibbs_steps < 1``; with validation
+            on, non-binary values or non-finite parameters; ``log_prob`` with no exact or
+            attached ``log Z``.
+    References:
+        Smolensky (1986). Information processing in dynamical systems: foundations of harmony
+        theory. Hinton (2002). Training Products of Experts by Minimizing Contrastive
+        Divergence. https://doi.org/10.1162/089976602760128018
+    Example:
+        >>> rbm = BernoulliRBM(torch.randn(4, 3), torch.zeros(4), torch.zeros(3))
+        >>> states = torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 4)
+        >>> round(float(rbm.log_prob(states).exp().sum()), 6)
+        1.0
+    """
+
+    support = constraints.independent(constraints.boolean, 1)
+
+    def __init__(self, weight, visible_bias, hidden_bias, **kwargs) -> None:
+        super().__init__(weight, visible_bias, hidden_bias, **kwargs)
+
+    def visible_given_hidden(self, h: torch.Tensor) -> Bernoulli:
+        """:math:`p(v \\mid h)`: independent Bernoullis, event shape ``(n_visible,)``."""
+        return Bernoulli(logits=self.visible_bias + self._hidden_input(h)).to_event(1)
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """:math:`E(v, h)` in nats, shape ``broadcast(v, h)[:-1]``."""
+        return -(
+            (self._visible_input(v) * h).sum(-1)
+            + (self.visible_bias * v).sum(-1)
+            + (self.hidden_bias * h).sum(-1)
+        )
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`F(v) = -\\log \\sum_h e^{-E(v,h)}` in nats, shape ``(*sample, *batch)``."""
+        return -(self.visible_bias * v).sum(-1) - F.softplus(
+            self.hidden_bias + self._visible_input(v)
+        ).sum(-1)
+
+    def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        return (self.hidden_bias * h).sum(-1) + F.softplus(
+            self.visible_bias + self._hidden_input(h)
+        ).sum(-1)
+
+    def _exact_log_partition(self) -> torch.Tensor:
+        if self.n_hidden <= self.n_visible:
+            return super()._exact_log_partition()
+        return enumerated_logsumexp(lambda v: -self.free_energy(v), self.n_visible, self.weight)
+
+    def _enumerable(self) -> bool:
+        return min(self.n_visible, self.n_hidden) <= self.max_enumerable_units
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        if not self._enumerate_hidden_ok() and self.n_visible <= self.max_enumerable_units:
+            with torch.no_grad():
+                return sample_enumerated(
+                    lambda v: -self.free_energy(v),
+                    self.n_visible,
+                    shape,
+                    self.batch_shape,
+                    self.weight,
+                )
+        return super().sample(shape)
+
+    def _random_visible(self, shape: torch.Size) -> torch.Tensor:
+        probs = self.visible_bias.new_full(shape + self.batch_shape + self.event_shape, 0.5)
+        return torch.bernoulli(probs)
+
+    def _ais_path(self, base_visible_bias: torch.Tensor | None):
+        from pyrogen.distributions.annealing import RBMPath
+
+        return RBMPath(self, base_visible_bias)
+
+
+class GaussianBernoulliRBM(_RBM):
+    r"""RBM with real-valued (Gaussian) visible units and binary hidden units.
+
+    What it computes: with :math:`v \in \mathbb R^V`, :math:`h \in \{0,1\}^H` and visible
+    standard deviations :math:`\sigma`,
+
+    .. math::
+        E(v, h) = \sum_i \frac{(v_i - b_i)^2}{2\sigma_i^2} - c^\top h
+                  - \sum_{ij} \frac{v_i}{\sigma_i} W_{ij} h_j,
+
+    so :math:`p(v \mid h) = \mathcal N(b + \sigma \odot W h, \operatorname{diag}\sigma^2)`,
+    :math:`p(h_j = 1 \mid v) = \sigma(c_j + ((v / \sigma)^\top W)_j)`, the free energy is
+    :math:`F(v) = \sum_i (v_i - b_i)^2 / (2\sigma_i^2) - \sum_j \operatorname{softplus}(c_j +
+    ((v/\sigma)^\top W)_j)`, and (Gaussian integral for each ``h``)
+
+    .. math::
+        \log Z = \log \sum_h \exp\Big(c^\top h + \sum_i \big(\tfrac{b_i}{\sigma_i} (W h)_i +
+        \tfrac12 (W h)_i^2\big)\Big) + \sum_i \log(\sqrt{2\pi}\, \sigma_i),
+
+    exact by enumerating ``h`` when ``H <= 20``, otherwise attached as for
+    :class:`BernoulliRBM`. ``scale`` (:math:`\sigma`) may be a learned parameter or fixed
+    (e.g. 1 for standardized data, the usual choice).
+
+    Shapes:
+        as :class:`BernoulliRBM`; ``scale``: ``(*batch, V)``.
+    Args:
+        weight, visible_bias, hidden_bias: :math:`W, b, c`.
+        scale: :math:`\sigma > 0`.
+        num_gibbs_steps, log_partition, validate_args: as in :class:`BernoulliRBM`.
+    Raises:
+        ValueError: as :class:`BernoulliRBM`; with validation on, ``scale <= 0``.
+    References:
+        Hinton, Salakhutdinov (2006). Reducing the Dimensionality of Data with Neural Networks.
+        Cho, Ilin, Raiko (2011). Improved Learning of Gaussian-Bernoulli Restricted Boltzmann
+        Machines. https://doi.org/10.1007/978-3-642-21735-7_2
+    Example:
+        >>> rbm = GaussianBernoulliRBM(torch.randn(2, 3), torch.zeros(2), torch.zeros(3),
+        ...                            torch.ones(2))
+        >>> rbm.sample((5,)).shape
+        torch.Size([5, 2])
+    """
+
+    arg_constraints: ClassVar[dict] = {**_RBM.arg_constraints, "scale": constraints.positive}
+    support = constraints.independent(constraints.real, 1)
+
+    def __init__(self, weight, visible_bias, hidden_bias, scale, **kwargs) -> None:
+        super().__init__(weight, visible_bias, hidden_bias, scale=scale, **kwargs)
+
+    def _visible_input(self, v: torch.Tensor) -> torch.Tensor:
+        return super()._visible_input(v / self.scale)
+
+    def visible_given_hidden(self, h: torch.Tensor) -> Normal:
+        """:math:`p(v \\mid h) = \\mathcal N(b + \\sigma \\odot W h, \\sigma^2)`, event 1."""
+        loc = self.visible_bias + self.scale * self._hidden_input(h)
+        return Normal(loc, self.scale.expand(loc.shape)).to_event(1)
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """:math:`E(v, h)` in nats."""
+        quadratic = (((v - self.visible_bias) / self.scale) ** 2 / 2).sum(-1)
+        return quadratic - (self.hidden_bias * h).sum(-1) - (self._visible_input(v) * h).sum(-1)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`F(v)` in nats, shape ``(*sample, *batch)``."""
+        quadratic = (((v - self.visible_bias) / self.scale) ** 2 / 2).sum(-1)
+        return quadratic - F.softplus(self.hidden_bias + self._visible_input(v)).sum(-1)
+
+    def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        wh = self._hidden_input(h)
+        return (self.hidden_bias * h).sum(-1) + (
+            self.visible_bias / self.scale * wh + wh**2 / 2
+        ).sum(-1)
+
+    def _log_z_constant(self) -> torch.Tensor:
+        return (torch.log(self.scale) + 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def _enumerable(self) -> bool:
+        return self.n_hidden <= self.max_enumerable_units
+
+    def _random_visible(self, shape: torch.Size) -> torch.Tensor:
+        full = shape + self.batch_shape + self.event_shape
+        return self.visible_bias.expand(full) + self.scale.expand(full) * torch.randn(
+            full, dtype=self.scale.dtype, device=self.scale.device
+        )
+
+    def _ais_path(self, base_visible_bias: torch.Tensor | None):
+        raise NotImplementedError(
+            "AIS is implemented for BernoulliRBM and BoltzmannMachine; a GaussianBernoulliRBM "
+            "with up to 20 hidden units has an exact log Z"
+        )
