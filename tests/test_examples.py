@@ -99,3 +99,16 @@ def test_bench_objectives_quick():
     rows = bench.main(["--quick"])
     assert len(rows) == 5
     assert all(t_ours > 0 and t_pyro > 0 for _, t_ours, t_pyro in rows)
+
+
+@pytest.mark.slow
+def test_rbm_digits_smoke(tmp_path):
+    example = load(ROOT / "examples" / "rbm_digits.py")
+    out = example.main(["--smoke", "--out", str(tmp_path)])
+    for name in ("pyrogen CD-1", "pyrogen CD-25", "pyrogen PCD-1", "scikit-learn BernoulliRBM"):
+        assert -64 * math.log(2) - 1 < out[name]["test_ll"] < 0
+    for check in out["ais_check"].values():
+        assert abs(check["difference"]) < 5 * check["stderr"] + 0.05
+    assert math.isfinite(out["ebm_two_moons"]["test_ll"])
+    assert (tmp_path / "rbm_digits.png").stat().st_size > 0
+    assert (tmp_path / "ebm_two_moons.png").stat().st_size > 0

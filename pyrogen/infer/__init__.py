@@ -1,7 +1,9 @@
-"""Inference: objectives for ``pyro.infer.SVI`` (IWAE, annealed and free-bits ELBOs),
-importance-weighted likelihood estimation, and autoguides with flows."""
+"""Inference: objectives for ``pyro.infer.SVI`` (IWAE, annealed and free-bits ELBOs,
+contrastive divergence), importance-weighted likelihood estimation, and autoguides with
+flows."""
 
 from pyrogen.infer.autoguide import AutoFlow
+from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
 from pyrogen.infer.elbo import (
     AnnealedELBO,
     Constant,
@@ -24,12 +26,14 @@ __all__ = [
     "AnnealedELBO",
     "AutoFlow",
     "Constant",
+    "ContrastiveDivergence",
     "Cyclical",
     "FreeBitsELBO",
     "KLTerm",
     "LinearWarmup",
     "LogLikelihood",
     "LogWeights",
+    "fit_rbm",
     "importance_log_weights",
     "kl_terms",
     "log_likelihood",

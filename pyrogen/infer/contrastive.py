@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.infer import ELBO, SVI
+from pyro.optim import Adam
 from pyro.util import warn_if_nan
 
-__all__ = ["ContrastiveDivergence"]
+from pyrogen.distributions import BernoulliRBM
+
+__all__ = ["ContrastiveDivergence", "fit_rbm"]
 
 
 def _energy_model(fn):
@@ -18,7 +24,7 @@ def _energy_model(fn):
     return fn if hasattr(fn, "markov_chain") and hasattr(fn, "free_energy") else None
 
 
-class ContrastiveDivergence:
+class ContrastiveDivergence(ELBO):
     r"""Contrastive divergence: an SVI loss whose gradient is the CD-k (or persistent CD)
     estimate of the negative log-likelihood gradient of energy-based observations.
 
@@ -88,12 +94,16 @@ class ContrastiveDivergence:
             raise ValueError(f"num_chains must be a positive int or None, got {num_chains!r}")
         if not isinstance(replay_buffer, int) or replay_buffer < 0:
             raise ValueError(f"replay_buffer must be an int >= 0, got {replay_buffer!r}")
+        super().__init__()
         self.num_gibbs_steps = num_gibbs_steps
         self.persistent = bool(persistent)
         self.num_chains = num_chains
         self.replay_buffer = replay_buffer
         self.chains: dict[str, torch.Tensor] = {}
         self.buffers: dict[str, torch.Tensor] = {}
+
+    def _get_trace(self, model, guide, args, kwargs):  # pragma: no cover - not used
+        raise NotImplementedError("ContrastiveDivergence traces the model only")
 
     def _negatives(self, name: str, fn, data: torch.Tensor) -> torch.Tensor:
         event = fn.event_shape
@@ -175,3 +185,72 @@ class ContrastiveDivergence:
         value = float(surrogate.detach())
         warn_if_nan(value, "loss")
         return value
+
+
+def fit_rbm(
+    data: torch.Tensor,
+    n_hidden: int,
+    *,
+    loss: ContrastiveDivergence | None = None,
+    epochs: int = 100,
+    batch_size: int = 50,
+    lr: float = 0.01,
+    init_scale: float = 0.01,
+) -> BernoulliRBM:
+    r"""Train a :class:`~pyrogen.distributions.BernoulliRBM` on binary data with ``pyro.infer.SVI``.
+
+    The model is ``pyro.sample("v", BernoulliRBM(W, b, c), obs=batch)`` inside a subsampled
+    data plate and the guide is empty; the loss is ``loss`` (default CD-1), the optimizer
+    ``pyro.optim.Adam({"lr": lr})``. Initialization (Hinton 2010, "A Practical Guide to
+    Training RBMs"): ``W ~ N(0, init_scale^2)``, visible biases at the logits of the data's
+    mean activations, hidden biases 0. Runs in its own parameter-store scope, so the global
+    param store is untouched.
+
+    Shapes:
+        data: ``(N, n_visible)`` with values in {0, 1}.
+    Args:
+        data: training data.
+        n_hidden: hidden units (>= 1).
+        loss: a :class:`ContrastiveDivergence` (default ``ContrastiveDivergence(1)``).
+        epochs, batch_size: passes over the data, mini-batch size (>= 1).
+        lr: Adam learning rate (> 0).
+        init_scale: standard deviation of the initial weights (>= 0).
+    Returns:
+        the trained RBM (parameters detached).
+    Raises:
+        ValueError: non-binary ``data``, a non-positive count or ``lr``.
+    References:
+        Hinton (2010). A Practical Guide to Training Restricted Boltzmann Machines.
+        https://www.cs.toronto.edu/~hinton/absps/guideTR.pdf
+    """
+    if data.dim() != 2 or not bool(((data == 0) | (data == 1)).all()):
+        raise ValueError("data must be a (N, n_visible) tensor of zeros and ones")
+    for name, value in (("n_hidden", n_hidden), ("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    loss = ContrastiveDivergence(1) if loss is None else loss
+    n_visible = data.shape[1]
+    mean = data.mean(0).clamp(0.01, 0.99)
+
+    def model(batch):
+        w = pyro.param("weight", init_scale * torch.randn(n_visible, n_hidden).to(data))
+        b = pyro.param("visible_bias", torch.logit(mean))
+        c = pyro.param("hidden_bias", data.new_zeros(n_hidden))
+        with pyro.plate("data", len(data), subsample_size=len(batch)):
+            pyro.sample("v", BernoulliRBM(w, b, c), obs=batch)
+
+    def guide(batch):
+        pass
+
+    with pyro.get_param_store().scope():
+        svi = SVI(model, guide, Adam({"lr": lr}), loss)
+        for epoch in range(epochs):
+            perm = torch.randperm(len(data), device=data.device)
+            for i in range(0, len(data), batch_size):
+                value = svi.step(data[perm[i : i + batch_size]])
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"non-finite loss {value} in epoch {epoch}")
+        params = [pyro.param(n).detach().clone() for n in ("weight", "visible_bias", "hidden_bias")]
+    return BernoulliRBM(*params)
