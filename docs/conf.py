@@ -17,6 +17,7 @@ autodoc_typehints = "description"
 autodoc_inherit_docstrings = False
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+napoleon_use_ivar = True
 napoleon_custom_sections = [("Shapes", "params_style"), ("Cost", "notes_style")]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"

@@ -54,9 +54,7 @@ def kl_per_dimension(
     )
     out = {}
     for term in kl_terms(model_trace, guide_trace, analytic_kl=analytic_kl):
-        weight = term.weight.reshape(-1)
-        kl = term.kl.reshape(weight.shape[0], *term.kl.shape[term.weight.dim() :])
-        weight = weight.reshape(weight.shape + (1,) * (kl.dim() - 1))
+        kl, weight = term.per_dimension()
         out[term.name] = (kl * weight).sum(0) / weight.sum(0)
     return out
 

@@ -33,8 +33,8 @@ class EnergyBasedDistribution(TorchDistribution):
     ``log Z``: pass or attach an estimate (e.g. by quadrature in 2-D); otherwise it raises.
 
     Shapes:
-        ``energy_fn``: ``(*batch, *event_shape) -> (*batch,)``. Values: ``(*sample,
-        *event_shape)`` (``batch_shape`` is ``()``).
+        ``energy_fn``: ``(*batch, *event_shape) -> (*batch,)``.
+        Values: ``(*sample, *event_shape)`` (``batch_shape`` is ``()``).
     Args:
         energy_fn: an ``nn.Module`` (or callable) returning the energy in nats.
         event_shape: the shape of one draw, e.g. ``(2,)``.

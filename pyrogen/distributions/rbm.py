@@ -171,8 +171,9 @@ class BernoulliRBM(_RBM):
     \sigma(b_i + (W h)_i)`.
 
     Shapes:
-        weight: ``(*batch, V, H)``.  visible_bias: ``(*batch, V)``.  hidden_bias:
-        ``(*batch, H)`` (batch dims broadcast).  Samples and values: ``(*sample, *batch, V)``;
+        weight: ``(*batch, V, H)``.  visible_bias: ``(*batch, V)``.
+        hidden_bias: ``(*batch, H)`` (batch dims broadcast).
+        Samples and values: ``(*sample, *batch, V)``.
         ``log_prob``, ``free_energy``: ``(*sample, *batch)``.
     Args:
         weight, visible_bias, hidden_bias: :math:`W, b, c` (real).

@@ -4,15 +4,7 @@ flows."""
 
 from pyrogen.infer.autoguide import AutoFlow
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
-from pyrogen.infer.elbo import (
-    AnnealedELBO,
-    Constant,
-    Cyclical,
-    FreeBitsELBO,
-    KLTerm,
-    LinearWarmup,
-    kl_terms,
-)
+from pyrogen.infer.elbo import AnnealedELBO, FreeBitsELBO, KLTerm, kl_terms
 from pyrogen.infer.importance import (
     LogLikelihood,
     LogWeights,
@@ -20,6 +12,7 @@ from pyrogen.infer.importance import (
     log_likelihood,
 )
 from pyrogen.infer.iwae import IWAE
+from pyrogen.infer.schedules import Constant, Cyclical, LinearWarmup
 
 __all__ = [
     "IWAE",

@@ -56,8 +56,12 @@ class ContrastiveDivergence(ELBO):
         num_chains: number of persistent chains (default: the first batch's size); CD uses the
             batch.
         replay_buffer: size of the replay buffer for continuous EBMs (0: none).
+        energy_penalty: :math:`\alpha \ge 0`; adds :math:`\alpha s B (\overline{F(v^+)^2} +
+            \overline{F(v^-)^2})`, the energy regularizer of Du and Mordatch (2019) that keeps
+            a continuous EBM's energies from drifting to :math:`\pm\infty` (0: off).
     Raises:
-        ValueError: ``num_gibbs_steps < 1``, ``num_chains < 1``, ``replay_buffer < 0``; on use,
+        ValueError: ``num_gibbs_steps < 1``, ``num_chains < 1``, ``replay_buffer < 0``,
+            ``energy_penalty < 0``; on use,
             a model without an energy-based observed site, or with latent sites.
     References:
         Hinton (2002). Training Products of Experts by Minimizing Contrastive Divergence.
@@ -85,6 +89,7 @@ class ContrastiveDivergence(ELBO):
         persistent: bool = False,
         num_chains: int | None = None,
         replay_buffer: int = 0,
+        energy_penalty: float = 0.0,
     ) -> None:
         if isinstance(num_gibbs_steps, bool) or not isinstance(num_gibbs_steps, int):
             raise ValueError(f"num_gibbs_steps must be an int >= 1, got {num_gibbs_steps!r}")
@@ -94,6 +99,9 @@ class ContrastiveDivergence(ELBO):
             raise ValueError(f"num_chains must be a positive int or None, got {num_chains!r}")
         if not isinstance(replay_buffer, int) or replay_buffer < 0:
             raise ValueError(f"replay_buffer must be an int >= 0, got {replay_buffer!r}")
+        if not (isinstance(energy_penalty, int | float) and energy_penalty >= 0):
+            raise ValueError(f"energy_penalty must be a number >= 0, got {energy_penalty!r}")
+        self.energy_penalty = float(energy_penalty)
         super().__init__()
         self.num_gibbs_steps = num_gibbs_steps
         self.persistent = bool(persistent)
@@ -155,9 +163,13 @@ class ContrastiveDivergence(ELBO):
             data = site["value"]
             negatives = self._negatives(name, fn, data)
             positive = fn.free_energy(data)
+            negative = fn.free_energy(negatives)
             scale = site["scale"]
             batch = positive.numel()
-            term = scale * (positive.sum() - batch * fn.free_energy(negatives).mean())
+            term = scale * (positive.sum() - batch * negative.mean())
+            if self.energy_penalty:
+                penalty = (positive**2).mean() + (negative**2).mean()
+                term = term + scale * batch * self.energy_penalty * penalty
             total = term if total is None else total + term
         if total is None:
             raise ValueError(

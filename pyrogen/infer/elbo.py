@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable
 from typing import NamedTuple
@@ -15,111 +14,9 @@ from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
-__all__ = [
-    "AnnealedELBO",
-    "Constant",
-    "Cyclical",
-    "FreeBitsELBO",
-    "KLTerm",
-    "LinearWarmup",
-    "kl_terms",
-]
+from pyrogen.infer.schedules import Constant, check_beta
 
-
-class Constant:
-    """Schedule ``beta(step) = value`` for every step.
-
-    Args:
-        value: ``beta >= 0``.
-    Raises:
-        ValueError: ``value`` negative or not finite.
-    Example:
-        >>> Constant(0.5)(10)
-        0.5
-    """
-
-    def __init__(self, value: float) -> None:
-        self.value = _check_beta(value, "value")
-
-    def __call__(self, step: int) -> float:
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"Constant({self.value})"
-
-
-class LinearWarmup:
-    """Schedule rising linearly from ``start`` to ``end`` over ``num_steps`` steps, then flat.
-
-    ``beta(step) = start + (end - start) * min(step / num_steps, 1)`` (Bowman et al. 2016).
-
-    Args:
-        num_steps: warm-up length in steps (> 0).
-        start, end: ``beta`` at step 0 and after the warm-up (>= 0).
-    Raises:
-        ValueError: ``num_steps < 1`` or a negative ``start``/``end``.
-    References:
-        Bowman, Vilnis, Vinyals, Dai, Jozefowicz, Bengio (2016). Generating Sentences from a
-        Continuous Space. https://arxiv.org/abs/1511.06349
-    Example:
-        >>> [LinearWarmup(4)(s) for s in range(6)]
-        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
-    """
-
-    def __init__(self, num_steps: int, start: float = 0.0, end: float = 1.0) -> None:
-        if not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-        self.num_steps = num_steps
-        self.start = _check_beta(start, "start")
-        self.end = _check_beta(end, "end")
-
-    def __call__(self, step: int) -> float:
-        return self.start + (self.end - self.start) * min(step / self.num_steps, 1.0)
-
-    def __repr__(self) -> str:
-        return f"LinearWarmup({self.num_steps}, start={self.start}, end={self.end})"
-
-
-class Cyclical:
-    """Cyclical schedule of Fu et al.: in each period of ``period`` steps, ``beta`` rises
-    linearly from 0 to ``end`` over the first ``ratio * period`` steps, then stays at ``end``.
-
-    Args:
-        period: steps per cycle (> 0).
-        ratio: fraction of each cycle spent rising, in ``(0, 1]``.
-        end: ``beta`` at the top of each cycle (>= 0).
-    Raises:
-        ValueError: ``period < 1``, ``ratio`` outside ``(0, 1]`` or ``end < 0``.
-    References:
-        Fu, Li, Liu, Gao, Celikyilmaz, Carin (2019). Cyclical Annealing Schedule: A Simple
-        Approach to Mitigating KL Vanishing. https://arxiv.org/abs/1903.10145
-    Example:
-        >>> [Cyclical(4, ratio=0.5)(s) for s in range(8)]
-        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0]
-    """
-
-    def __init__(self, period: int, ratio: float = 0.5, end: float = 1.0) -> None:
-        if not isinstance(period, int) or period < 1:
-            raise ValueError(f"period must be a positive int, got {period!r}")
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
-        self.period, self.ratio = period, float(ratio)
-        self.end = _check_beta(end, "end")
-
-    def __call__(self, step: int) -> float:
-        phase = (step % self.period) / (self.ratio * self.period)
-        return self.end * min(phase, 1.0)
-
-    def __repr__(self) -> str:
-        return f"Cyclical({self.period}, ratio={self.ratio}, end={self.end})"
-
-
-def _check_beta(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return float(value)
+__all__ = ["AnnealedELBO", "FreeBitsELBO", "KLTerm", "kl_terms"]
 
 
 class KLTerm(NamedTuple):
@@ -146,6 +43,13 @@ class KLTerm(NamedTuple):
     analytic: bool
     score_log_q: torch.Tensor | None
     plate_dims: tuple[int, ...]
+
+    def per_dimension(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(kl, weight)`` with the batch flattened: ``(B, *dim_shape)`` and ``(B, 1, ...)``
+        (B = number of batch elements), ready for weighted averages over the batch."""
+        weight = self.weight.reshape(-1)
+        kl = self.kl.reshape(weight.shape[0], *self.kl.shape[self.weight.dim() :])
+        return kl, weight.reshape(weight.shape + (1,) * (kl.dim() - 1))
 
 
 def _unwrap_independent(q, p):
@@ -206,13 +110,6 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
     return out
 
 
-def _per_dimension(term: KLTerm) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(kl, weight)`` flattened to ``(B, *dim_shape)`` and ``(B, *1s)`` (B = batch size)."""
-    weight = term.weight.reshape(-1)
-    kl = term.kl.reshape(weight.shape[0], *term.kl.shape[term.weight.dim() :])
-    return kl, weight.reshape(weight.shape + (1,) * (kl.dim() - 1))
-
-
 def _pad(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.reshape((1,) * (ndim - t.dim()) + t.shape)
 
@@ -236,7 +133,7 @@ def _per_element(term: KLTerm, mask_dims: torch.Tensor | None = None) -> torch.T
 
 def _weighted(term: KLTerm) -> torch.Tensor:
     """The site's KL summed with its ELBO weights (nats)."""
-    kl, weight = _per_dimension(term)
+    kl, weight = term.per_dimension()
     return (kl * weight).sum()
 
 
@@ -406,14 +303,14 @@ class AnnealedELBO(_SplitELBO):
         if callable(beta):
             self.schedule = beta
         else:
-            self.schedule = Constant(_check_beta(beta, "beta"))
+            self.schedule = Constant(check_beta(beta, "beta"))
         self.step = 0
-        _check_beta(self.schedule(0), "beta")
+        check_beta(self.schedule(0), "beta")
 
     @property
     def beta(self) -> float:
         """The KL weight at the current :attr:`step`."""
-        return _check_beta(self.schedule(self.step), "beta")
+        return check_beta(self.schedule(self.step), "beta")
 
     def _coeff(self) -> float:
         return self.beta
@@ -463,7 +360,7 @@ class FreeBitsELBO(_SplitELBO):
 
     def __init__(self, free_bits: float, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.free_bits = _check_beta(free_bits, "free_bits")
+        self.free_bits = check_beta(free_bits, "free_bits")
 
     def _coeff(self) -> float:
         return self.free_bits
@@ -471,7 +368,7 @@ class FreeBitsELBO(_SplitELBO):
     def _penalty(self, terms: list[KLTerm], coeff) -> torch.Tensor | float:
         total = 0.0
         for t in terms:
-            kl, weight = _per_dimension(t)
+            kl, weight = t.per_dimension()
             represented = weight.sum(0)
             mean_kl = (kl * weight).sum(0) / represented
             total = total + (torch.clamp(mean_kl, min=coeff) * represented).sum()
@@ -480,7 +377,7 @@ class FreeBitsELBO(_SplitELBO):
     def _element_penalties(self, terms: list[KLTerm], coeff) -> list[torch.Tensor]:
         out = []
         for t in terms:
-            kl, weight = _per_dimension(t)
+            kl, weight = t.per_dimension()
             above = ((kl * weight).sum(0) / weight.sum(0) > coeff).to(kl.dtype)
             out.append(_per_element(t, above))  # floored dimensions carry no KL gradient
         return out

@@ -329,7 +329,7 @@ def log_likelihood(
         returns tensors of shape ``data_shape`` (e.g. ``(N,)`` for one data plate of size N).
     Args:
         model, guide: a Pyro model and guide; the guide is called with the same arguments.
-        *args, **kwargs: passed to both (e.g. the data).
+        args, kwargs: passed to both model and guide (e.g. the data).
         num_samples: ``S``, importance draws per data point (DESIGN: report K=5000).
         batch_size: particles per vectorized pass (memory ~ ``batch_size`` times one pass).
         max_plate_nesting: the model's plate nesting; guessed with one dry run when ``None``.
