@@ -91,7 +91,8 @@ def train(net: SigmoidBeliefNet, loss, x: torch.Tensor, *, epochs: int) -> float
     start = time.perf_counter()
     for epoch in range(epochs):
         perm = torch.randperm(x.shape[0])
-        for i in range(0, x.shape[0], 100):
+        # full batches only: the decaying-average baselines keep one value per batch element
+        for i in range(0, x.shape[0] - 99, 100):
             value = svi.step(x[perm[i : i + 100]])
             if not torch.isfinite(torch.tensor(value)):
                 raise FloatingPointError(f"non-finite loss {value} in epoch {epoch}")

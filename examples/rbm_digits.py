@@ -154,7 +154,9 @@ def ebm_two_moons(steps: int, out: Path) -> dict:
         log_f = -energy(points)
         log_z = float(torch.logsumexp(log_f, 0) + 2 * math.log(float(grid[1] - grid[0])))
         test_ll = float((-energy(test)).mean()) - log_z
-    ebm = EnergyBasedDistribution(energy, (2,), num_steps=500, step_size=0.05, init_scale=2.0)
+    ebm = EnergyBasedDistribution(
+        energy, (2,), num_steps=2000, step_size=0.01, adjusted=True, init_scale=2.0
+    )
     samples = ebm.sample((1000,))
     mean, cov = train.mean(0), torch.cov(train.T)
     gauss = float(torch.distributions.MultivariateNormal(mean, cov).log_prob(test).mean())
@@ -167,7 +169,7 @@ def ebm_two_moons(steps: int, out: Path) -> dict:
     axes[1].imshow(log_f.reshape(301, 301).T.exp(), origin="lower", extent=(-6, 6, -6, 6))
     axes[1].set_title("exp(-E(x))")
     axes[2].scatter(*samples.T, s=2)
-    axes[2].set_title("Langevin samples (500 steps)")
+    axes[2].set_title("MALA samples (2000 steps)")
     for ax in axes:
         ax.set_xlim(-6, 6)
         ax.set_ylim(-6, 6)

@@ -81,7 +81,7 @@ def test_vae_mnist_smoke(tmp_path):
         assert math.isfinite(r["test_log_likelihood"])
         assert r["test_log_likelihood"] > r["test_elbo"] - 3 * r["max_stderr"]
         assert 0 <= r["active_units"] <= example.Z_DIM
-    assert out["summary"]["snr_dreg_k50_mean"] > 0
+    assert out["summary"]["snr_at_IWAE_k=50_K50"]["dreg_mean"] > 0
     assert (tmp_path / "vae_mnist.png").stat().st_size > 0
 
 

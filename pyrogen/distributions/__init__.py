@@ -1,8 +1,9 @@
 """Distributions for deep generative models: restricted and fully visible Boltzmann machines,
-continuous energy-based models, deep belief nets, and annealed importance sampling of their
-partition functions."""
+continuous energy-based models, deep belief nets, annealed importance sampling of their
+partition functions, and MADE autoregressive distributions."""
 
 from pyrogen.distributions.annealing import annealed_importance_sampling, salakhutdinov_schedule
+from pyrogen.distributions.autoregressive import MADE, MADENetwork
 from pyrogen.distributions.base import AISEstimate
 from pyrogen.distributions.boltzmann import BoltzmannMachine
 from pyrogen.distributions.dbn import DeepBeliefNet
@@ -10,12 +11,14 @@ from pyrogen.distributions.energy import EnergyBasedDistribution
 from pyrogen.distributions.rbm import BernoulliRBM, GaussianBernoulliRBM
 
 __all__ = [
+    "MADE",
     "AISEstimate",
     "BernoulliRBM",
     "BoltzmannMachine",
     "DeepBeliefNet",
     "EnergyBasedDistribution",
     "GaussianBernoulliRBM",
+    "MADENetwork",
     "annealed_importance_sampling",
     "salakhutdinov_schedule",
 ]

@@ -112,3 +112,31 @@ def test_errors():
 
     with pytest.raises(ValueError, match="latent"):
         ContrastiveDivergence(1).loss(latent, empty_guide, torch.zeros(3, 5))
+
+
+def test_cd_trains_a_boltzmann_machine():
+    from pyrogen.distributions import BoltzmannMachine
+
+    target_w = torch.randn(5, 5)
+    target_w = target_w + target_w.T - 2 * torch.diag(torch.diag(target_w))
+    data = BoltzmannMachine(target_w, torch.randn(5)).sample((500,))
+
+    def model(v):
+        raw = pyro.param("raw", torch.zeros(5, 5))
+        w = (raw + raw.T) * (1 - torch.eye(5))
+        b = pyro.param("bias", torch.zeros(5))
+        with pyro.plate("data", len(v)):
+            pyro.sample("v", BoltzmannMachine(w, b), obs=v)
+
+    def exact_ll():
+        with torch.no_grad():
+            raw = pyro.param("raw")
+            bm = BoltzmannMachine((raw + raw.T) * (1 - torch.eye(5)), pyro.param("bias"))
+            return float(bm.log_prob(data).mean())
+
+    model(data)
+    before = exact_ll()
+    svi = SVI(model, empty_guide, Adam({"lr": 0.05}), ContrastiveDivergence(5))
+    for _ in range(100):
+        svi.step(data)
+    assert exact_ll() > before + 0.3
