@@ -361,7 +361,9 @@ def log_likelihood(
     plates: tuple[str, ...] = ()
     done = 0
     while done < num_samples:
-        k = min(batch_size, num_samples - done)
+        k = min(max(batch_size, 2), num_samples - done)
+        if num_samples - done - k == 1:
+            k += 1  # never a single-draw chunk: point-mass terms are detected across draws
         model_trace, guide_trace = trace_particles(
             model, guide, args, kwargs, num_particles=k, max_plate_nesting=max_plate_nesting
         )
