@@ -25,7 +25,7 @@ biases at the data's logits).
    ``log Z`` by quadrature on a 301x301 grid over [-6, 6]^2 gives its test log-likelihood, next
    to a full-covariance Gaussian.
 
-Run: ``python examples/rbm_digits.py`` (about 10 minutes on 2 CPU cores), ``--smoke`` for a
+Run: ``python examples/rbm_digits.py`` (about 5 minutes on 2 CPU cores), ``--smoke`` for a
 short check. Writes ``outputs/rbm_digits.json``, ``outputs/rbm_digits.png`` (data and samples)
 and ``outputs/ebm_two_moons.png``.
 """
