@@ -1,6 +1,6 @@
 """Distributions for deep generative models: restricted and fully visible Boltzmann machines,
 continuous energy-based models, deep belief nets, annealed importance sampling of their
-partition functions, and MADE autoregressive distributions."""
+partition functions, and MADE and PixelCNN autoregressive distributions."""
 
 from pyrogen.distributions.annealing import annealed_importance_sampling, salakhutdinov_schedule
 from pyrogen.distributions.autoregressive import MADE, MADENetwork
@@ -8,6 +8,7 @@ from pyrogen.distributions.base import AISEstimate
 from pyrogen.distributions.boltzmann import BoltzmannMachine
 from pyrogen.distributions.dbn import DeepBeliefNet
 from pyrogen.distributions.energy import EnergyBasedDistribution
+from pyrogen.distributions.pixelcnn import PixelCNN
 from pyrogen.distributions.rbm import BernoulliRBM, GaussianBernoulliRBM
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "EnergyBasedDistribution",
     "GaussianBernoulliRBM",
     "MADENetwork",
+    "PixelCNN",
     "annealed_importance_sampling",
     "salakhutdinov_schedule",
 ]

@@ -1,5 +1,7 @@
-"""Conditioner networks for flows and autoregressive models."""
+"""Conditioner networks for flows and autoregressive models: MADE, dense nets, masked
+convolutions and the PixelCNN network."""
 
+from pyrogen.nn.masked_conv import MaskedConv2d, PixelCNNNetwork
 from pyrogen.nn.networks import MADE, BoundContext, DenseNN, made_degrees
 
-__all__ = ["MADE", "BoundContext", "DenseNN", "made_degrees"]
+__all__ = ["MADE", "BoundContext", "DenseNN", "MaskedConv2d", "PixelCNNNetwork", "made_degrees"]

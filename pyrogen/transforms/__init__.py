@@ -11,6 +11,7 @@ from pyrogen.transforms.base import Bijector, ConditionalBijector
 from pyrogen.transforms.coupling import AffineCoupling, ConditionalAffineCoupling, soft_bound
 from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute
 from pyrogen.transforms.planar import Planar
+from pyrogen.transforms.squeeze import Squeeze
 
 __all__ = [
     "ActNorm",
@@ -26,5 +27,6 @@ __all__ = [
     "MaskedAutoregressive",
     "Permute",
     "Planar",
+    "Squeeze",
     "soft_bound",
 ]

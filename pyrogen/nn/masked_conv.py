@@ -1,0 +1,190 @@
+"""Masked convolutions and the PixelCNN network (raster-order autoregressive over pixels)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MaskedConv2d", "PixelCNNNetwork"]
+
+
+def _check_count(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class MaskedConv2d(nn.Conv2d):
+    r"""2-D convolution masked so that each output sees only earlier pixels in raster order.
+
+    What it computes: ``conv2d(x, W * M)`` with the mask ``M`` of van den Oord et al.: all
+    kernel rows above the centre, the centre row left of the centre and, at the centre
+    position, the channels of earlier data channels (type ``"A"``, for the first layer) or of
+    earlier and the same data channel (type ``"B"``, for later layers). Channels are split
+    into ``data_channels`` contiguous groups (R, G, B ... order).
+
+    Shapes:
+        x: ``(N, in_channels, H, W)``; returns ``(N, out_channels, H, W)`` (same padding).
+    Args:
+        in_channels, out_channels: multiples of ``data_channels``.
+        kernel_size: odd, >= 1.
+        mask_type: ``"A"`` or ``"B"``.
+        data_channels: number of channels of the modelled image.
+        out_repeats: the output channels are this many consecutive copies of the channel
+            groups (2 for gated activations, whose two halves are multiplied channelwise).
+    Raises:
+        ValueError: an even kernel, a bad ``mask_type``, or channels not divisible by
+            ``data_channels``.
+    References:
+        van den Oord, Kalchbrenner, Kavukcuoglu (2016). Pixel Recurrent Neural Networks.
+        https://arxiv.org/abs/1601.06759
+    Example:
+        >>> conv = MaskedConv2d(1, 4, 3, "A")
+        >>> conv(torch.zeros(2, 1, 5, 5)).shape
+        torch.Size([2, 4, 5, 5])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        mask_type: str,
+        *,
+        data_channels: int = 1,
+        out_repeats: int = 1,
+    ) -> None:
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        _check_count(kernel_size, "kernel_size")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if _check_count(value, name) % data_channels:
+                raise ValueError(
+                    f"{name}={value} is not divisible by data_channels={data_channels}"
+                )
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        k, centre = kernel_size, kernel_size // 2
+        mask = torch.zeros(out_channels, in_channels, k, k)
+        mask[:, :, :centre, :] = 1
+        mask[:, :, centre, :centre] = 1
+        per_repeat = out_channels // _check_count(out_repeats, "out_repeats")
+        group_out = (torch.arange(out_channels) % per_repeat) * data_channels // per_repeat
+        group_in = torch.arange(in_channels) * data_channels // in_channels
+        if mask_type == "A":
+            allowed = group_in[None, :] < group_out[:, None]
+        else:
+            allowed = group_in[None, :] <= group_out[:, None]
+        mask[:, :, centre, centre] = allowed.float()
+        self.register_buffer("mask", mask)
+        self.mask_type = mask_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+class PixelCNNNetwork(nn.Module):
+    r"""PixelCNN: logits of :math:`p(x_{c,i,j} \mid x_{<(c,i,j)})` for every pixel in one pass.
+
+    Architecture (van den Oord et al. 2016): a type-A masked ``first_kernel_size`` convolution,
+    ``num_layers`` residual blocks of type-B masked ``kernel_size`` convolutions (ReLU, or the
+    gated activation :math:`\tanh(W_f * h) \odot \sigma(W_g * h)` with ``gated=True``), then
+    two type-B 1x1 convolutions to ``num_logits`` logits per data channel. A ``context``
+    vector (a class label one-hot or a VAE latent code) is added to every layer through a
+    linear map (conditional PixelCNN), so the network can serve as a VAE decoder. The
+    receptive field grows by ``kernel_size // 2`` rows per layer; as in the original
+    PixelCNN it has a blind spot to the upper right (no separate vertical/horizontal stacks).
+
+    Shapes:
+        x: ``(*batch, C, H, W)`` with values in ``0..num_categories-1``; context:
+        ``(*batch, context_dim)``; returns ``(*batch, C, H, W, num_logits)``.
+    Args:
+        data_channels: ``C``.
+        num_categories: 2 (binary pixels, one logit) or more (categorical).
+        hidden_channels: width (a multiple of ``C``).
+        num_layers: residual blocks (>= 0).
+        kernel_size, first_kernel_size: odd kernel sizes.
+        gated: gated activations.
+        context_dim: size of the conditioning vector (0: none).
+    Raises:
+        ValueError: bad sizes, or a missing context when ``context_dim > 0``.
+    References:
+        van den Oord, Kalchbrenner, Kavukcuoglu (2016). Pixel Recurrent Neural Networks.
+        https://arxiv.org/abs/1601.06759 ; van den Oord et al. (2016). Conditional Image
+        Generation with PixelCNN Decoders. https://arxiv.org/abs/1606.05328
+    Example:
+        >>> net = PixelCNNNetwork(hidden_channels=8, num_layers=1)
+        >>> net(torch.zeros(3, 1, 5, 5)).shape
+        torch.Size([3, 1, 5, 5, 1])
+    """
+
+    def __init__(
+        self,
+        data_channels: int = 1,
+        num_categories: int = 2,
+        *,
+        hidden_channels: int = 64,
+        num_layers: int = 5,
+        kernel_size: int = 3,
+        first_kernel_size: int = 7,
+        gated: bool = False,
+        context_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        c = _check_count(data_channels, "data_channels")
+        self.num_categories = _check_count(num_categories, "num_categories", 2)
+        self.num_logits = 1 if num_categories == 2 else num_categories
+        _check_count(num_layers, "num_layers", 0)
+        self.context_dim = _check_count(context_dim, "context_dim", 0)
+        self.data_channels, self.gated = c, bool(gated)
+        width = 2 * hidden_channels if gated else hidden_channels
+        repeats = 2 if gated else 1
+        self.first = MaskedConv2d(
+            c, width, first_kernel_size, "A", data_channels=c, out_repeats=repeats
+        )
+        self.blocks = nn.ModuleList(
+            MaskedConv2d(
+                hidden_channels, width, kernel_size, "B", data_channels=c, out_repeats=repeats
+            )
+            for _ in range(num_layers)
+        )
+        self.head = MaskedConv2d(hidden_channels, hidden_channels, 1, "B", data_channels=c)
+        self.out = MaskedConv2d(hidden_channels, c * self.num_logits, 1, "B", data_channels=c)
+        self.context_maps = (
+            nn.ModuleList(nn.Linear(context_dim, width) for _ in range(num_layers + 1))
+            if context_dim
+            else None
+        )
+
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.gated:
+            return torch.relu(h)
+        f, g = h.chunk(2, dim=1)
+        return torch.tanh(f) * torch.sigmoid(g)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        *batch, c, h, w = x.shape
+        inp = x.reshape(-1, c, h, w)
+        if self.num_categories > 2:
+            inp = inp / (self.num_categories - 1)
+        ctx = None
+        if self.context_maps is not None:
+            if context is None:
+                raise ValueError(
+                    f"this network needs a context of shape (*batch, {self.context_dim})"
+                )
+            ctx = context.expand(*batch, self.context_dim).reshape(-1, self.context_dim)
+        hidden = self.first(inp)
+        if ctx is not None:
+            hidden = hidden + self.context_maps[0](ctx)[:, :, None, None]
+        hidden = self._activate(hidden)
+        for i, block in enumerate(self.blocks):
+            update = block(hidden)
+            if ctx is not None:
+                update = update + self.context_maps[i + 1](ctx)[:, :, None, None]
+            hidden = hidden + self._activate(update)
+        logits = self.out(torch.relu(self.head(torch.relu(hidden))))
+        logits = logits.reshape(-1, c, self.num_logits, h, w).permute(0, 1, 3, 4, 2)
+        return logits.reshape(*batch, c, h, w, self.num_logits)
