@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         x_train, x_test = x_train[:200], x_test[:50]
 
     # 1. gradient variance at trained parameters (trained with TraceGraph_ELBO + baseline)
-    net = SigmoidBeliefNet(baseline=True)
+    net = SigmoidBeliefNet(baseline=True).to(torch.float32)
     train(net, TraceGraph_ELBO(), x_train, epochs=epochs)
     batch = x_train[:100]
     estimators = {
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'trained with':42s} {'test log p(x)':>14s} {'seconds':>8s}")
     for name, (baseline, make) in objectives.items():
         pyro.set_rng_seed(args.seed)
-        net = SigmoidBeliefNet(baseline=baseline)
+        net = SigmoidBeliefNet(baseline=baseline).to(torch.float32)
         seconds = train(net, make(), x_train, epochs=epochs)
         with torch.no_grad():
             r = log_likelihood(net.model, net.guide, x_test, num_samples=eval_samples)

@@ -164,11 +164,12 @@ def ebm_two_moons(steps: int, out: Path) -> dict:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-    axes[0].scatter(*test.T, s=2)
+    axes[0].scatter(*test.T.numpy(), s=2)
     axes[0].set_title("two moons (test)")
-    axes[1].imshow(log_f.reshape(301, 301).T.exp(), origin="lower", extent=(-6, 6, -6, 6))
+    density = log_f.reshape(301, 301).T.exp().numpy()
+    axes[1].imshow(density, origin="lower", extent=(-6, 6, -6, 6))
     axes[1].set_title("exp(-E(x))")
-    axes[2].scatter(*samples.T, s=2)
+    axes[2].scatter(*samples.T.numpy(), s=2)
     axes[2].set_title("MALA samples (2000 steps)")
     for ax in axes:
         ax.set_xlim(-6, 6)
@@ -185,7 +186,7 @@ def save_digit_grid(rows: dict[str, torch.Tensor], path: Path) -> None:
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows)))
     for ax, (title, images) in zip(axes, rows.items(), strict=True):
         strip = images[:16].reshape(16, 8, 8).permute(1, 0, 2).reshape(8, 16 * 8)
-        ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1)
+        ax.imshow(strip.numpy(), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()

@@ -189,14 +189,14 @@ def save_grid(models: dict[str, VAE], x_test: torch.Tensor, path: Path) -> None:
     fig, axes = plt.subplots(len(models), 2, figsize=(8, 4 * len(models)), squeeze=False)
     with torch.no_grad():
         for row, (name, vae) in zip(axes, models.items(), strict=True):
-            z = torch.randn(64, Z_DIM)
+            z = torch.randn(64, Z_DIM, dtype=x_test.dtype)
             samples = torch.sigmoid(vae.decode(z)).reshape(8, 8, 28, 28)
             recon = torch.sigmoid(vae.decode(vae.posterior(x_test[:32]).sample()))
             pairs = torch.stack([x_test[:32], recon], 1).reshape(8, 8, 28, 28)
             for ax, grid, title in zip(
                 row, (samples, pairs), (f"{name}: samples", f"{name}: test / recon"), strict=True
             ):
-                ax.imshow(grid.permute(0, 2, 1, 3).reshape(8 * 28, 8 * 28), cmap="gray")
+                ax.imshow(grid.permute(0, 2, 1, 3).reshape(8 * 28, 8 * 28).numpy(), cmap="gray")
                 ax.set_title(title)
                 ax.axis("off")
     fig.tight_layout()
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.variants:
         kwargs, make_loss = VARIANTS[name]
         pyro.set_rng_seed(args.seed)
-        vae = VAE(**kwargs)
+        vae = VAE(**kwargs).to(torch.float32)  # the data are float32
         seconds = train(vae, make_loss(), x_train, y_train, epochs=epochs, batch=100)
         r = evaluate(vae, x_test, y_test, num_samples=eval_samples, chunk=250)
         r["seconds_per_epoch"] = seconds

@@ -36,7 +36,8 @@ def kl_per_dimension(
     Dimensions with a KL near 0 carry no information about ``x`` (collapsed).
 
     Shapes:
-        returns ``{site: (*dim_shape)}``, nats (e.g. ``(latent_dim,)`` for a diagonal Normal).
+        returns a dict from site name to a tensor of shape ``dim_shape`` in nats (e.g.
+        ``(latent_dim,)`` for a diagonal Normal).
     Args:
         model, guide: the model and its (amortized) guide; ``*args, **kwargs`` go to both.
         num_samples: draws per data point (Monte Carlo KLs and hierarchical priors need > 1).
@@ -79,8 +80,8 @@ def active_units(
     the covariance is over the batch elements (every data-plate element passed in).
 
     Shapes:
-        returns ``{site: (A, num_active)}`` with ``A`` of shape ``event_shape`` (the per-unit
-        variance of the posterior mean, in the latent's units squared).
+        returns a dict from site name to ``(A, num_active)``, ``A`` of shape ``event_shape``
+        (the per-unit variance of the posterior mean, in the latent's units squared).
     Args:
         model, guide: the model and an amortized guide; ``*args, **kwargs`` go to both (pass
             the held-out data).

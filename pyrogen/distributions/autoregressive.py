@@ -27,8 +27,8 @@ class MADENetwork(nn.Module):
     network outputs ``num_categories`` logits per variable (one logit for binary variables).
 
     Shapes:
-        x: ``(*batch, D)`` (values in ``0..num_categories-1``); context: ``(*batch,
-        context_dim)``; returns ``(*batch, D, num_logits)``.
+        x: ``(*batch, D)`` (values in ``0..num_categories-1``).
+        context: ``(*batch, context_dim)``.  returns: ``(*batch, D, num_logits)``.
     Args:
         input_dim: ``D``.
         hidden_dims: hidden layer sizes (each ``>= D - 1`` recommended).
@@ -169,7 +169,7 @@ class MADE(TorchDistribution):
         >>> net = MADENetwork(3, [8], num_masks=2)
         >>> d = MADE(net)
         >>> states = torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 3)
-        >>> round(float(d.log_prob(states).exp().sum()), 6)
+        >>> round(float(d.log_prob(states).exp().sum().detach()), 6)
         1.0
     """
 

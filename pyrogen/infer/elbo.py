@@ -293,6 +293,7 @@ class AnnealedELBO(_SplitELBO):
         Bowman et al. (2016). Generating Sentences from a Continuous Space.
         https://arxiv.org/abs/1511.06349
     Example:
+        >>> from pyrogen.infer import LinearWarmup
         >>> elbo = AnnealedELBO(LinearWarmup(1000))
         >>> elbo.beta
         0.0

@@ -98,8 +98,8 @@ class PixelCNNNetwork(nn.Module):
     PixelCNN it has a blind spot to the upper right (no separate vertical/horizontal stacks).
 
     Shapes:
-        x: ``(*batch, C, H, W)`` with values in ``0..num_categories-1``; context:
-        ``(*batch, context_dim)``; returns ``(*batch, C, H, W, num_logits)``.
+        x: ``(*batch, C, H, W)`` with values in ``0..num_categories-1``.
+        context: ``(*batch, context_dim)``.  returns: ``(*batch, C, H, W, num_logits)``.
     Args:
         data_channels: ``C``.
         num_categories: 2 (binary pixels, one logit) or more (categorical).
