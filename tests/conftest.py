@@ -29,6 +29,19 @@ def dtype(request) -> torch.dtype:
     return getattr(torch, request.config.getoption("--dtype"))
 
 
+@pytest.fixture
+def rtol(request) -> float:
+    """Relative tolerance for comparisons that are exact up to rounding in the test dtype."""
+    return 1e-10 if request.config.getoption("--dtype") == "float64" else 2e-5
+
+
+@pytest.fixture
+def float64_only(request) -> None:
+    """Skip a test whose check needs double precision (finite differences, 1e-10 zeros)."""
+    if request.config.getoption("--dtype") != "float64":
+        pytest.skip("needs --dtype float64")
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clear(request):
     dtype = getattr(torch, request.config.getoption("--dtype"))

@@ -239,12 +239,16 @@ def _importance(model, guide, args, kwargs, num_samples):
 def _psis(log_w: torch.Tensor) -> tuple[np.ndarray, float]:
     """Pareto-smoothed normalized log weights and k-hat.
 
-    Constant weights (the guide equals the posterior up to its normalizer) have no tail to fit:
-    k-hat is then reported as ``-inf`` and the weights stay uniform.
+    Constant weights (the guide equals the posterior up to its normalizer; constant up to the
+    rounding of their dtype) have no tail to fit: k-hat is then reported as ``-inf`` and the
+    weights stay uniform.
     """
-    lw = log_w.detach().cpu().double().numpy()
-    lw = lw - np.logaddexp.reduce(lw)
-    if np.ptp(lw[np.isfinite(lw)]) < 1e-10:
+    raw = log_w.detach().cpu().double().numpy()
+    finite = raw[np.isfinite(raw)]
+    # constant up to the rounding of the dtype the weights were computed in
+    rounding = 100 * torch.finfo(log_w.dtype).eps * max(1.0, float(np.abs(finite).max(initial=0)))
+    lw = raw - np.logaddexp.reduce(raw)
+    if np.ptp(finite) < max(1e-10, rounding):
         return lw, -math.inf
     smoothed, khat = _arviz().psislw(lw, reff=1.0)
     smoothed, khat = np.asarray(smoothed), float(khat)

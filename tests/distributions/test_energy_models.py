@@ -241,8 +241,9 @@ def test_validation_errors():
         BernoulliRBM(torch.randn(4, 3), torch.zeros(4), torch.zeros(2))
     with pytest.raises(ValueError, match="num_gibbs_steps"):
         BernoulliRBM(torch.randn(4, 3), torch.zeros(4), torch.zeros(3), num_gibbs_steps=0)
+    other = torch.float32 if torch.get_default_dtype() == torch.float64 else torch.float64
     with pytest.raises(TypeError, match="dtype"):
-        BernoulliRBM(torch.randn(4, 3), torch.zeros(4, dtype=torch.float32), torch.zeros(3))
+        BernoulliRBM(torch.randn(4, 3), torch.zeros(4, dtype=other), torch.zeros(3))
     with pytest.raises(ValueError, match="num_steps"):
         rbm.markov_chain(torch.zeros(4), -1)
     with pytest.raises(ValueError, match="method"):

@@ -24,13 +24,13 @@ def test_autoregressive_property_for_every_mask_set(num_categories, mask_index):
     order = net.orders[mask_index]
     position = torch.empty(d, dtype=torch.long)
     position[order] = torch.arange(d)
-    x = torch.randint(num_categories, (d,)).double()
+    x = torch.randint(num_categories, (d,)).to(torch.get_default_dtype())
     if num_categories > 2:
         # categorical inputs are one-hot encoded inside; perturb through a relaxed input
         def f(u):
             return net.forward_onehot(u, mask_index=mask_index).sum(-1)
 
-        u = torch.nn.functional.one_hot(x.long(), num_categories).double()
+        u = torch.nn.functional.one_hot(x.long(), num_categories).to(torch.get_default_dtype())
         jac = torch.autograd.functional.jacobian(f, u).sum(-1)  # (d_out, d_in)
     else:
 
@@ -49,8 +49,8 @@ def test_log_prob_sums_to_one(num_categories, mask_index):
     d = 4
     net = perturbed(MADENetwork(d, [12], num_categories=num_categories, num_masks=3))
     dist = MADE(net, mask_index=mask_index)
-    states = torch.cartesian_prod(*[torch.arange(num_categories).double()] * d)
-    assert torch.allclose(dist.log_prob(states).exp().sum(), torch.tensor(1.0).double())
+    states = torch.cartesian_prod(*[torch.arange(num_categories).to(torch.get_default_dtype())] * d)
+    assert torch.allclose(dist.log_prob(states).exp().sum(), torch.tensor(1.0))
 
 
 @pytest.mark.parametrize("mask_index", [None, 2])
@@ -59,8 +59,10 @@ def test_samples_match_log_prob(mask_index):
     dist = MADE(net, mask_index=mask_index)
     x = dist.sample((20000,))
     codes = (x * 2 ** torch.arange(4)).sum(-1).long()
-    counts = torch.bincount(codes, minlength=16).double()
-    expected = dist.log_prob(all_binary_states(4, x)).detach().exp().double() * len(codes)
+    counts = torch.bincount(codes, minlength=16).to(torch.get_default_dtype())
+    expected = dist.log_prob(all_binary_states(4, x)).detach().exp().to(
+        torch.get_default_dtype()
+    ) * len(codes)
     assert stats.chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
 
 

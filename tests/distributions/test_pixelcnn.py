@@ -24,7 +24,7 @@ def test_autoregressive_property(gated, channels, categories):
             channels, categories, hidden_channels=4 * channels, num_layers=2, gated=gated
         )
     )
-    x = torch.randint(categories, (channels, 4, 4)).double()
+    x = torch.randint(categories, (channels, 4, 4)).to(torch.get_default_dtype())
 
     def f(u):
         return net(u).sum(-1)  # (C, H, W)
@@ -55,12 +55,14 @@ def test_masked_conv_centre(mask_type):
 def test_log_prob_sums_to_one_and_samples_match(categories):
     net = perturbed(PixelCNNNetwork(1, categories, hidden_channels=8, num_layers=1))
     d = PixelCNN(net, (1, 2, 2))
-    states = torch.cartesian_prod(*[torch.arange(categories).double()] * 4).reshape(-1, 1, 2, 2)
+    states = torch.cartesian_prod(
+        *[torch.arange(categories).to(torch.get_default_dtype())] * 4
+    ).reshape(-1, 1, 2, 2)
     probs = d.log_prob(states).exp().detach()
-    assert torch.allclose(probs.sum(), torch.tensor(1.0).double())
+    assert torch.allclose(probs.sum(), torch.tensor(1.0))
     x = d.sample((20000,))
     codes = (x.reshape(-1, 4) * categories ** torch.arange(3, -1, -1)).sum(-1).long()
-    counts = torch.bincount(codes, minlength=categories**4).double()
+    counts = torch.bincount(codes, minlength=categories**4).to(torch.get_default_dtype())
     expected = probs * len(codes)
     keep = expected > 5
     obs = torch.cat([counts[keep], counts[~keep].sum()[None]])

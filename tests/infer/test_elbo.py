@@ -47,17 +47,17 @@ def seeded_loss(elbo, seed=1, x=X):
     return elbo.loss(model, guide, x)
 
 
-def test_beta_zero_is_reconstruction_only():
+def test_beta_zero_is_reconstruction_only(rtol):
     x = X.to(torch.get_default_dtype())
-    assert seeded_loss(AnnealedELBO(0.0), x=x) == pytest.approx(reconstruction(x, 1), rel=1e-12)
+    assert seeded_loss(AnnealedELBO(0.0), x=x) == pytest.approx(reconstruction(x, 1), rel=rtol)
 
 
 @pytest.mark.parametrize("beta", [0.3, 1.0, 2.5])
-def test_beta_weights_exactly_the_analytic_kl(beta):
+def test_beta_weights_exactly_the_analytic_kl(beta, rtol):
     x = X.to(torch.get_default_dtype())
     loss = seeded_loss(AnnealedELBO(beta), x=x)
     kl = float(analytic_kl_per_dim(x).sum())
-    assert loss == pytest.approx(reconstruction(x, 1) + beta * kl, rel=1e-12)
+    assert loss == pytest.approx(reconstruction(x, 1) + beta * kl, rel=rtol)
 
 
 def test_beta_one_matches_trace_elbo_in_expectation():
@@ -86,12 +86,12 @@ def test_beta_zero_gradient_has_no_kl_part():
 
 
 @pytest.mark.parametrize("free_bits", [0.0, 0.05, 0.3, 10.0])
-def test_free_bits_floors_each_dimension(free_bits):
+def test_free_bits_floors_each_dimension(free_bits, rtol):
     x = X.to(torch.get_default_dtype())
     loss = seeded_loss(FreeBitsELBO(free_bits), x=x)
     kl_d = analytic_kl_per_dim(x).mean(0)  # batch-averaged KL per latent dimension
     floored = torch.clamp(kl_d, min=free_bits).sum() * len(x)
-    assert loss == pytest.approx(reconstruction(x, 1) + float(floored), rel=1e-12)
+    assert loss == pytest.approx(reconstruction(x, 1) + float(floored), rel=rtol)
     # the test has power: the two dimensions straddle 0.05 and 0.3
     assert kl_d.min() < 0.3 and kl_d.max() > 0.05
 
@@ -109,7 +109,7 @@ def test_free_bits_stops_kl_gradient_below_the_floor():
         assert torch.allclose(g1, g2)
 
 
-def test_free_bits_subsampling_counts_represented_points():
+def test_free_bits_subsampling_counts_represented_points(rtol):
     def model_s(x):
         with pyro.plate("data", 40, subsample=torch.arange(len(x))):
             z = pyro.sample("z", dist.Normal(0.0, 1.0))
@@ -125,7 +125,7 @@ def test_free_bits_subsampling_counts_represented_points():
     rec = FreeBitsELBO(0.0).loss(model_s, guide_s, x) - 10 * float(kl.sum())
     pyro.set_rng_seed(2)
     loss = FreeBitsELBO(1.0).loss(model_s, guide_s, x)
-    assert loss == pytest.approx(rec + 40 * 1.0, rel=1e-10)
+    assert loss == pytest.approx(rec + 40 * 1.0, rel=rtol)
 
 
 def test_schedule_advances_once_per_svi_step():
@@ -142,18 +142,18 @@ def test_schedule_advances_once_per_svi_step():
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning")
-def test_jit_matches_eager_and_honours_the_schedule():
+def test_jit_matches_eager_and_honours_the_schedule(rtol):
     x = X.to(torch.get_default_dtype())
     eager = AnnealedELBO(Cyclical(2, ratio=1.0))
     jitted = AnnealedELBO(Cyclical(2, ratio=1.0), jit=True)
     jitted.loss(model, guide, x)  # compile (tracing consumes random numbers)
     for _ in range(3):  # beta = 0, 0.5, 0
-        assert seeded_loss(jitted, 7, x) == pytest.approx(seeded_loss(eager, 7, x), rel=1e-10)
+        assert seeded_loss(jitted, 7, x) == pytest.approx(seeded_loss(eager, 7, x), rel=rtol)
         for elbo in (eager, jitted):
             elbo.step += 1
     fb_eager, fb_jit = FreeBitsELBO(0.3), FreeBitsELBO(0.3, jit=True)
     fb_jit.loss(model, guide, x)
-    assert seeded_loss(fb_jit, 4, x) == pytest.approx(seeded_loss(fb_eager, 4, x), rel=1e-10)
+    assert seeded_loss(fb_jit, 4, x) == pytest.approx(seeded_loss(fb_eager, 4, x), rel=rtol)
     svi = SVI(model, guide, Adam({"lr": 0.01}), AnnealedELBO(LinearWarmup(3), jit=True))
     assert all(torch.isfinite(torch.tensor(svi.step(x))) for _ in range(4))
 

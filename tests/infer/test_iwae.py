@@ -38,16 +38,16 @@ def test_bound_increases_with_K_and_stays_below_log_evidence():
 
 @pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
 @pytest.mark.parametrize("K", [1, 5])
-def test_exact_posterior_bound_equals_log_evidence(estimator, K):
+def test_exact_posterior_bound_equals_log_evidence(estimator, K, rtol):
     x = X.to(torch.get_default_dtype())
     loss = IWAE(K, estimator).differentiable_loss(model, guide, x)
-    assert torch.allclose(loss, -log_evidence(x).sum())
+    assert torch.allclose(loss, -log_evidence(x).sum(), rtol=1e3 * rtol)
     grads = torch.autograd.grad(loss, params("a", "s"))
     if estimator == "iwae":
         assert any(g.abs() > 1e-3 for g in grads)  # zero only in expectation
     else:
         for g in grads:  # STL/DReG: exactly zero at the true posterior
-            assert g.abs() < 1e-10
+            assert g.abs() < 1e3 * rtol
 
 
 def near_guide(x, subsample=None):
@@ -98,12 +98,12 @@ def test_stl_is_biased_for_K_above_one():
     assert ((stl.mean(0) - ref.mean(0)).abs() > 4 * se).any()
 
 
-def test_subsampled_plate_scales_per_point_bound():
+def test_subsampled_plate_scales_per_point_bound(rtol):
     x = torch.linspace(-2, 2, 10)
     idx = torch.tensor([1, 4, 7])
     loss = IWAE(3).loss(model, guide, x, idx)  # exact guide: every per-point bound = log p(x_n)
     expected = -(10 / 3) * log_evidence(x[idx]).sum()
-    assert loss == pytest.approx(float(expected), rel=1e-10)
+    assert loss == pytest.approx(float(expected), rel=rtol)
 
 
 def test_non_reparameterizable_site():
@@ -138,23 +138,28 @@ def test_bad_estimator():
 
 
 @pytest.mark.parametrize("estimator", ["iwae", "dreg"])
-def test_trains_autoflow_guide_with_svi(estimator):
+def test_trains_autoflow_guide_with_svi(estimator, float64_only):
+    # float64 only: in float32 a far-out draw of the initial guide underflows exp() to a zero
+    # `scale` in the model, whose zero-weight particle still back-propagates 0 * inf = nan
     def hier():
         loc = pyro.sample("loc", dist.Normal(0.0, 3.0))
         scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
         with pyro.plate("data", 4):
             pyro.sample("x", dist.Normal(loc, scale), obs=torch.tensor([1.0, 2.0, 0.5, 1.5]))
 
-    guide_f = AutoFlow(hier, num_layers=1, hidden_dims=(8,))
+    # start from the plain prior-median guide (not the Laplace start, which is already near
+    # the optimum), so that training has something to do
+    guide_f = AutoFlow(hier, num_layers=1, hidden_dims=(8,), init_laplace=False)
     svi = SVI(hier, guide_f, Adam({"lr": 0.02}), IWAE(8, estimator))
-    before = sum(IWAE(64).loss(hier, guide_f) for _ in range(5)) / 5
+    before = sum(IWAE(64).loss(hier, guide_f) for _ in range(20)) / 20
     for _ in range(150):
         svi.step()
-    after = sum(IWAE(64).loss(hier, guide_f) for _ in range(5)) / 5
-    assert after < before - 0.1
+    after = sum(IWAE(64).loss(hier, guide_f) for _ in range(20)) / 20
+    assert after < before - 1.0, (before, after)
+    assert after < 7.5  # close to -log p(x) (about 6.5 here)
 
 
-def test_point_estimated_global_latent_keeps_per_point_bound():
+def test_point_estimated_global_latent_keeps_per_point_bound(float64_only):
     """A site outside the data plate would make the weights joint; a point-mass guide of a
     global latent is the same for every particle, so IWAE takes it out of the log-mean-exp and
     stays per data point (here: exact, with the exact local posterior)."""

@@ -160,4 +160,6 @@ def test_planar_stays_invertible_for_any_parameters():
         f.w.copy_(torch.tensor([1.0, 1.0]))
     assert float((f.w @ f.u_hat()).detach()) > -1
     x = torch.randn(50, 2)
-    torch.testing.assert_close(f.inv(f(x).clone()), x)
+    # u^T w is close to -1 here (an ill-conditioned map): float32 keeps about 4 digits
+    tol = {} if x.dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
+    torch.testing.assert_close(f.inv(f(x).clone()), x, **tol)
