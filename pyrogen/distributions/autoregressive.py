@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
-from pyrogen.distributions.base import check_count
+from pyrogen.distributions.base import check_count, discrete_log_prob, discrete_support
 
 __all__ = ["MADE", "MADENetwork"]
 
@@ -198,9 +198,7 @@ class MADE(TorchDistribution):
 
     @constraints.dependent_property
     def support(self):
-        k = self.network.num_categories
-        base = constraints.boolean if k == 2 else constraints.integer_interval(0, k - 1)
-        return constraints.independent(base, 1)
+        return discrete_support(self.network.num_categories, 1)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(MADE, _instance)
@@ -217,11 +215,7 @@ class MADE(TorchDistribution):
 
     def _log_prob_mask(self, x: torch.Tensor, m: int) -> torch.Tensor:
         logits = self.network(x, self.context, mask_index=m)
-        if self.network.num_categories == 2:
-            lp = -F.binary_cross_entropy_with_logits(logits.squeeze(-1), x, reduction="none")
-        else:
-            lp = torch.log_softmax(logits, -1).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
-        return lp.sum(-1)
+        return discrete_log_prob(logits, x, self.network.num_categories).sum(-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Exact log-probability in nats (one network pass per mask set used)."""

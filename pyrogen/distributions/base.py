@@ -14,6 +14,8 @@ __all__ = [
     "all_binary_states",
     "broadcast_params",
     "check_count",
+    "discrete_log_prob",
+    "discrete_support",
     "enumerated_logsumexp",
     "sample_enumerated",
 ]
@@ -36,6 +38,27 @@ class AISEstimate(NamedTuple):
     log_partition: torch.Tensor
     stderr: torch.Tensor
     log_weights: torch.Tensor
+
+
+def discrete_support(num_categories: int, event_dim: int):
+    """The support of ``event_dim``-dimensional arrays of values in ``0..num_categories-1``
+    (boolean for two categories)."""
+    from pyro.distributions import constraints
+
+    k = num_categories
+    base = constraints.boolean if k == 2 else constraints.integer_interval(0, k - 1)
+    return constraints.independent(base, event_dim)
+
+
+def discrete_log_prob(logits: torch.Tensor, value: torch.Tensor, num_categories: int):
+    """Elementwise log-probability of ``value`` under Bernoulli (one logit, ``num_categories ==
+    2``) or categorical logits in the last dimension of ``logits`` (shape ``value.shape +
+    (num_logits,)``)."""
+    import torch.nn.functional as F
+
+    if num_categories == 2:
+        return -F.binary_cross_entropy_with_logits(logits.squeeze(-1), value, reduction="none")
+    return torch.log_softmax(logits, -1).gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
 
 
 def check_count(value, name: str, *, minimum: int = 1) -> int:

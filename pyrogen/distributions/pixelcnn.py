@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 
+from pyrogen.distributions.base import discrete_log_prob, discrete_support
 from pyrogen.nn.masked_conv import PixelCNNNetwork
 
 __all__ = ["PixelCNN"]
@@ -75,9 +75,7 @@ class PixelCNN(TorchDistribution):
 
     @constraints.dependent_property
     def support(self):
-        k = self.network.num_categories
-        base = constraints.boolean if k == 2 else constraints.integer_interval(0, k - 1)
-        return constraints.independent(base, 3)
+        return discrete_support(self.network.num_categories, 3)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(PixelCNN, _instance)
@@ -97,11 +95,7 @@ class PixelCNN(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         logits = self.network(value, self.context)
-        if self.network.num_categories == 2:
-            lp = -F.binary_cross_entropy_with_logits(logits.squeeze(-1), value, reduction="none")
-        else:
-            lp = torch.log_softmax(logits, -1).gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
-        return lp.sum((-3, -2, -1))
+        return discrete_log_prob(logits, value, self.network.num_categories).sum((-3, -2, -1))
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
