@@ -140,3 +140,23 @@ def test_cd_trains_a_boltzmann_machine():
     for _ in range(100):
         svi.step(data)
     assert exact_ll() > before + 0.3
+
+
+@pytest.mark.gpu
+def test_contrastive_divergence_on_cuda(device):
+    def model_d(v):
+        w = pyro.param("w_d", 0.1 * torch.randn(5, 3, device=v.device))
+        b = pyro.param("b_d", torch.zeros(5, device=v.device))
+        c = pyro.param("c_d", torch.zeros(3, device=v.device))
+        with pyro.plate("data", len(v)):
+            pyro.sample("v", BernoulliRBM(w, b, c), obs=v)
+
+    v = torch.bernoulli(torch.full((20, 5), 0.5, device=device))
+    for cd in (ContrastiveDivergence(2), ContrastiveDivergence(1, persistent=True, num_chains=8)):
+        surrogate = cd.differentiable_loss(model_d, empty_guide, v)
+        assert surrogate.device.type == device.type
+        assert all(torch.isfinite(g).all() for g in torch.autograd.grad(surrogate, params_d()))
+
+
+def params_d():
+    return [pyro.param(n).unconstrained() for n in ("w_d", "b_d", "c_d")]

@@ -193,3 +193,28 @@ def test_point_estimated_global_latent_keeps_per_point_bound(float64_only):
     eps = 1e-6
     exact_grad = -(exact_at(1.5 + eps) - exact_at(1.5 - eps)) / (2 * eps)
     assert torch.allclose(grad, exact_grad, atol=1e-5), (grad, exact_grad)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("estimator", ["iwae", "dreg"])
+def test_iwae_and_log_likelihood_on_cuda(estimator, device):
+    x = torch.linspace(-2, 2, 6, device=device)
+
+    def model_d(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros((), device=x.device), 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide_d(x):
+        a = pyro.param("a_d", torch.tensor(0.3, device=x.device))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(a * x, 0.7))
+
+    loss = IWAE(4, estimator).differentiable_loss(model_d, guide_d, x)
+    assert loss.device.type == device.type
+    (grad,) = torch.autograd.grad(loss, params("a_d"))
+    assert torch.isfinite(grad)
+    from pyrogen.infer import log_likelihood
+
+    r = log_likelihood(model_d, guide_d, x, num_samples=64)
+    assert r.log_likelihood.device.type == device.type
