@@ -1,7 +1,18 @@
 """Analysis of fitted models: ArviZ InferenceData from SVI guides, PSIS diagnostics,
-posterior-collapse diagnostics."""
+posterior-collapse diagnostics, offline sample-quality metrics."""
 
 from pyrogen.analysis.collapse import active_units, kl_per_dimension
+from pyrogen.analysis.metrics import (
+    KernelDistance,
+    PrecisionRecall,
+    class_coverage,
+    frechet_distance,
+    gaussian_frechet_distance,
+    inception_score,
+    kernel_distance,
+    mode_coverage,
+    precision_recall,
+)
 from pyrogen.analysis.posterior import (
     PSISDiagnostic,
     importance_resample,
@@ -10,10 +21,19 @@ from pyrogen.analysis.posterior import (
 )
 
 __all__ = [
+    "KernelDistance",
     "PSISDiagnostic",
+    "PrecisionRecall",
     "active_units",
+    "class_coverage",
+    "frechet_distance",
+    "gaussian_frechet_distance",
     "importance_resample",
+    "inception_score",
+    "kernel_distance",
     "kl_per_dimension",
+    "mode_coverage",
+    "precision_recall",
     "psis_khat",
     "to_inference_data",
 ]
