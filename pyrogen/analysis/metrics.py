@@ -57,8 +57,8 @@ def gaussian_frechet_distance(
         2 (\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2})^{1/2}\big)
 
     Shapes:
-        means ``(D,)``, covariances ``(D, D)`` (symmetric positive semi-definite); returns
-        ``()`` in squared feature units.
+        mean_a, mean_b: ``(D,)``.  cov_a, cov_b: ``(D, D)``, symmetric positive
+        semi-definite.  returns: ``()``, in squared feature units.
     References:
         Dowson, Landau (1982). The Fréchet distance between multivariate normal distributions.
         https://doi.org/10.1016/0047-259X(82)90077-X
@@ -134,7 +134,8 @@ def kernel_distance(
     Unbiased, so it can be negative for two samples of one distribution (its mean is 0 there).
 
     Shapes:
-        features ``(N, D)`` and ``(M, D)``; returns ``KernelDistance(mean, std)`` of shape ``()``.
+        features_a: ``(N, D)``.  features_b: ``(M, D)``.
+        returns: ``KernelDistance(mean, std)``, each of shape ``()``.
     Args:
         num_subsets: subsets drawn (>= 1).
         subset_size: rows per subset (capped at the smaller set; >= 2).
@@ -217,7 +218,7 @@ def precision_recall(
     inside the generated manifold.
 
     Shapes:
-        ``(N, D)`` and ``(M, D)`` features (memory ``O(N M)``).
+        real_features: ``(N, D)``.  fake_features: ``(M, D)`` (memory ``O(N M)``).
     Raises:
         ValueError: as :func:`frechet_distance`, or ``k`` not in ``[1, min(N, M) - 1]``.
     References:
@@ -246,7 +247,7 @@ def mode_coverage(
     fraction of samples within ``radius`` of some center.
 
     Shapes:
-        samples ``(N, D)``, centers ``(K, D)``.
+        samples: ``(N, D)``.  centers: ``(K, D)``.
     Raises:
         ValueError: bad shapes or ``radius <= 0``.
     """
@@ -263,7 +264,7 @@ def class_coverage(probs: torch.Tensor) -> tuple[int, float]:
     class histogram to the uniform distribution (0 for perfectly balanced samples).
 
     Shapes:
-        probs ``(N, K)`` (any scores; only the argmax is used).
+        probs: ``(N, K)`` (any scores; only the argmax is used).
     """
     p = _features(probs, "probs", min_rows=1)
     counts = torch.bincount(p.argmax(1), minlength=p.shape[1]).double()
