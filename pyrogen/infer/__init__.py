@@ -2,6 +2,7 @@
 contrastive divergence), importance-weighted likelihood estimation, and autoguides with
 flows."""
 
+from pyrogen.infer.adversarial import GAN, gradient_penalty
 from pyrogen.infer.autoguide import AutoFlow
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
 from pyrogen.infer.elbo import AnnealedELBO, FreeBitsELBO, KLTerm, kl_terms
@@ -15,6 +16,7 @@ from pyrogen.infer.iwae import IWAE
 from pyrogen.infer.schedules import Constant, Cyclical, LinearWarmup
 
 __all__ = [
+    "GAN",
     "IWAE",
     "AnnealedELBO",
     "AutoFlow",
@@ -27,6 +29,7 @@ __all__ = [
     "LogLikelihood",
     "LogWeights",
     "fit_rbm",
+    "gradient_penalty",
     "importance_log_weights",
     "kl_terms",
     "log_likelihood",

@@ -1,0 +1,113 @@
+"""GANs: the optimal discriminator, the gradient penalty, training, conditioning, errors."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.optim import Adam
+from torch import nn
+
+from pyrogen.infer import GAN, gradient_penalty
+
+
+def shifted_generator(shift=1.0):
+    def generator(num):
+        with pyro.plate("samples", num):
+            z = pyro.sample("z", dist.Normal(torch.zeros(()), 1.0))
+        return (z + shift).unsqueeze(-1)
+
+    return generator
+
+
+def critic():
+    return nn.Sequential(
+        nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1)
+    )
+
+
+def test_discriminator_approaches_the_optimal_ratio():
+    """With the generator fixed, sigma(D*) = p_data / (p_data + p_g) (Goodfellow et al. 2014)."""
+    d = critic()
+    gan = GAN(shifted_generator(1.0), d, Adam({"lr": 0.0}), Adam({"lr": 3e-3}), loss="minimax")
+    for _ in range(1500):
+        gan.discriminator_step(torch.randn(512, 1))
+    x = torch.linspace(-1.5, 2.5, 9)
+    p_data, p_g = dist.Normal(0.0, 1.0).log_prob(x).exp(), dist.Normal(1.0, 1.0).log_prob(x).exp()
+    optimal = p_data / (p_data + p_g)
+    with torch.no_grad():
+        learned = torch.sigmoid(d(x[:, None]).squeeze(-1))
+    assert (learned - optimal).abs().max() < 0.06, (learned, optimal)
+
+
+def test_gradient_penalty_of_a_linear_critic_is_exact():
+    w = torch.tensor([[3.0, 4.0]])
+    lin = nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    gp = gradient_penalty(lin, torch.randn(10, 2), torch.randn(10, 2))
+    assert torch.allclose(gp, torch.tensor((5.0 - 1.0) ** 2))
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "minimax"])
+def test_generator_learns_a_shift(loss):
+    pyro.set_rng_seed(0)
+
+    def generator(num):
+        shift = pyro.param("shift", torch.tensor(-2.0))
+        with pyro.plate("samples", num):
+            z = pyro.sample("z", dist.Normal(torch.zeros(()), 1.0))
+        return (z + shift).unsqueeze(-1)
+
+    steps = 1
+    betas = (0.5, 0.9)
+    net = nn.Sequential(
+        nn.Linear(1, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1)
+    )
+    gan = GAN(
+        generator,
+        net,
+        Adam({"lr": 0.01, "betas": betas}),
+        Adam({"lr": 2e-3, "betas": betas}),
+        loss=loss,
+        critic_steps=steps,
+    )
+    for _ in range(400):
+        gan.step(torch.randn(256, 1) + 1.5)
+    assert pyro.param("shift").item() == pytest.approx(1.5, abs=0.3)
+
+
+def test_conditional_gan_passes_labels_to_both_networks():
+    seen = {}
+
+    def generator(num, y):
+        seen["g"] = y.shape
+        with pyro.plate("samples", num):
+            z = pyro.sample("z", dist.Normal(torch.zeros(()), 1.0))
+        return torch.stack([z, y.argmax(-1).to(z)], -1)
+
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(4, 1)
+
+        def forward(self, x, y):
+            seen["d"] = y.shape
+            return self.net(torch.cat([x, y], -1))
+
+    y = torch.eye(2)[torch.randint(2, (8,))]
+    gan = GAN(generator, Critic(), Adam({"lr": 1e-3}), Adam({"lr": 1e-3}))
+    d_loss, g_loss = gan.step(torch.randn(8, 2), y)
+    assert seen == {"g": (8, 2), "d": (8, 2)}
+    assert torch.isfinite(torch.tensor([d_loss, g_loss])).all()
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="loss"):
+        GAN(shifted_generator(), critic(), Adam({}), Adam({}), loss="hinge")
+    with pytest.raises(ValueError, match="critic_steps"):
+        GAN(shifted_generator(), critic(), Adam({}), Adam({}), critic_steps=0)
+    with pytest.raises(TypeError, match="discriminator"):
+        GAN(shifted_generator(), lambda x: x, Adam({}), Adam({}))
+    gan = GAN(shifted_generator(), critic(), Adam({"lr": 1e-3}), Adam({"lr": 1e-3}))
+    with pytest.raises(ValueError, match="shaped like the data"):
+        gan.step(torch.randn(16, 2))
