@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_tensor"]
+__all__ = ["check_count", "check_tensor"]
 
 
 def check_tensor(
@@ -54,3 +54,20 @@ def check_tensor(
         check_finite = torch.distributions.Distribution._validate_args
     if check_finite and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
+
+
+def check_count(value, name: str, *, minimum: int = 1) -> int:
+    """Validate a count argument (a number of steps, samples, units, ...).
+
+    Args:
+        value: the argument.
+        name: its name, used in the error message.
+        minimum: the smallest allowed value.
+    Returns:
+        ``value``.
+    Raises:
+        ValueError: ``value`` is not an int (``bool`` is rejected) or is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value

@@ -9,13 +9,9 @@ import torch
 
 from pyrogen.infer.elbo import kl_terms
 from pyrogen.infer.importance import guess_max_plate_nesting, trace_particles
+from pyrogen.util import check_count
 
 __all__ = ["active_units", "kl_per_dimension"]
-
-
-def _check_positive(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @torch.no_grad()
@@ -48,7 +44,7 @@ def kl_per_dimension(
         Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
         https://arxiv.org/abs/1606.04934
     """
-    _check_positive(num_samples, "num_samples")
+    check_count(num_samples, "num_samples")
     nesting = guess_max_plate_nesting(model, guide, args, kwargs)
     model_trace, guide_trace = trace_particles(
         model, guide, args, kwargs, num_particles=num_samples, max_plate_nesting=nesting
@@ -96,7 +92,7 @@ def active_units(
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
-    _check_positive(num_samples, "num_samples")
+    check_count(num_samples, "num_samples")
     nesting = guess_max_plate_nesting(model, guide, args, kwargs)
     _, guide_trace = trace_particles(
         model, guide, args, kwargs, num_particles=num_samples, max_plate_nesting=nesting

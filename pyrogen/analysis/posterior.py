@@ -14,6 +14,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from pyrogen.infer.importance import guess_max_plate_nesting
+
 __all__ = ["PSISDiagnostic", "importance_resample", "psis_khat", "to_inference_data"]
 
 
@@ -204,19 +206,6 @@ class PSISDiagnostic:
         return "ok after reweighting" if self.khat <= 0.7 else "unreliable"
 
 
-def _max_plate_nesting(model: Callable, args, kwargs) -> int:
-    with poutine.block():
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    dims = [
-        -frame.dim
-        for site in trace.nodes.values()
-        if site["type"] == "sample"
-        for frame in site["cond_indep_stack"]
-        if frame.vectorized and frame.dim is not None
-    ]
-    return max(dims, default=0)
-
-
 def _importance(model, guide, args, kwargs, num_samples):
     _check_num_samples(num_samples)
     with torch.no_grad():
@@ -226,7 +215,7 @@ def _importance(model, guide, args, kwargs, num_samples):
             guide,
             *args,
             num_samples=num_samples,
-            max_plate_nesting=_max_plate_nesting(model, args, kwargs),
+            max_plate_nesting=guess_max_plate_nesting(model, guide, args, kwargs),
             normalized=False,
             **kwargs,
         )

@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pyrogen.distributions.base import AISEstimate, check_count
+from pyrogen.distributions.base import AISEstimate
+from pyrogen.util import check_count
 
 __all__ = ["annealed_importance_sampling", "salakhutdinov_schedule"]
 

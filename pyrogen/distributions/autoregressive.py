@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
-from pyrogen.distributions.base import check_count, discrete_log_prob, discrete_support
+from pyrogen.distributions.base import discrete_log_prob, discrete_support
+from pyrogen.util import check_count
 
 __all__ = ["MADE", "MADENetwork"]
 

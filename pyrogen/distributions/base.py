@@ -13,7 +13,6 @@ __all__ = [
     "EnergyMixin",
     "all_binary_states",
     "broadcast_params",
-    "check_count",
     "discrete_log_prob",
     "discrete_support",
     "enumerated_logsumexp",
@@ -59,13 +58,6 @@ def discrete_log_prob(logits: torch.Tensor, value: torch.Tensor, num_categories:
     if num_categories == 2:
         return -F.binary_cross_entropy_with_logits(logits.squeeze(-1), value, reduction="none")
     return torch.log_softmax(logits, -1).gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
-
-
-def check_count(value, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int ``>= minimum``, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def broadcast_params(

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from pyrogen.distributions.base import check_count
 from pyrogen.distributions.rbm import BernoulliRBM
+from pyrogen.util import check_count
 
 __all__ = ["DeepBeliefNet"]
 

@@ -9,7 +9,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch import nn
 
-from pyrogen.distributions.base import check_count
+from pyrogen.util import check_count
 
 __all__ = ["EnergyBasedDistribution"]
 

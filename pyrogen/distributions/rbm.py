@@ -12,10 +12,10 @@ from pyro.distributions import Bernoulli, Normal, TorchDistribution, constraints
 from pyrogen.distributions.base import (
     EnergyMixin,
     broadcast_params,
-    check_count,
     enumerated_logsumexp,
     sample_enumerated,
 )
+from pyrogen.util import check_count
 
 __all__ = ["BernoulliRBM", "GaussianBernoulliRBM"]
 

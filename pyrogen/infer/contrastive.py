@@ -13,6 +13,7 @@ from pyro.optim import Adam
 from pyro.util import warn_if_nan
 
 from pyrogen.distributions import BernoulliRBM
+from pyrogen.util import check_count
 
 __all__ = ["ContrastiveDivergence", "fit_rbm"]
 
@@ -91,14 +92,10 @@ class ContrastiveDivergence(ELBO):
         replay_buffer: int = 0,
         energy_penalty: float = 0.0,
     ) -> None:
-        if isinstance(num_gibbs_steps, bool) or not isinstance(num_gibbs_steps, int):
-            raise ValueError(f"num_gibbs_steps must be an int >= 1, got {num_gibbs_steps!r}")
-        if num_gibbs_steps < 1:
-            raise ValueError(f"num_gibbs_steps must be an int >= 1, got {num_gibbs_steps}")
-        if num_chains is not None and (not isinstance(num_chains, int) or num_chains < 1):
-            raise ValueError(f"num_chains must be a positive int or None, got {num_chains!r}")
-        if not isinstance(replay_buffer, int) or replay_buffer < 0:
-            raise ValueError(f"replay_buffer must be an int >= 0, got {replay_buffer!r}")
+        check_count(num_gibbs_steps, "num_gibbs_steps")
+        if num_chains is not None:
+            check_count(num_chains, "num_chains")
+        check_count(replay_buffer, "replay_buffer", minimum=0)
         if not (isinstance(energy_penalty, int | float) and energy_penalty >= 0):
             raise ValueError(f"energy_penalty must be a number >= 0, got {energy_penalty!r}")
         self.energy_penalty = float(energy_penalty)
@@ -238,8 +235,7 @@ def fit_rbm(
     if data.dim() != 2 or not bool(((data == 0) | (data == 1)).all()):
         raise ValueError("data must be a (N, n_visible) tensor of zeros and ones")
     for name, value in (("n_hidden", n_hidden), ("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_count(value, name)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     loss = ContrastiveDivergence(1) if loss is None else loss

@@ -15,6 +15,7 @@ from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
 from pyrogen.infer.schedules import Constant, check_beta
+from pyrogen.util import check_count
 
 __all__ = ["AnnealedELBO", "FreeBitsELBO", "KLTerm", "kl_terms"]
 
@@ -154,8 +155,7 @@ class _SplitELBO(Trace_ELBO):
         max_plate_nesting: float = float("inf"),
         jit: bool = False,
     ) -> None:
-        if not isinstance(num_particles, int) or num_particles < 1:
-            raise ValueError(f"num_particles must be an int >= 1, got {num_particles!r}")
+        check_count(num_particles, "num_particles")
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,

@@ -15,6 +15,8 @@ from pyro.infer.enum import get_importance_trace
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
 
+from pyrogen.util import check_count
+
 __all__ = [
     "LogLikelihood",
     "LogWeights",
@@ -352,9 +354,8 @@ def log_likelihood(
         >>> torch.allclose(r.log_likelihood, dist.Normal(0.0, 2**0.5).log_prob(x))
         True
     """
-    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_count(num_samples, "num_samples")
+    check_count(batch_size, "batch_size")
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
     lse1 = lse2 = global_term = None

@@ -17,6 +17,7 @@ from pyrogen.infer.importance import (
     replay_model_detached,
     trace_particles,
 )
+from pyrogen.util import check_count
 
 __all__ = ["IWAE"]
 
@@ -99,10 +100,7 @@ class IWAE(ELBO):
         *,
         max_plate_nesting: float = float("inf"),
     ) -> None:
-        if not isinstance(num_particles, int) or isinstance(num_particles, bool):
-            raise ValueError(f"num_particles must be an int >= 1, got {num_particles!r}")
-        if num_particles < 1:
-            raise ValueError(f"num_particles must be an int >= 1, got {num_particles}")
+        check_count(num_particles, "num_particles")
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         if not (max_plate_nesting == float("inf") or int(max_plate_nesting) >= 0):

@@ -6,13 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrogen.util import check_count
+
 __all__ = ["MaskedConv2d", "PixelCNNNetwork"]
-
-
-def _check_count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -57,11 +53,11 @@ class MaskedConv2d(nn.Conv2d):
     ) -> None:
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        _check_count(kernel_size, "kernel_size")
+        check_count(kernel_size, "kernel_size")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if _check_count(value, name) % data_channels:
+            if check_count(value, name) % data_channels:
                 raise ValueError(
                     f"{name}={value} is not divisible by data_channels={data_channels}"
                 )
@@ -70,7 +66,7 @@ class MaskedConv2d(nn.Conv2d):
         mask = torch.zeros(out_channels, in_channels, k, k)
         mask[:, :, :centre, :] = 1
         mask[:, :, centre, :centre] = 1
-        per_repeat = out_channels // _check_count(out_repeats, "out_repeats")
+        per_repeat = out_channels // check_count(out_repeats, "out_repeats")
         group_out = (torch.arange(out_channels) % per_repeat) * data_channels // per_repeat
         group_in = torch.arange(in_channels) * data_channels // in_channels
         if mask_type == "A":
@@ -133,11 +129,11 @@ class PixelCNNNetwork(nn.Module):
         context_dim: int = 0,
     ) -> None:
         super().__init__()
-        c = _check_count(data_channels, "data_channels")
-        self.num_categories = _check_count(num_categories, "num_categories", 2)
+        c = check_count(data_channels, "data_channels")
+        self.num_categories = check_count(num_categories, "num_categories", minimum=2)
         self.num_logits = 1 if num_categories == 2 else num_categories
-        _check_count(num_layers, "num_layers", 0)
-        self.context_dim = _check_count(context_dim, "context_dim", 0)
+        check_count(num_layers, "num_layers", minimum=0)
+        self.context_dim = check_count(context_dim, "context_dim", minimum=0)
         self.data_channels, self.gated = c, bool(gated)
         width = 2 * hidden_channels if gated else hidden_channels
         repeats = 2 if gated else 1
