@@ -1,9 +1,10 @@
 """Inference: objectives for ``pyro.infer.SVI`` (IWAE, annealed and free-bits ELBOs,
-contrastive divergence), importance-weighted likelihood estimation, and autoguides with
-flows."""
+contrastive divergence, adversarial GAN and AVB training), importance-weighted likelihood
+estimation, and autoguides with flows."""
 
 from pyrogen.infer.adversarial import GAN, gradient_penalty
 from pyrogen.infer.autoguide import AutoFlow
+from pyrogen.infer.avb import AVB
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
 from pyrogen.infer.elbo import AnnealedELBO, FreeBitsELBO, KLTerm, kl_terms
 from pyrogen.infer.importance import (
@@ -16,6 +17,7 @@ from pyrogen.infer.iwae import IWAE
 from pyrogen.infer.schedules import Constant, Cyclical, LinearWarmup
 
 __all__ = [
+    "AVB",
     "GAN",
     "IWAE",
     "AnnealedELBO",

@@ -9,6 +9,7 @@ from pyrogen.transforms.autoregressive import (
 )
 from pyrogen.transforms.base import Bijector, ConditionalBijector
 from pyrogen.transforms.coupling import AffineCoupling, ConditionalAffineCoupling, soft_bound
+from pyrogen.transforms.image import ImageCoupling, MultiScale
 from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute
 from pyrogen.transforms.planar import Planar
 from pyrogen.transforms.squeeze import Squeeze
@@ -21,10 +22,12 @@ __all__ = [
     "ConditionalBijector",
     "ConditionalInverseAutoregressive",
     "ConditionalMaskedAutoregressive",
+    "ImageCoupling",
     "InverseAutoregressive",
     "Invertible1x1Conv",
     "LULinear",
     "MaskedAutoregressive",
+    "MultiScale",
     "Permute",
     "Planar",
     "Squeeze",
