@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     decoder, encoder = Decoder(), GaussianEncoder()
     seconds = train(Trace_ELBO(), decoder, encoder.guide, x_train, args.epochs, args.seed)
     with torch.no_grad():
-        elbo = -Trace_ELBO(num_particles=100, vectorize_particles=True).loss(
+        elbo = -Trace_ELBO(num_particles=100, vectorize_particles=True, max_plate_nesting=1).loss(
             decoder.model, encoder.guide, x_test
         )
     ll, se = log_lik(decoder.model, encoder.guide)

@@ -337,7 +337,7 @@ def glow(
     batch it scores.
 
     Shapes:
-        images ``(*batch, C, H, W)``, ``H`` and ``W`` divisible by ``2**num_levels``.
+        x: ``(*batch, C, H, W)``, with H and W divisible by 2 to the power ``num_levels``.
     Args:
         input_shape: ``(C, H, W)``.
         num_levels: number of squeeze levels (>= 1).
@@ -393,7 +393,7 @@ def realnvp_image(
     Cost: both directions one pass of every network.
 
     Shapes:
-        images ``(*batch, C, H, W)``, ``H`` and ``W`` divisible by ``2**num_levels``.
+        x: ``(*batch, C, H, W)``, with H and W divisible by 2 to the power ``num_levels``.
     Args:
         input_shape, num_levels, hidden_channels, pixel_levels: as in :func:`glow`.
         num_steps: couplings per level (>= 1).
@@ -452,7 +452,7 @@ class ImageFlow(nn.Module):
       :math:`T` (base :math:`N(0, T^2 I)`, Glow's reduced-temperature samples).
 
     Shapes:
-        images ``(*batch, C, H, W)``; log-probabilities ``(*batch,)``.
+        x: ``(*batch, C, H, W)``.  log_prob: ``(*batch,)``.
     Args:
         transform: a bijection on ``(C, H, W)`` (noise to data), e.g. from :func:`glow`.
         input_shape: ``(C, H, W)``.

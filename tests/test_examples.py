@@ -112,3 +112,55 @@ def test_rbm_digits_smoke(tmp_path):
     assert math.isfinite(out["ebm_two_moons"]["test_ll"])
     assert (tmp_path / "rbm_digits.png").stat().st_size > 0
     assert (tmp_path / "ebm_two_moons.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_gan_eight_gaussians_smoke(tmp_path):
+    example = load(ROOT / "examples" / "gan_eight_gaussians.py")
+    results = example.main(["--smoke", "--out", str(tmp_path)])
+    assert set(results) == {"non-saturating", "WGAN-GP"}
+    for r in results.values():
+        assert 0 <= r["final_modes"] <= 8 and 0 <= r["final_high_quality"] <= 1
+    assert (tmp_path / "gan_eight_gaussians.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_gan_digits_smoke(tmp_path):
+    example = load(ROOT / "examples" / "gan_digits.py")
+    results = example.main(["--smoke", "--out", str(tmp_path)])
+    assert set(results) == {"real training digits", "GAN (non-saturating)", "WGAN-GP", "VAE"}
+    assert results["real training digits"]["classes_covered"] == 10
+    for r in results.values():
+        assert math.isfinite(r["classifier_fd"]) and r["classifier_fd"] >= 0
+    assert (tmp_path / "gan_digits.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_avb_digits_smoke(tmp_path):
+    example = load(ROOT / "examples" / "avb_digits.py")
+    results = example.main(["--smoke", "--out", str(tmp_path)])
+    assert set(results) == {"VAE (Gaussian guide)", "AVB", "AVB + adaptive contrast"}
+    for r in results.values():
+        assert math.isfinite(r["test_elbo"])
+        assert math.isfinite(r["test_log_likelihood_moment_proposal"])
+
+
+@pytest.mark.slow
+def test_autoregressive_mnist_smoke(tmp_path):
+    example = load(ROOT / "examples" / "autoregressive_mnist.py")
+    results = example.main(["--smoke", "--out", str(tmp_path)])
+    assert set(results) == {"MADE (1 ordering)", "MADE (8 orderings)", "PixelCNN", "PixelVAE"}
+    for r in results.values():
+        assert math.isfinite(r["test_nll"]) and r["test_nll"] > 0
+    assert (tmp_path / "autoregressive_mnist.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_image_flows_smoke(tmp_path):
+    example = load(ROOT / "examples" / "image_flows.py")
+    results = example.main(["--smoke", "--out", str(tmp_path)])
+    for data in ("digits", "MNIST-5k"):
+        assert set(results[data]) == {"Glow", "RealNVP (image)", "MAF (vector)", "RealNVP (vector)"}
+        for r in results[data].values():
+            assert math.isfinite(r["test_bits_per_dim"]) and r["test_bits_per_dim"] > 0
+    assert (tmp_path / "image_flows_mnist.png").stat().st_size > 0

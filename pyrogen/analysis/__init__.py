@@ -1,7 +1,8 @@
 """Analysis of fitted models: ArviZ InferenceData from SVI guides, PSIS diagnostics,
-posterior-collapse diagnostics, offline sample-quality metrics."""
+posterior-collapse diagnostics, offline sample-quality metrics and their feature network."""
 
 from pyrogen.analysis.collapse import active_units, kl_per_dimension
+from pyrogen.analysis.features import FeatureClassifier, digits_classifier, fit_feature_classifier
 from pyrogen.analysis.metrics import (
     KernelDistance,
     PrecisionRecall,
@@ -21,11 +22,14 @@ from pyrogen.analysis.posterior import (
 )
 
 __all__ = [
+    "FeatureClassifier",
     "KernelDistance",
     "PSISDiagnostic",
     "PrecisionRecall",
     "active_units",
     "class_coverage",
+    "digits_classifier",
+    "fit_feature_classifier",
     "frechet_distance",
     "gaussian_frechet_distance",
     "importance_resample",

@@ -217,7 +217,7 @@ class MultiScale(Bijector):
         log_scale_bound: soft bound ``B`` (nats) of the prior's log-sd, or ``None``.
     Raises:
         ValueError: ``num_channels < 1``, a missing ``prior`` with ``inner`` (or the
-            converse), steps that are not :class:`Bijector`s, a prior with the wrong channel
+            converse), steps that are not :class:`Bijector` instances, a prior with the wrong channel
             counts, or inputs of the wrong shape.
     References:
         Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.

@@ -1,0 +1,130 @@
+"""A small classifier trained on real data: the default feature network of the sample-quality
+metrics (Inception weights cannot be downloaded here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyrogen.util import check_count
+
+__all__ = ["FeatureClassifier", "digits_classifier", "fit_feature_classifier"]
+
+
+class FeatureClassifier(nn.Module):
+    """MLP classifier whose last hidden layer gives the features of
+    :func:`~pyrogen.analysis.frechet_distance` and :func:`~pyrogen.analysis.kernel_distance`
+    and whose class probabilities feed :func:`~pyrogen.analysis.inception_score` and
+    :func:`~pyrogen.analysis.class_coverage`.
+
+    Numbers computed with it are *not* FID/IS in the sense of the papers (those use Inception
+    v3 on ImageNet); report them with the network's description.
+
+    Shapes:
+        x: ``(N, input_dim)`` (images flattened).  features: ``(N, hidden_dims[-1])``.
+        logits, probs: ``(N, num_classes)``.
+    Args:
+        input_dim: size of a flattened input.
+        num_classes: number of classes (>= 2).
+        hidden_dims: hidden layer sizes (ReLU), at least one.
+    Raises:
+        ValueError: non-positive sizes, an empty ``hidden_dims``, or an input of the wrong
+            width.
+    """
+
+    def __init__(
+        self, input_dim: int, num_classes: int, hidden_dims: Sequence[int] = (128, 64)
+    ) -> None:
+        super().__init__()
+        check_count(input_dim, "input_dim")
+        check_count(num_classes, "num_classes", minimum=2)
+        hidden_dims = tuple(hidden_dims)
+        if not hidden_dims:
+            raise ValueError("hidden_dims needs at least one layer")
+        for h in hidden_dims:
+            check_count(h, "hidden_dims[i]")
+        self.input_dim = input_dim
+        layers: list[nn.Module] = []
+        for a, b in zip((input_dim, *hidden_dims[:-1]), hidden_dims, strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(hidden_dims[-1], num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last hidden layer, ``(N, hidden_dims[-1])``."""
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.input_dim:
+            raise ValueError(f"expected inputs with {self.input_dim} values, got {x.shape[1]}")
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, ``(N, num_classes)``."""
+        return self.head(self.features(x))
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, ``(N, num_classes)``."""
+        return torch.softmax(self(x), -1)
+
+
+def fit_feature_classifier(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    hidden_dims: Sequence[int] = (128, 64),
+    epochs: int = 100,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> FeatureClassifier:
+    """Train a :class:`FeatureClassifier` by cross-entropy with Adam (full passes, shuffled).
+
+    Shapes:
+        x: ``(N, *)`` (flattened inside).  y: ``(N,)`` integer labels ``0..K-1``.
+    Returns:
+        the trained classifier in eval mode, on ``x``'s device and dtype.
+    Raises:
+        ValueError: mismatched lengths, labels that are not integers ``0..K-1`` with
+            ``K >= 2``, or non-positive counts.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise ValueError("x must be a floating tensor of shape (N, ...)")
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != x.shape[:1]:
+        raise ValueError(f"y must be a long tensor of shape ({x.shape[0]},)")
+    num_classes = int(y.max()) + 1
+    if int(y.min()) < 0 or num_classes < 2:
+        raise ValueError("y must hold labels 0..K-1 with K >= 2")
+    check_count(epochs, "epochs")
+    check_count(batch_size, "batch_size")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    flat = x.reshape(x.shape[0], -1)
+    model = FeatureClassifier(flat.shape[1], num_classes, hidden_dims).to(flat)
+    optim = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(flat.shape[0], generator=gen).split(batch_size):
+            idx = idx.to(flat.device)
+            loss = F.cross_entropy(model(flat[idx]), y[idx])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    return model.eval()
+
+
+def digits_classifier(*, seed: int = 0, dtype: torch.dtype | None = None) -> FeatureClassifier:
+    """The default feature network for 8x8 digits: a :class:`FeatureClassifier` (64-128-64-10)
+    trained on the 1437 training digits of :func:`pyrogen.datasets.load_digits` (pixels
+    divided by 16, so inputs lie in ``[0, 1]``), 100 epochs. Its accuracy on the 360 held-out
+    digits is 96.4% with seed 0 in float32 (``tests/analysis/test_features.py`` checks > 93%).
+
+    Raises:
+        ImportError: scikit-learn is not installed.
+    """
+    from pyrogen.datasets import load_digits
+
+    x_train, _, y_train, _ = load_digits(dtype=dtype)
+    return fit_feature_classifier(x_train / 16, y_train, seed=seed)

@@ -1,0 +1,50 @@
+"""The default feature network: a classifier trained on real digits."""
+
+import pytest
+import torch
+
+from pyrogen.analysis import (
+    FeatureClassifier,
+    class_coverage,
+    digits_classifier,
+    fit_feature_classifier,
+    frechet_distance,
+)
+from pyrogen.datasets import load_digits
+
+
+@pytest.mark.slow
+def test_digits_classifier_is_accurate_and_its_features_separate_real_from_noise():
+    net = digits_classifier()
+    _, x_test, _, y_test = load_digits()
+    with torch.no_grad():
+        accuracy = (net.probs(x_test / 16).argmax(-1) == y_test).double().mean()
+        assert accuracy > 0.93, accuracy
+        assert class_coverage(net.probs(x_test / 16))[0] == 10
+        real_a, real_b = net.features(x_test[:180] / 16), net.features(x_test[180:] / 16)
+        noise = net.features(torch.rand(180, 64))
+        assert frechet_distance(real_a, real_b) < 0.2 * frechet_distance(real_a, noise)
+
+
+def test_fit_learns_a_separable_problem():
+    torch.manual_seed(0)
+    x = torch.randn(200, 2)
+    y = (x[:, 0] > 0).long()
+    net = fit_feature_classifier(x, y, hidden_dims=(16,), epochs=30)
+    with torch.no_grad():
+        assert (net(x).argmax(-1) == y).double().mean() > 0.95
+    assert net.features(x).shape == (200, 16)
+    assert torch.allclose(net.probs(x).sum(-1), torch.ones(200, dtype=x.dtype))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="num_classes"):
+        FeatureClassifier(4, 1)
+    with pytest.raises(ValueError, match="hidden_dims"):
+        FeatureClassifier(4, 3, ())
+    with pytest.raises(ValueError, match="expected inputs with 4 values"):
+        FeatureClassifier(4, 3).features(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="y must be a long tensor"):
+        fit_feature_classifier(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"labels 0\.\.K-1"):
+        fit_feature_classifier(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long))
