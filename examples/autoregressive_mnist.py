@@ -42,7 +42,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyrogen.analysis import active_units
+from pyrogen.analysis import active_units, save_image_grid
 from pyrogen.datasets import load_mnist5k
 from pyrogen.distributions import MADE, MADENetwork, PixelCNN
 from pyrogen.infer import log_likelihood
@@ -215,25 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "autoregressive_mnist.json").write_text(json.dumps(results, indent=2))
-    save_grid(out / "autoregressive_mnist.png", samples)
+    save_image_grid(out / "autoregressive_mnist.png", samples, image_size=(28, 28))
     return results
-
-
-def save_grid(path: Path, rows: dict[str, torch.Tensor]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.2 * len(rows)))
-    for ax, (title, x) in zip(axes, rows.items(), strict=True):
-        strip = x.permute(1, 0, 2).reshape(28, -1)
-        ax.imshow(strip.detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=8, loc="left")
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,13 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyrogen.analysis import class_coverage, digits_classifier, frechet_distance, inception_score
+from pyrogen.analysis import (
+    class_coverage,
+    digits_classifier,
+    frechet_distance,
+    inception_score,
+    save_image_grid,
+)
 from pyrogen.datasets import load_digits
 from pyrogen.infer import GAN
 
@@ -171,25 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gan_digits.json").write_text(json.dumps(results, indent=2))
-    save_grid(out / "gan_digits.png", {"real (test)": x_test, **samples})
+    save_image_grid(out / "gan_digits.png", {"real (test)": x_test, **samples}, image_size=(8, 8))
     return results
-
-
-def save_grid(path: Path, rows: dict[str, torch.Tensor], per_row: int = 16) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 1, figsize=(per_row * 0.6, len(rows) * 0.9))
-    for ax, (title, x) in zip(axes, rows.items(), strict=True):
-        strip = x[:per_row].reshape(-1, 8, 8).permute(1, 0, 2).reshape(8, -1)
-        ax.imshow(strip.detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=8, loc="left")
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyrogen import flows
+from pyrogen.analysis import save_image_grid
 from pyrogen.datasets import bits_per_dim, dequantize, load_digits, load_mnist5k, logit_transform
 
 
@@ -157,26 +158,13 @@ def run(name, shape, levels, hidden, x_train, x_test, epochs, seed, out: Path) -
                 for t in (1.0, 0.7):
                     x = flow.distribution(t).sample((12,)).clamp(0, levels - 1e-3).floor()
                     grids[f"{model_name}, T={t}"] = x / (levels - 1)
-    save_grid(out / f"image_flows_{name}.png", {"real (test)": x_test[:12] / (levels - 1), **grids})
+    save_image_grid(
+        out / f"image_flows_{name}.png",
+        {"real (test)": x_test / (levels - 1), **grids},
+        image_size=shape[1:],
+        per_row=12,
+    )
     return results
-
-
-def save_grid(path: Path, rows: dict[str, torch.Tensor]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.1 * len(rows)))
-    for ax, (title, x) in zip(axes, rows.items(), strict=True):
-        h = x.shape[-1]
-        strip = x.reshape(-1, h, h).permute(1, 0, 2).reshape(h, -1)
-        ax.imshow(strip.detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=8, loc="left")
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:

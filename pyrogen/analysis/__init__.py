@@ -14,6 +14,7 @@ from pyrogen.analysis.metrics import (
     mode_coverage,
     precision_recall,
 )
+from pyrogen.analysis.plots import save_image_grid
 from pyrogen.analysis.posterior import (
     PSISDiagnostic,
     importance_resample,
@@ -39,5 +40,6 @@ __all__ = [
     "mode_coverage",
     "precision_recall",
     "psis_khat",
+    "save_image_grid",
     "to_inference_data",
 ]

@@ -217,8 +217,8 @@ class MultiScale(Bijector):
         log_scale_bound: soft bound ``B`` (nats) of the prior's log-sd, or ``None``.
     Raises:
         ValueError: ``num_channels < 1``, a missing ``prior`` with ``inner`` (or the
-            converse), steps that are not :class:`Bijector` instances, a prior with the wrong channel
-            counts, or inputs of the wrong shape.
+            converse), steps that are not :class:`Bijector` instances, a prior with the wrong
+            channel counts, or inputs of the wrong shape.
     References:
         Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.
         https://arxiv.org/abs/1605.08803
