@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import pyro
 import pyro.distributions as dist
@@ -19,6 +20,47 @@ from torch.distributions import Transform, biject_to
 from pyrogen import flows
 
 __all__ = ["AutoFlow"]
+
+
+class _Inverse(torch.nn.Module):
+    """Calls a flow's inverse and its log-determinant (for ``torch.func.functional_call``)."""
+
+    def __init__(self, flow: Transform) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.flow.inv(y)
+        return x, self.flow.inv.log_abs_det_jacobian(y, x)
+
+
+class _PathDerivative(dist.TorchDistribution):
+    """Samples of ``posterior``; ``log_prob`` from ``score`` (the same density with the guide's
+    parameters detached), so ``Trace_ELBO``'s guide gradient is the path derivative."""
+
+    arg_constraints: ClassVar[dict] = {}
+    has_rsample = True
+
+    def __init__(self, posterior: dist.TorchDistribution, score: Callable) -> None:
+        self.posterior, self.score = posterior, score
+        super().__init__(posterior.batch_shape, posterior.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.posterior.support
+
+    def expand(self, batch_shape, _instance=None):
+        return _PathDerivative(self.posterior.expand(batch_shape), self.score)
+
+    def rsample(self, sample_shape=torch.Size()):  # noqa: B008 - torch's signature
+        return self.posterior.rsample(sample_shape)
+
+    def sample(self, sample_shape=torch.Size()):  # noqa: B008 - torch's signature
+        return self.posterior.sample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.score(value)
+
 
 _BUILDERS = {"iaf": flows.iaf, "maf": flows.maf, "realnvp": flows.realnvp, "planar": flows.planar}
 
@@ -70,10 +112,17 @@ class AutoFlow(AutoContinuous):
             Gaussian with ``C = I``.
         num_quantile_draws: draws used by :meth:`median` and :meth:`quantiles` (flows have no
             closed-form quantiles; these are Monte Carlo estimates).
+        path_gradient: score the guide's own samples with its parameters detached, so that
+            the guide's ELBO gradient is the path derivative only ("sticking the landing",
+            Roeder et al. 2017): the loss is unchanged, the gradient unbiased, exactly zero at
+            the exact posterior and of lower variance near it. Costs one inverse pass of the
+            flow per step (one network pass for MAF, ``D`` sequential passes for IAF).
     Raises:
         ValueError: unknown ``flow``, ``init_scale <= 0``, ``num_layers < 1``, or (on first use)
             a model with discrete latent sites, or ``flow="realnvp"`` with ``D < 2``.
     References:
+        Roeder, Wu, Duvenaud (2017). Sticking the Landing: Simple, Lower-Variance Gradient
+        Estimators for Variational Inference. https://arxiv.org/abs/1703.09194
         Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
         https://arxiv.org/abs/1606.04934
         Rezende, Mohamed (2015). Variational Inference with Normalizing Flows.
@@ -100,6 +149,7 @@ class AutoFlow(AutoContinuous):
         init_scale: float = 0.1,
         init_laplace: bool = True,
         num_quantile_draws: int = 4000,
+        path_gradient: bool = False,
     ) -> None:
         if not (callable(flow) or flow in _BUILDERS):
             raise ValueError(f"flow must be one of {sorted(_BUILDERS)} or a callable, got {flow!r}")
@@ -115,6 +165,7 @@ class AutoFlow(AutoContinuous):
         self._init_scale = float(init_scale)
         self._init_laplace = bool(init_laplace)
         self._num_quantile_draws = num_quantile_draws
+        self._path_gradient = bool(path_gradient)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
@@ -245,9 +296,34 @@ class AutoFlow(AutoContinuous):
         outer = LowerCholeskyAffine(self.center, scale_tril=self.whiten, cache_size=1)
         return [self.flow, affine, outer]
 
-    def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:
-        """The guide's distribution over the packed unconstrained latent, shape ``(D,)``."""
-        return dist.TransformedDistribution(self.get_base_dist(), self.get_transform())
+    def get_posterior(self, *args, **kwargs) -> dist.TorchDistribution:
+        """The guide's distribution over the packed unconstrained latent, shape ``(D,)``.
+
+        With ``path_gradient=True`` (and gradients enabled) its ``log_prob`` is evaluated with
+        the guide's parameters detached, so the ELBO's guide gradient is the path derivative
+        only (sticking the landing)."""
+        transforms = self.get_transform()
+        posterior = dist.TransformedDistribution(self.get_base_dist(), transforms)
+        if not (self._path_gradient and torch.is_grad_enabled()):
+            return posterior
+        _, affine, _ = transforms
+        loc, scale_tril = affine.loc.detach(), affine.scale_tril.detach()
+        inverse = _Inverse(self.flow)
+        params = {f"flow.{k}": v.detach() for k, v in inverse.flow.named_parameters()}
+
+        def score(z: torch.Tensor) -> torch.Tensor:
+            # computed afresh (no transform cache): the cached inverse of the guide's own sample
+            # would carry the live parameters' graph
+            def solve(tril, v):
+                return torch.linalg.solve_triangular(tril, v.unsqueeze(-1), upper=False)
+
+            w = solve(self.whiten, z - self.center).squeeze(-1)
+            u = solve(scale_tril, w - loc).squeeze(-1)
+            eps, inv_ladj = torch.func.functional_call(inverse, params, (u,))
+            log_det = scale_tril.diagonal().abs().log().sum() + self.whiten.diagonal().log().sum()
+            return self.get_base_dist().log_prob(eps) + inv_ladj - log_det
+
+        return _PathDerivative(posterior, score)
 
     @torch.no_grad()
     def _draws(self, *args, **kwargs) -> torch.Tensor:
