@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyro
+import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import prune_subsample_sites
 
 from pyrogen.infer.elbo import kl_terms
 from pyrogen.infer.importance import guess_max_plate_nesting, trace_particles
@@ -94,9 +97,13 @@ def active_units(
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
     check_count(num_samples, "num_samples")
     nesting = guess_max_plate_nesting(model, guide, args, kwargs)
-    _, guide_trace = trace_particles(
-        model, guide, args, kwargs, num_particles=num_samples, max_plate_nesting=nesting
-    )
+
+    def particles(*a, **k):
+        # only the guide runs with the particles (a model pass per draw can cost gigabytes)
+        with pyro.plate("_active_units_particles", num_samples, dim=-(nesting + 1)):
+            return guide(*a, **k)
+
+    guide_trace = prune_subsample_sites(poutine.trace(particles).get_trace(*args, **kwargs))
     out = {}
     for name, site in guide_trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
