@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import weakref
 
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 from pyrogen.util import check_tensor
 
 __all__ = ["Bijector", "ConditionalBijector"]
+
+_TOKENS = itertools.count()
 
 
 class Bijector(TransformModule):
@@ -97,13 +100,16 @@ class Bijector(TransformModule):
         the parameters (``ClippedAdam`` writes through ``p.data``, invisible to ``_version``),
         so an entry that backward has passed through must never be served again.
         """
-        entry = (x, y, ladj, versions)
-        self._cache = entry
+        # the hook must not hold the entry's tensors: hook -> tensors -> graph -> hook would be a
+        # reference cycle through autograd nodes that Python's collector cannot see (a leak of
+        # every step's graph); it holds a weak reference to the owner and an integer token
+        token = next(_TOKENS)
+        self._cache = (x, y, ladj, versions, token)
         ref = weakref.ref(self)
 
         def forget(_grad_outputs):
             owner = ref()
-            if owner is not None and owner._cache is entry:
+            if owner is not None and owner._cache is not None and owner._cache[4] == token:
                 owner._cache = None
 
         for t in computed:

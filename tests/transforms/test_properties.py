@@ -367,3 +367,21 @@ def test_cache_serves_sample_then_score():
     assert calls == []
     q.log_prob(x.clone())
     assert len(calls) == len(f)
+
+
+def test_cache_does_not_keep_old_graphs_alive():
+    """The hook that drops a cache entry on backward must not hold the entry's tensors: that
+    would be a cycle through autograd nodes that Python's collector cannot free, leaking one
+    graph per training step (found as 28 MB per step on an MNIST-sized MAF)."""
+    import gc
+    import weakref
+
+    f = flows.maf(4, num_layers=2, hidden_dims=[16])
+    q = dist.TransformedDistribution(dist.Normal(torch.zeros(4), 1.0).to_event(1), [f])
+    log_prob = q.log_prob(torch.randn(8, 4))
+    old = [weakref.ref(t) for t in f[0]._cache[:3]]  # x (computed by the inverse), y, ladj
+    log_prob.mean().backward()
+    del log_prob
+    q.log_prob(torch.randn(8, 4)).mean().backward()  # a new step: new cache entries
+    gc.collect()
+    assert all(r() is None for r in old)
