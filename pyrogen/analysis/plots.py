@@ -22,8 +22,7 @@ def save_image_grid(
     then samples of each model) to a PNG file.
 
     Shapes:
-        rows: each value ``(N, *)`` with ``H * W`` values per image (flattened or
-        ``(N, 1, H, W)``); the first ``min(N, per_row)`` images are drawn.
+        rows: values ``(N, H * W)`` or ``(N, 1, H, W)``; the first ``per_row`` are drawn.
     Args:
         path: the PNG file to write (its folder must exist).
         rows: label to images.
