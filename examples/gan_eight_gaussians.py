@@ -72,12 +72,7 @@ def make_generator(net: nn.Module):
 def coverage(generator, num: int = 2000) -> tuple[int, float]:
     with torch.no_grad():
         x = Predictive(generator, num_samples=1, return_sites=["x"])(num)["x"][0]
-    centres = CENTRES.to(x)
-    close = torch.cdist(x, centres) <= 3 * STD
-    modes = int((close.sum(0) >= max(1, num // 100)).sum())
-    # the fraction of high-quality samples from the library's metric (any sample within 3 sds)
-    _, quality = mode_coverage(x, centres, radius=3 * STD)
-    return modes, quality
+    return mode_coverage(x, CENTRES.to(x), radius=3 * STD, min_samples=max(1, num // 100))
 
 
 def train(name, loss, gen_net, critic, steps: int, eval_every: int, seed: int, lr: float):

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import torch
 
+from pyrogen.util import check_count
+
 __all__ = [
     "KernelDistance",
     "PrecisionRecall",
@@ -238,25 +240,27 @@ def precision_recall(
 
 
 def mode_coverage(
-    samples: torch.Tensor, centers: torch.Tensor, *, radius: float
+    samples: torch.Tensor, centers: torch.Tensor, *, radius: float, min_samples: int = 1
 ) -> tuple[int, float]:
     """Modes hit and sample quality for a known mixture (e.g. the 8-Gaussian ring).
 
-    Returns ``(modes_covered, high_quality_fraction)``: the number of centers with at least one
-    sample within ``radius`` (a common choice is 3 standard deviations of a component), and the
-    fraction of samples within ``radius`` of some center.
+    Returns ``(modes_covered, high_quality_fraction)``: the number of centers with at least
+    ``min_samples`` samples within ``radius`` (a common choice is 3 standard deviations of a
+    component; a ``min_samples`` of 1% of the draw ignores stray samples), and the fraction of
+    samples within ``radius`` of some center.
 
     Shapes:
         samples: ``(N, D)``.  centers: ``(K, D)``.
     Raises:
-        ValueError: bad shapes or ``radius <= 0``.
+        ValueError: bad shapes, ``radius <= 0`` or ``min_samples < 1``.
     """
     x, c = _features(samples, "samples", min_rows=1), _features(centers, "centers", min_rows=1)
     _same_width(x, c)
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius!r}")
+    check_count(min_samples, "min_samples")
     close = torch.cdist(x, c) <= radius
-    return int(close.any(0).sum()), float(close.any(1).double().mean())
+    return int((close.sum(0) >= min_samples).sum()), float(close.any(1).double().mean())
 
 
 def class_coverage(probs: torch.Tensor) -> tuple[int, float]:

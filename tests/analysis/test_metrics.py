@@ -84,6 +84,9 @@ def test_mode_and_class_coverage():
     assert covered == 10 and kl == pytest.approx(0.0, abs=1e-12)
     covered, kl = class_coverage(torch.eye(10)[[0] * 7])
     assert covered == 1 and kl == pytest.approx(math.log(10))
+    # modes 0 and 2 have one sample each, mode 1 two: only mode 1 has 2 hits
+    assert mode_coverage(samples, centers, radius=0.1, min_samples=2) == (1, pytest.approx(0.8))
+    assert mode_coverage(samples, centers, radius=0.1, min_samples=3)[0] == 0
 
 
 def test_errors():
@@ -99,3 +102,5 @@ def test_errors():
         precision_recall(torch.randn(5, 2), torch.randn(5, 2), k=5)
     with pytest.raises(ValueError, match="radius"):
         mode_coverage(torch.randn(5, 2), torch.randn(3, 2), radius=0.0)
+    with pytest.raises(ValueError, match="min_samples"):
+        mode_coverage(torch.randn(5, 2), torch.randn(3, 2), radius=1.0, min_samples=0)
