@@ -55,6 +55,13 @@ def _check_common(input_dim: int, num_layers: int, context_dim: int, mixing: str
         raise ValueError(f"mixing must be one of {_MIXINGS}, got {mixing!r}")
 
 
+def _check_activation(activation) -> None:
+    if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
+        raise TypeError(
+            f"activation must be an nn.Module class (e.g. torch.nn.Tanh), got {activation!r}"
+        )
+
+
 def _mixer(input_dim: int, mixing: str) -> Transform | None:
     if mixing == "reverse" and input_dim > 1:
         return Permute(list(range(input_dim - 1, -1, -1)))
@@ -121,6 +128,7 @@ def realnvp(
     mixing: str = "reverse",
     additive: bool = False,
     log_scale_bound: float | None = 5.0,
+    activation: type[nn.Module] = nn.ReLU,
 ):
     """RealNVP: affine coupling layers with reversals (or LU layers) between them.
 
@@ -142,6 +150,8 @@ def realnvp(
             or ``"none"``.
         additive: NICE's volume-preserving additive coupling.
         log_scale_bound: soft bound on each log-scale (nats), ``None`` for none.
+        activation: hidden nonlinearity of the conditioner networks (an ``nn.Module`` class);
+            ``nn.Tanh`` makes every layer affine far out in the tails.
     Raises:
         ValueError: ``input_dim < 2`` or invalid keywords.
     References:
@@ -154,6 +164,7 @@ def realnvp(
         True
     """
     _check_common(input_dim, num_layers, context_dim, mixing)
+    _check_activation(activation)
     if input_dim < 2:
         raise ValueError(
             f"realnvp needs input_dim >= 2 (a coupling splits the input), got {input_dim}"
@@ -164,7 +175,7 @@ def realnvp(
     kwargs = dict(additive=additive, log_scale_bound=log_scale_bound)
 
     def layer():
-        net = DenseNN(split, hidden, out, context_dim=context_dim)
+        net = DenseNN(split, hidden, out, context_dim=context_dim, activation=activation)
         if context_dim:
             return ConditionalAffineCoupling(split, net, **kwargs)
         return AffineCoupling(split, net, **kwargs)
@@ -180,8 +191,10 @@ def _autoregressive(
     context_dim: int,
     mixing: str,
     log_scale_bound: float | None,
+    activation: type[nn.Module] = nn.ReLU,
 ):
     _check_common(input_dim, num_layers, context_dim, mixing)
+    _check_activation(activation)
     hidden = tuple(hidden_dims) if hidden_dims is not None else _default_hidden(input_dim)
     plain = MaskedAutoregressive if kind == "maf" else InverseAutoregressive
     conditional = (
@@ -189,7 +202,7 @@ def _autoregressive(
     )
 
     def layer():
-        made = MADE(input_dim, hidden, num_params=2, context_dim=context_dim)
+        made = MADE(input_dim, hidden, num_params=2, context_dim=context_dim, activation=activation)
         cls = conditional if context_dim else plain
         return cls(made, log_scale_bound=log_scale_bound)
 
@@ -204,6 +217,7 @@ def maf(
     context_dim: int = 0,
     mixing: str = "reverse",
     log_scale_bound: float | None = 5.0,
+    activation: type[nn.Module] = nn.ReLU,
 ):
     """Masked autoregressive flow: :class:`~pyrogen.transforms.MaskedAutoregressive` layers.
 
@@ -220,6 +234,8 @@ def maf(
         context_dim: > 0 builds a conditional flow.
         mixing: ``"reverse"``, ``"lu"`` or ``"none"`` between layers.
         log_scale_bound: soft bound on each log-scale (nats).
+        activation: hidden nonlinearity of the conditioner networks (an ``nn.Module`` class);
+            ``nn.Tanh`` makes every layer affine far out in the tails.
     Raises:
         ValueError: invalid keywords.
     References:
@@ -231,7 +247,14 @@ def maf(
         torch.Size([5, 3])
     """
     return _autoregressive(
-        "maf", input_dim, num_layers, hidden_dims, context_dim, mixing, log_scale_bound
+        "maf",
+        input_dim,
+        num_layers,
+        hidden_dims,
+        context_dim,
+        mixing,
+        log_scale_bound,
+        activation,
     )
 
 
@@ -243,6 +266,7 @@ def iaf(
     context_dim: int = 0,
     mixing: str = "reverse",
     log_scale_bound: float | None = 5.0,
+    activation: type[nn.Module] = nn.ReLU,
 ):
     """Inverse autoregressive flow: :class:`~pyrogen.transforms.InverseAutoregressive` layers.
 
@@ -259,6 +283,8 @@ def iaf(
         context_dim: > 0 builds a conditional flow (amortized guides).
         mixing: ``"reverse"``, ``"lu"`` or ``"none"`` between layers.
         log_scale_bound: soft bound on each log-scale (nats).
+        activation: hidden nonlinearity of the conditioner networks (an ``nn.Module`` class);
+            ``nn.Tanh`` makes every layer affine far out in the tails.
     Raises:
         ValueError: invalid keywords.
     References:
@@ -270,7 +296,14 @@ def iaf(
         torch.Size([5, 3])
     """
     return _autoregressive(
-        "iaf", input_dim, num_layers, hidden_dims, context_dim, mixing, log_scale_bound
+        "iaf",
+        input_dim,
+        num_layers,
+        hidden_dims,
+        context_dim,
+        mixing,
+        log_scale_bound,
+        activation,
     )
 
 

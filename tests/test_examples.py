@@ -47,8 +47,11 @@ def test_posteriordb_accuracy_smoke(tmp_path):
             "AutoFlow(iaf)",
             "AutoFlow(maf)",
         }
-        for r in per_guide.values():
+        for per_seed in per_guide.values():
+            assert set(per_seed) == {0}
+            r = per_seed[0]
             assert math.isfinite(r["max_abs_mean_error_sd"]) and r["khat"] > -math.inf
+            assert isinstance(r["meets_target"], bool)
     assert (tmp_path / "eight_schools_pair.png").stat().st_size > 0
 
 

@@ -61,9 +61,10 @@ def test_recovers_exact_posterior(flow):
 
 
 def test_guide_scores_its_own_sample_without_inverting_the_flow():
-    """Trace_ELBO samples then scores: an IAF must not run its sequential inverse."""
+    """Trace_ELBO samples then scores: without the path gradient (which inverts by design), an
+    IAF must not run its sequential inverse."""
     y = Y.to(torch.get_default_dtype())
-    guide = AutoFlow(model, flow="iaf")
+    guide = AutoFlow(model, flow="iaf", path_gradient=False)
     guide(y)
     calls = []
     for layer in guide.flow:
@@ -201,11 +202,54 @@ def test_discrete_latents_are_rejected():
         ({"flow": "glow"}, "flow"),
         ({"init_scale": 0.0}, "init_scale"),
         ({"num_layers": 0}, "num_layers"),
+        ({"log_scale_bound": 0.0}, "log_scale_bound"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AutoFlow(model, **kwargs)
+
+
+def test_activation_must_be_a_module_class():
+    with pytest.raises(TypeError, match="activation"):
+        AutoFlow(model, activation=torch.tanh)
+    with pytest.raises(TypeError, match="activation"):
+        flows.maf(3, activation="tanh")
+
+
+@pytest.mark.parametrize("flow", ["maf", "iaf", "realnvp"])
+def test_default_flow_has_tanh_units_and_bounded_log_scales(flow):
+    """The defaults build tanh networks whose every layer's log-scale stays within 2 nats, even
+    with large random weights and base draws far out in the tails (ReLU units with the
+    builders' bound of 5 do not)."""
+    y = Y.to(torch.get_default_dtype())
+    model5 = _model_of_dim(5)
+    torch.manual_seed(0)
+    for kwargs, bound in [({}, 2.0), ({"activation": torch.nn.ReLU, "log_scale_bound": 5.0}, 5.0)]:
+        guide = AutoFlow(model5, flow=flow, **kwargs)
+        guide(y)
+        activations = {type(m) for m in guide.flow.modules()}
+        assert (torch.nn.Tanh in activations) == (bound == 2.0)
+        with torch.no_grad():
+            for p in guide.flow.parameters():
+                p.normal_(0.0, 3.0)
+            eps = 20 * torch.randn(2000, 5, dtype=y.dtype)
+            largest = 0.0
+            for layer in guide.flow:
+                out = layer(eps)
+                # per-coordinate log-scale: the layer's log-det over the coordinates it scales
+                largest = max(largest, float(layer.log_abs_det_jacobian(eps, out).abs().max()))
+                eps = out
+        assert largest <= 5 * bound + 1e-9
+        if bound == 5.0:
+            assert largest > 5 * 2.0  # the looser setting does exceed the default's bound
+
+
+def _model_of_dim(dim):
+    def model_d(y):
+        pyro.sample("z", dist.Normal(torch.zeros(dim, dtype=y.dtype), 1.0).to_event(1))
+
+    return model_d
 
 
 @pytest.mark.gpu

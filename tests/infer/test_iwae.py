@@ -148,8 +148,11 @@ def test_trains_autoflow_guide_with_svi(estimator, float64_only):
             pyro.sample("x", dist.Normal(loc, scale), obs=torch.tensor([1.0, 2.0, 0.5, 1.5]))
 
     # start from the plain prior-median guide (not the Laplace start, which is already near
-    # the optimum), so that training has something to do
-    guide_f = AutoFlow(hier, num_layers=1, hidden_dims=(8,), init_laplace=False)
+    # the optimum), so that training has something to do; path_gradient=False so that the
+    # "iwae" estimator is not turned into "stl"
+    guide_f = AutoFlow(
+        hier, num_layers=1, hidden_dims=(8,), init_laplace=False, path_gradient=False
+    )
     svi = SVI(hier, guide_f, Adam({"lr": 0.02}), IWAE(8, estimator))
     before = sum(IWAE(64).loss(hier, guide_f) for _ in range(20)) / 20
     for _ in range(150):
