@@ -123,7 +123,7 @@ DEFAULT_GUIDES = list(GUIDES)
 # not run by default: AutoFlow(maf) with the defaults it had before session 4 (ReLU networks,
 # log-scale bound 5, score-function term kept), whose tau sd swung with the seed
 GUIDES["AutoFlow(maf, relu)"] = lambda model: AutoFlow(
-    model, activation=torch.nn.ReLU, log_scale_bound=5.0, path_gradient=False
+    model, num_layers=2, activation=torch.nn.ReLU, log_scale_bound=5.0, path_gradient=False
 )
 
 # The targets for AutoFlow with its defaults: (max |mean error| in sd, max |sd error|)

@@ -107,7 +107,7 @@ class AutoFlow(AutoContinuous):
         flow: ``"maf"`` (default), ``"iaf"``, ``"realnvp"``, ``"planar"``, or a callable
             mapping ``D`` to a :class:`~torch.distributions.Transform` (a ``TransformModule``
             if it is trainable).
-        num_layers: flow layers (ignored for a callable ``flow``).
+        num_layers: flow layers (default 3; ignored for a callable ``flow``).
         hidden_dims: hidden sizes of the flow's networks (default: the builder's).
         activation: hidden nonlinearity of the flow's networks, an ``nn.Module`` class
             (``"maf"``, ``"iaf"``, ``"realnvp"``; default ``torch.nn.Tanh``).
@@ -162,7 +162,7 @@ class AutoFlow(AutoContinuous):
         model: Callable,
         *,
         flow: str | Callable[[int], Transform] = "maf",
-        num_layers: int = 2,
+        num_layers: int = 3,
         hidden_dims: Sequence[int] | None = None,
         activation: type[torch.nn.Module] = torch.nn.Tanh,
         log_scale_bound: float = 2.0,
