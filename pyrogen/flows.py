@@ -154,6 +154,7 @@ def realnvp(
             ``nn.Tanh`` makes every layer affine far out in the tails.
     Raises:
         ValueError: ``input_dim < 2`` or invalid keywords.
+        TypeError: ``activation`` is not an ``nn.Module`` class.
     References:
         Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.
         https://arxiv.org/abs/1605.08803
@@ -238,6 +239,7 @@ def maf(
             ``nn.Tanh`` makes every layer affine far out in the tails.
     Raises:
         ValueError: invalid keywords.
+        TypeError: ``activation`` is not an ``nn.Module`` class.
     References:
         Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
         Estimation. https://arxiv.org/abs/1705.07057
@@ -287,6 +289,7 @@ def iaf(
             ``nn.Tanh`` makes every layer affine far out in the tails.
     Raises:
         ValueError: invalid keywords.
+        TypeError: ``activation`` is not an ``nn.Module`` class.
     References:
         Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
         https://arxiv.org/abs/1606.04934
