@@ -37,7 +37,7 @@ from pyrogen.transforms import (
     Permute,
     Planar,
 )
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_module_class
 
 __all__ = ["ImageFlow", "glow", "iaf", "maf", "planar", "realnvp", "realnvp_image"]
 
@@ -53,13 +53,6 @@ def _check_common(input_dim: int, num_layers: int, context_dim: int, mixing: str
         raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
     if mixing not in _MIXINGS:
         raise ValueError(f"mixing must be one of {_MIXINGS}, got {mixing!r}")
-
-
-def _check_activation(activation) -> None:
-    if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
-        raise TypeError(
-            f"activation must be an nn.Module class (e.g. torch.nn.Tanh), got {activation!r}"
-        )
 
 
 def _mixer(input_dim: int, mixing: str) -> Transform | None:
@@ -165,7 +158,7 @@ def realnvp(
         True
     """
     _check_common(input_dim, num_layers, context_dim, mixing)
-    _check_activation(activation)
+    check_module_class(activation, "activation")
     if input_dim < 2:
         raise ValueError(
             f"realnvp needs input_dim >= 2 (a coupling splits the input), got {input_dim}"
@@ -192,10 +185,10 @@ def _autoregressive(
     context_dim: int,
     mixing: str,
     log_scale_bound: float | None,
-    activation: type[nn.Module] = nn.ReLU,
+    activation: type[nn.Module],
 ):
     _check_common(input_dim, num_layers, context_dim, mixing)
-    _check_activation(activation)
+    check_module_class(activation, "activation")
     hidden = tuple(hidden_dims) if hidden_dims is not None else _default_hidden(input_dim)
     plain = MaskedAutoregressive if kind == "maf" else InverseAutoregressive
     conditional = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_count", "check_tensor"]
+__all__ = ["check_count", "check_module_class", "check_tensor"]
 
 
 def check_tensor(
@@ -70,4 +70,18 @@ def check_count(value, name: str, *, minimum: int = 1) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_module_class(value, name: str) -> type[torch.nn.Module]:
+    """Validate an argument that must be an ``nn.Module`` class (e.g. ``torch.nn.Tanh``), not
+    an instance or a function.
+
+    Returns:
+        ``value``.
+    Raises:
+        TypeError: ``value`` is not a subclass of ``torch.nn.Module``.
+    """
+    if not (isinstance(value, type) and issubclass(value, torch.nn.Module)):
+        raise TypeError(f"{name} must be an nn.Module class (e.g. torch.nn.Tanh), got {value!r}")
     return value

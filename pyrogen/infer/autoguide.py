@@ -18,6 +18,7 @@ from pyro.nn import PyroParam
 from torch.distributions import Transform, biject_to
 
 from pyrogen import flows
+from pyrogen.util import check_module_class
 
 __all__ = ["AutoFlow"]
 
@@ -178,8 +179,7 @@ class AutoFlow(AutoContinuous):
             raise ValueError(f"init_scale must be a float > 0, got {init_scale!r}")
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
-        if not (isinstance(activation, type) and issubclass(activation, torch.nn.Module)):
-            raise TypeError(f"activation must be an nn.Module class, got {activation!r}")
+        check_module_class(activation, "activation")
         if not isinstance(log_scale_bound, (int, float)) or not log_scale_bound > 0:
             raise ValueError(f"log_scale_bound must be a float > 0, got {log_scale_bound!r}")
         if not isinstance(num_quantile_draws, int) or num_quantile_draws < 2:

@@ -143,18 +143,10 @@ def test_path_gradient_keeps_the_loss_and_vanishes_at_the_exact_posterior(flow):
     assert results[True][1] < 1e-4
 
 
-def test_path_gradient_vectorized_particles_and_predictive():
+@pytest.mark.parametrize("path_gradient", [True, False])
+def test_vectorized_particles_and_predictive(path_gradient):
     y = Y.to(torch.get_default_dtype())
-    guide = AutoFlow(model, path_gradient=True)
-    loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
-    train(guide, y, 5, loss=loss)
-    samples = Predictive(model, guide=guide, num_samples=3)(y)
-    assert samples["z"].reshape(3, 2).shape == (3, 2)
-
-
-def test_vectorized_particles_and_predictive():
-    y = Y.to(torch.get_default_dtype())
-    guide = AutoFlow(model)
+    guide = AutoFlow(model, path_gradient=path_gradient)
     loss = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
     train(guide, y, 5, loss=loss)
     samples = Predictive(model, guide=guide, num_samples=7)(y)
