@@ -13,6 +13,7 @@ from pyro.optim import Adam
 from pyro.util import warn_if_nan
 
 from pyrogen.distributions import BernoulliRBM
+from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads
 from pyrogen.util import check_count
 
 __all__ = ["ContrastiveDivergence", "fit_rbm"]
@@ -25,7 +26,7 @@ def _energy_model(fn):
     return fn if hasattr(fn, "markov_chain") and hasattr(fn, "free_energy") else None
 
 
-class ContrastiveDivergence(ELBO):
+class ContrastiveDivergence(CountedSteps, ELBO):
     r"""Contrastive divergence: an SVI loss whose gradient is the CD-k (or persistent CD)
     estimate of the negative log-likelihood gradient of energy-based observations.
 
@@ -51,6 +52,14 @@ class ContrastiveDivergence(ELBO):
     a log-likelihood: evaluate with ``log_prob`` where ``log Z`` is available). Latent sites are
     not supported (use an empty guide).
 
+    The observed data are checked against the model's support (finite values; zeros and ones
+    for binary units) before any chain runs. A step whose surrogate or gradient is not finite
+    raises inside ``loss_and_grads`` before any ``.grad`` is written and before the persistent
+    chains or the replay buffer change, so ``SVI.step`` never reaches its optimizer and the step
+    changes nothing. :meth:`state_dict` holds the step count, the persistent chains and the
+    replay buffers (tensors keyed by site name, loadable with ``torch.load(...,
+    weights_only=True)``), so that a resumed run continues the same chains.
+
     Args:
         num_gibbs_steps: ``k >= 1``, chain steps per SVI step.
         persistent: keep the chains between steps (PCD).
@@ -62,8 +71,10 @@ class ContrastiveDivergence(ELBO):
             a continuous EBM's energies from drifting to :math:`\pm\infty` (0: off).
     Raises:
         ValueError: ``num_gibbs_steps < 1``, ``num_chains < 1``, ``replay_buffer < 0``,
-            ``energy_penalty < 0``; on use,
-            a model without an energy-based observed site, or with latent sites.
+            ``energy_penalty < 0``; on use, a model without an energy-based observed site, or
+            with latent sites, or observed values outside the model's support or not finite.
+        FloatingPointError: on use, a non-finite surrogate or gradient (naming the step and
+            the site's term).
     References:
         Hinton (2002). Training Products of Experts by Minimizing Contrastive Divergence.
         https://doi.org/10.1162/089976602760128018
@@ -106,11 +117,15 @@ class ContrastiveDivergence(ELBO):
         self.replay_buffer = replay_buffer
         self.chains: dict[str, torch.Tensor] = {}
         self.buffers: dict[str, torch.Tensor] = {}
+        self.num_steps = 0
+        self._terms: list[tuple[str, torch.Tensor, torch.Tensor]] = []
 
     def _get_trace(self, model, guide, args, kwargs):  # pragma: no cover - not used
         raise NotImplementedError("ContrastiveDivergence traces the model only")
 
-    def _negatives(self, name: str, fn, data: torch.Tensor) -> torch.Tensor:
+    def _negatives(self, name: str, fn, data: torch.Tensor, new_state: dict) -> torch.Tensor:
+        """The negative samples; the chains and buffer they leave go to ``new_state`` (kept
+        only once the step has passed its checks)."""
         event = fn.event_shape
         if not self.persistent and not self.replay_buffer:
             return fn.markov_chain(data.detach(), self.num_gibbs_steps)
@@ -125,11 +140,11 @@ class ContrastiveDivergence(ELBO):
             start = self._replay_start(name, fn, flat, m)
         chains = fn.markov_chain(start, self.num_gibbs_steps)
         if self.persistent:
-            self.chains[name] = chains
+            new_state["chains"][name] = chains
         if self.replay_buffer:
             old = self.buffers.get(name)
             merged = chains if old is None else torch.cat([chains, old])
-            self.buffers[name] = merged[: self.replay_buffer]
+            new_state["buffers"][name] = merged[: self.replay_buffer]
         return chains
 
     def _replay_start(self, name: str, fn, flat: torch.Tensor, m: int) -> torch.Tensor:
@@ -143,8 +158,22 @@ class ContrastiveDivergence(ELBO):
         mask = take.reshape((m,) + (1,) * (flat.dim() - 1))
         return torch.where(mask, picks, noise)
 
-    def _surrogate(self, model: Callable, args, kwargs) -> torch.Tensor:
+    def _check_data(self, name: str, fn, data: torch.Tensor) -> None:
+        ok = fn.support.check(data).all()
+        if data.is_floating_point():
+            ok = ok & torch.isfinite(data).all()
+        if not bool(ok):
+            raise ValueError(
+                f"ContrastiveDivergence step {self.num_steps}: the observed values of site "
+                f"{name!r} lie outside the support of {type(fn).__name__} ({fn.support}) or are "
+                "not finite; nothing was updated"
+            )
+
+    def _surrogate(self, model: Callable, args, kwargs) -> tuple[torch.Tensor, dict]:
+        """The surrogate and the chain state it leaves (``{"chains": ..., "buffers": ...}``)."""
         trace = poutine.trace(model).get_trace(*args, **kwargs)
+        new_state: dict[str, dict[str, torch.Tensor]] = {"chains": {}, "buffers": {}}
+        self._terms = []
         total = None
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
@@ -158,9 +187,11 @@ class ContrastiveDivergence(ELBO):
             if fn is None:
                 continue
             data = site["value"]
-            negatives = self._negatives(name, fn, data)
+            self._check_data(name, fn, data)
+            negatives = self._negatives(name, fn, data, new_state)
             positive = fn.free_energy(data)
             negative = fn.free_energy(negatives)
+            self._terms.append((name, positive, negative))
             scale = site["scale"]
             batch = positive.numel()
             term = scale * (positive.sum() - batch * negative.mean())
@@ -173,27 +204,109 @@ class ContrastiveDivergence(ELBO):
                 "the model has no observed site with an energy-based distribution "
                 "(BernoulliRBM, GaussianBernoulliRBM, BoltzmannMachine, EnergyBasedDistribution)"
             )
-        return total
+        return total, new_state
+
+    def _commit(self, new_state: dict) -> None:
+        self.chains.update(new_state["chains"])
+        self.buffers.update(new_state["buffers"])
+
+    def _explain(self) -> tuple[list[str], bool]:
+        lines = []
+        for name, positive, negative in self._terms:
+            if not bool(torch.isfinite(positive).all()):
+                lines.append(f"site {name!r}: the free energy of the data is not finite")
+            if not bool(torch.isfinite(negative).all()):
+                lines.append(
+                    f"site {name!r}: the free energy of the negative samples is not finite"
+                )
+        return lines, False
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """The surrogate's value (nats; no gradients, but the chains advance)."""
+        """The surrogate's value (nats; no gradients, but the chains advance when it is
+        finite)."""
         with torch.no_grad():
-            value = float(self._surrogate(model, args, kwargs))
+            total, new_state = self._surrogate(model, args, kwargs)
+            value = float(total)
+        self._terms = []
+        if math.isfinite(value):
+            self._commit(new_state)
         warn_if_nan(value, "loss")
         return value
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
-        """The surrogate as a tensor whose gradient is the CD estimate."""
-        return self._surrogate(model, args, kwargs)
+        """The surrogate as a tensor whose gradient is the CD estimate (the chains advance).
+
+        Raises:
+            FloatingPointError: a non-finite surrogate (the chains are then left as they were).
+        """
+        total, new_state = self._surrogate(model, args, kwargs)
+        if not bool(torch.isfinite(total.detach())):
+            lines, _ = self._explain()
+            raise FloatingPointError(
+                f"ContrastiveDivergence: non-finite surrogate {float(total)}; "
+                + ("; ".join(lines) or "no term could be singled out")
+            )
+        self._terms = []
+        self._commit(new_state)
+        return total
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Back-propagate the CD gradient into the parameters; return the surrogate's value."""
-        surrogate = self._surrogate(model, args, kwargs)
-        if surrogate.requires_grad:
-            surrogate.backward()
-        value = float(surrogate.detach())
-        warn_if_nan(value, "loss")
+        """Back-propagate the CD gradient into the parameters; return the surrogate's value;
+        count the step. The surrogate and every gradient are checked first: a non-finite step
+        raises with parameters, gradients, optimizer state and chains unchanged.
+
+        Raises:
+            ValueError: observed values outside the support or not finite.
+            FloatingPointError: a non-finite surrogate or gradient.
+        """
+        new_state: dict = {}
+
+        def compute():
+            total, state = self._surrogate(model, args, kwargs)
+            new_state.update(state)
+            return total, total
+
+        try:
+            value = checked_loss_and_grads(
+                compute,
+                where=f"ContrastiveDivergence step {self.num_steps}",
+                explain=self._explain,
+            )
+        finally:
+            self._terms = []
+        self._commit(new_state)
+        self.num_steps += 1
         return value
+
+    def _state_types(self) -> dict:
+        return {"num_steps": int, "chains": dict, "buffers": dict}
+
+    def state_dict(self) -> dict:
+        """``{"num_steps": int, "chains": {site: tensor}, "buffers": {site: tensor}}``: the
+        persistent chains ``(num_chains, *event_shape)`` and the replay buffers."""
+        return {
+            **super().state_dict(),
+            "chains": {k: v.detach().clone() for k, v in self.chains.items()},
+            "buffers": {k: v.detach().clone() for k, v in self.buffers.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (e.g. read back with ``torch.load(path,
+        weights_only=True)``).
+
+        Raises:
+            TypeError, ValueError: missing, unexpected or mistyped entries.
+        """
+        super().load_state_dict(state)
+        for key in ("chains", "buffers"):
+            for name, value in state[key].items():
+                if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+                    raise TypeError(
+                        f"ContrastiveDivergence.load_state_dict: {key!r} must map site names to "
+                        f"tensors, got {type(name).__name__} -> {type(value).__name__}"
+                    )
+        self.chains = {k: v.detach().clone() for k, v in state["chains"].items()}
+        self.buffers = {k: v.detach().clone() for k, v in state["buffers"].items()}
 
 
 def fit_rbm(

@@ -14,6 +14,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
+from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads, nonfinite_sites
 from pyrogen.infer.schedules import Constant, check_beta
 from pyrogen.util import check_count
 
@@ -138,12 +139,13 @@ def _weighted(term: KLTerm) -> torch.Tensor:
     return (kl * weight).sum()
 
 
-class _SplitELBO(Trace_ELBO):
+class _SplitELBO(CountedSteps, Trace_ELBO):
     """ELBO written as reconstruction minus a per-site KL penalty; subclasses choose the penalty.
 
     ``loss`` is :math:`-(\\mathbb E_q[\\log p(x \\mid z)] - \\text{penalty})` in nats; the
     surrogate adds a score-function term for non-reparameterizable guide sites with the
-    (detached) per-draw objective as reward.
+    (detached) per-draw objective as reward. ``loss_and_grads`` checks the loss and every
+    gradient before writing any ``.grad`` (``pyrogen.infer.checks``) and counts the step.
     """
 
     def __init__(
@@ -164,6 +166,8 @@ class _SplitELBO(Trace_ELBO):
         self.analytic_kl = bool(analytic_kl)
         self.jit = bool(jit)
         self._compiled = None
+        self.num_steps = 0
+        self._traces: list[tuple[Trace, Trace]] = []
 
     def _penalty(self, terms: list[KLTerm], coeff: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -203,6 +207,7 @@ class _SplitELBO(Trace_ELBO):
     def _loss_and_surrogate(self, coeff, model, guide, args, kwargs):
         loss = surrogate = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            self._traces.append((model_trace, guide_trace))  # kept for a failure's diagnosis
             lp, sp = self._particle(model_trace, guide_trace, coeff)
             loss = loss + lp / self.num_particles
             surrogate = surrogate + sp / self.num_particles
@@ -241,17 +246,40 @@ class _SplitELBO(Trace_ELBO):
         return torch.as_tensor(loss).detach() + (surrogate - torch.as_tensor(surrogate).detach())
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Back-propagate the surrogate; return the loss (float, nats)."""
-        loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
-        if getattr(surrogate, "requires_grad", False):
-            surrogate.backward()
-        self._after_step()
-        loss = float(torch.as_tensor(loss).detach())
-        warn_if_nan(loss, "loss")
+        """Back-propagate the surrogate; return the loss (float, nats); count the step.
+
+        Raises:
+            ValueError: an observed value is not finite (naming the site).
+            FloatingPointError: the loss or a gradient is not finite (naming the step and the
+                sites, KL terms or parameters); nothing is updated and the step is not counted.
+        """
+        self._traces = []
+        try:
+            loss = checked_loss_and_grads(
+                lambda: self.loss_and_surrogate(model, guide, *args, **kwargs),
+                where=f"{type(self).__name__} step {self.num_steps}",
+                explain=self._explain,
+            )
+        finally:
+            self._traces = []
+        self.num_steps += 1
         return loss
 
-    def _after_step(self) -> None:
-        pass
+    def _explain(self) -> tuple[list[str], bool]:
+        """Name the sites and KL terms that are not finite in the traces of the failed step."""
+        lines, bad_data = [], False
+        for i, (model_trace, guide_trace) in enumerate(self._traces):
+            found, bad = nonfinite_sites([("model", model_trace), ("guide", guide_trace)])
+            lines += [f"particle {i}: {line}" for line in found]
+            bad_data = bad_data or bad
+            if not found:
+                terms = kl_terms(model_trace, guide_trace, analytic_kl=self.analytic_kl)
+                lines += [
+                    f"particle {i}: the KL term of site {t.name!r} is not finite"
+                    for t in terms
+                    if not bool(torch.isfinite(t.kl).all())
+                ]
+        return lines, bad_data
 
 
 class AnnealedELBO(_SplitELBO):
@@ -266,12 +294,21 @@ class AnnealedELBO(_SplitELBO):
     ``analytic_kl``), else :math:`\log q(z_s) - \log p(z_s)`. ``beta = 1`` is the ELBO;
     ``beta = 0`` is the reconstruction term alone (which ``poutine.scale`` cannot express:
     it rejects a zero scale). ``loss`` is :math:`-\mathcal L_\beta` in nats, averaged over
-    ``num_particles``. The schedule is evaluated at :attr:`step`, which every
+    ``num_particles``. The schedule is evaluated at :attr:`step`, which every successful
     ``loss_and_grads`` call (one ``SVI.step``) advances by one; ``loss`` and
-    ``differentiable_loss`` do not advance it. With ``jit=True`` the loss is compiled with
-    ``pyro.ops.jit.trace`` (like ``JitTrace_ELBO``, same restrictions) with ``beta`` as an
-    input of the compiled graph, so the schedule is honoured; torch >= 2.10 deprecates
-    ``torch.jit.trace`` and says so with a ``DeprecationWarning``.
+    ``differentiable_loss`` do not advance it. :meth:`state_dict` / :meth:`load_state_dict`
+    save and restore it (``{"num_steps": int}``, loadable with ``torch.load(...,
+    weights_only=True)``), so a resumed run continues the schedule where it stopped.
+
+    A step whose loss or gradient is not finite raises inside ``loss_and_grads``, before any
+    ``.grad`` is written, so ``SVI.step`` never reaches its optimizer: parameters, optimizer
+    state and the step counter are unchanged; the message names the step and the sites (an
+    observed value, a ``log_prob``) or KL terms that went non-finite.
+
+    With ``jit=True`` the loss is compiled with ``pyro.ops.jit.trace`` (like ``JitTrace_ELBO``,
+    same restrictions) with ``beta`` as an input of the compiled graph, so the schedule is
+    honoured; torch >= 2.10 deprecates ``torch.jit.trace`` and says so with a
+    ``DeprecationWarning``.
 
     Non-reparameterizable guide sites get a score-function term whose reward for each plate
     element is the detached part of :math:`\mathcal L_\beta` in that element's plates (the
@@ -285,8 +322,10 @@ class AnnealedELBO(_SplitELBO):
         num_particles, vectorize_particles, max_plate_nesting: as in ``pyro.infer.Trace_ELBO``.
         jit: compile the loss with ``pyro.ops.jit.trace``.
     Raises:
-        ValueError: ``beta < 0`` (now, or when a schedule returns one), ``num_particles < 1``.
+        ValueError: ``beta < 0`` (now, or when a schedule returns one), ``num_particles < 1``;
+            in ``loss_and_grads``, a non-finite observed value (naming the site).
         TypeError: ``beta`` neither a number nor callable.
+        FloatingPointError: in ``loss_and_grads``, a non-finite loss or gradient.
     References:
         Higgins et al. (2017). beta-VAE: Learning Basic Visual Concepts with a Constrained
         Variational Framework. https://openreview.net/forum?id=Sy2fzU9gl
@@ -305,8 +344,17 @@ class AnnealedELBO(_SplitELBO):
             self.schedule = beta
         else:
             self.schedule = Constant(check_beta(beta, "beta"))
-        self.step = 0
         check_beta(self.schedule(0), "beta")
+
+    @property
+    def step(self) -> int:
+        """The schedule's step: the number of successful ``loss_and_grads`` calls (an alias of
+        :attr:`num_steps`, saved by :meth:`state_dict`)."""
+        return self.num_steps
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.num_steps = value
 
     @property
     def beta(self) -> float:
@@ -321,9 +369,6 @@ class AnnealedELBO(_SplitELBO):
 
     def _element_penalties(self, terms: list[KLTerm], coeff) -> list[torch.Tensor]:
         return [coeff * _per_element(t) for t in terms]
-
-    def _after_step(self) -> None:
-        self.step += 1
 
 
 class FreeBitsELBO(_SplitELBO):
@@ -342,15 +387,17 @@ class FreeBitsELBO(_SplitELBO):
     below :math:`\lambda` get no KL gradient, so the encoder may use them freely. ``loss`` is
     :math:`-\mathcal L_\lambda` in nats; ``free_bits = 0`` gives the ordinary ELBO where the
     KLs are analytic (a Monte Carlo KL estimate can be negative and is floored at 0 too). Masked
-    batch elements are left out of the average. Particles, ``jit`` and score-function terms as in
-    :class:`AnnealedELBO`.
+    batch elements are left out of the average. Particles, ``jit``, score-function terms, the
+    finite-step check and ``state_dict`` (the step count) as in :class:`AnnealedELBO`.
 
     Args:
         free_bits: :math:`\lambda >= 0`, nats per latent dimension (despite the name).
         analytic_kl, num_particles, vectorize_particles, max_plate_nesting, jit: as in
             :class:`AnnealedELBO`.
     Raises:
-        ValueError: ``free_bits < 0``, ``num_particles < 1``.
+        ValueError: ``free_bits < 0``, ``num_particles < 1``; in ``loss_and_grads``, a
+            non-finite observed value (naming the site).
+        FloatingPointError: in ``loss_and_grads``, a non-finite loss or gradient.
     References:
         Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling (2016). Improved Variational
         Inference with Inverse Autoregressive Flow. https://arxiv.org/abs/1606.04934

@@ -11,6 +11,7 @@ from pyro.infer import ELBO
 from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 
+from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads, nonfinite_sites
 from pyrogen.infer.importance import (
     guess_max_plate_nesting,
     importance_log_weights,
@@ -24,7 +25,7 @@ __all__ = ["IWAE"]
 ESTIMATORS = ("dreg", "iwae", "stl")
 
 
-class IWAE(ELBO):
+class IWAE(CountedSteps, ELBO):
     r"""Importance-weighted bound of Burda et al., computed per data point, for ``pyro.infer.SVI``.
 
     What it computes: with ``K`` draws :math:`z_{k} \sim q(z \mid x_n)` per data point and
@@ -69,9 +70,16 @@ class IWAE(ELBO):
         num_particles: ``K >= 1``.
         estimator: ``"dreg"`` (default), ``"iwae"`` or ``"stl"``.
         max_plate_nesting: the model's plate nesting; guessed with one dry run when ``inf``.
+    A step whose loss or gradient is not finite raises inside ``loss_and_grads`` before any
+    ``.grad`` is written, so ``SVI.step`` never reaches its optimizer (parameters and optimizer
+    state unchanged). :meth:`state_dict` holds the step count.
+
     Raises:
         ValueError: ``num_particles < 1``, an unknown ``estimator``; on first use, a
-            non-reparameterizable guide site with ``"stl"``/``"dreg"`` (naming the site).
+            non-reparameterizable guide site with ``"stl"``/``"dreg"`` (naming the site); in
+            ``loss_and_grads``, a non-finite observed value (naming the site).
+        FloatingPointError: in ``loss_and_grads``, a non-finite loss or gradient, naming the
+            step and the sites or parameters.
     References:
         Burda, Grosse, Salakhutdinov (2016). Importance Weighted Autoencoders.
         https://arxiv.org/abs/1509.00519
@@ -108,6 +116,8 @@ class IWAE(ELBO):
         super().__init__(num_particles=num_particles, vectorize_particles=True)
         self.estimator = estimator
         self._nesting = None if max_plate_nesting == float("inf") else int(max_plate_nesting)
+        self.num_steps = 0
+        self._failed_traces: list[tuple[str, Trace]] = []
 
     def _get_trace(self, model, guide, args, kwargs):  # pragma: no cover - not used
         raise NotImplementedError("IWAE traces all particles at once; see loss_and_surrogate")
@@ -143,6 +153,7 @@ class IWAE(ELBO):
         """Return ``(loss, surrogate_loss)``: :math:`-\\mathcal L_K` (tensor, nats) and a tensor
         whose gradient is the chosen estimator's gradient of ``loss``."""
         model_trace, guide_trace = self._traces(model, guide, args, kwargs)
+        self._failed_traces = [("model", model_trace), ("guide", guide_trace)]
         if self.estimator != "iwae":
             self._stop_log_q_gradient(guide_trace)
         particle_dim = -(self._nesting + 1)
@@ -187,13 +198,28 @@ class IWAE(ELBO):
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
         """:math:`-\\mathcal L_K` as a tensor whose gradient is the chosen estimator's."""
         loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
+        self._failed_traces = []
         return loss.detach() + (surrogate - surrogate.detach())
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """Back-propagate the estimator's gradient into the parameters; return the loss."""
-        loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
-        if surrogate.requires_grad:
-            surrogate.backward()
-        loss = float(loss.detach())
-        warn_if_nan(loss, "loss")
+        """Back-propagate the estimator's gradient into the parameters; return the loss (float,
+        nats); count the step (:attr:`num_steps`, saved by :meth:`state_dict`).
+
+        The loss and every gradient are checked before any ``.grad`` is written, so a
+        non-finite step raises before ``SVI.step`` reaches its optimizer and changes nothing.
+
+        Raises:
+            ValueError: an observed value is not finite (naming the site).
+            FloatingPointError: the loss or a gradient is not finite (naming the step and the
+                sites whose ``log_prob`` is not finite, or the parameters).
+        """
+        try:
+            loss = checked_loss_and_grads(
+                lambda: self.loss_and_surrogate(model, guide, *args, **kwargs),
+                where=f"IWAE({self.num_particles}, {self.estimator!r}) step {self.num_steps}",
+                explain=lambda: nonfinite_sites(self._failed_traces),
+            )
+        finally:
+            self._failed_traces = []
+        self.num_steps += 1
         return loss
