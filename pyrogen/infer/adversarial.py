@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from pyro.optim import PyroOptim
 from torch import nn
 
+from pyrogen.infer.checks import check_state_keys, checked_grads, trace_params
+
 __all__ = ["GAN", "gradient_penalty"]
 
 LOSSES = ("minimax", "nonsaturating", "wasserstein")
@@ -71,6 +73,13 @@ class GAN:
     spectral normalization (Miyato et al. 2018). Draw samples from the trained generator with
     ``pyro.infer.Predictive`` or by calling it.
 
+    Every update checks its loss and gradients before its optimizer runs, so the one that goes
+    non-finite raises and changes neither parameters nor optimizer state. To resume training,
+    save ``pyro.get_param_store().get_state()`` and :meth:`state_dict` (step count, critic
+    weights, both optimizers' states), and after rebuilding load them back; the critic is
+    registered with ``pyro.module(..., update_module_params=True)`` so that it takes the
+    restored values (register the generator's networks the same way).
+
     Args:
         generator: the Pyro model described above.
         discriminator: the critic network.
@@ -80,8 +89,10 @@ class GAN:
         penalty_weight: :math:`\lambda` of the gradient penalty (``"wasserstein"`` only).
     Raises:
         ValueError: an unknown ``loss``, ``critic_steps < 1``, ``penalty_weight < 0``; in
-            ``step``, a generated batch whose shape differs from the data's, or a non-finite
-            loss (naming the step).
+            ``step``, a generated batch whose shape differs from the data's, or non-finite
+            data.
+        FloatingPointError: in ``step``, a non-finite loss or gradient, raised before that
+            update's optimizer runs (naming the step and the update).
         TypeError: a discriminator that is not an ``nn.Module``.
     References:
         Goodfellow et al. (2014). Generative Adversarial Nets. https://arxiv.org/abs/1406.2661
@@ -115,7 +126,8 @@ class GAN:
         self.num_steps = 0
 
     def _critic(self, x: torch.Tensor, *args) -> torch.Tensor:
-        pyro.module("discriminator", self.discriminator)
+        # update_module_params: after a param-store restore the critic uses the restored values
+        pyro.module("discriminator", self.discriminator, update_module_params=True)
         return self.discriminator(x, *args).reshape(x.shape[0])
 
     def _generate(self, num: int, data: torch.Tensor, args) -> torch.Tensor:
@@ -127,16 +139,24 @@ class GAN:
             )
         return x
 
-    @staticmethod
-    def _apply(fn: Callable, optim: PyroOptim) -> float:
+    def _apply(self, fn: Callable, optim: PyroOptim, where: str, data: torch.Tensor) -> float:
+        """Run ``fn() -> loss`` under a param capture, check the loss and its gradients, and
+        only then hand them to ``optim``: a non-finite update raises with the parameters and
+        the optimizer state unchanged."""
         with poutine.trace(param_only=True) as capture:
             value = fn()
-        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
-        for p in params:
-            p.grad = None
-        value.backward()
-        params = [p for p in params if p.grad is not None]
-        optim(params)
+        params = trace_params(capture.trace)
+
+        def explain() -> tuple[list[str], bool]:
+            if data.is_floating_point() and not bool(torch.isfinite(data).all()):
+                return ["the data contain non-finite values"], True
+            return [], False
+
+        grads = checked_grads(value, value, params, where=where, explain=explain)
+        used = [p for p, g in zip(params, grads, strict=True) if g is not None]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        optim(used)
         for p in params:
             p.grad = None
         return float(value.detach())
@@ -156,7 +176,8 @@ class GAN:
                 return value
             return F.softplus(-real_d).mean() + F.softplus(fake_d).mean()
 
-        return self._apply(loss, self.discriminator_optim)
+        where = f"GAN step {self.num_steps}: discriminator update"
+        return self._apply(loss, self.discriminator_optim, where, data)
 
     def generator_step(self, data: torch.Tensor, *args) -> float:
         """One generator update (the critic is held fixed); returns its loss."""
@@ -171,24 +192,62 @@ class GAN:
                 return F.softplus(-fake_d).mean()
             return -fake_d.mean()
 
-        return self._apply(loss, self.generator_optim)
+        where = f"GAN step {self.num_steps}: generator update"
+        return self._apply(loss, self.generator_optim, where, data)
 
     def step(self, data: torch.Tensor, *args) -> tuple[float, float]:
         """``critic_steps`` discriminator updates, then one generator update.
 
+        Each update's loss and gradients are checked before its optimizer runs, so the update
+        that goes non-finite raises with its parameters and optimizer state unchanged (updates
+        earlier in the same step are kept) and the step is not counted.
+
         Returns:
             ``(discriminator_loss, generator_loss)`` (the last critic loss), floats.
         Raises:
-            FloatingPointError: a non-finite loss, naming the step.
+            ValueError: non-finite data.
+            FloatingPointError: a non-finite loss or gradient, naming the step and the update.
         """
+        if data.is_floating_point() and not bool(torch.isfinite(data).all()):
+            raise ValueError(
+                f"GAN step {self.num_steps}: the data contain non-finite values; nothing was "
+                "updated"
+            )
         d_loss = math.nan
         for _ in range(self.critic_steps):
             d_loss = self.discriminator_step(data, *args)
         g_loss = self.generator_step(data, *args)
-        if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
-            raise FloatingPointError(
-                f"non-finite GAN loss at step {self.num_steps}: discriminator {d_loss}, "
-                f"generator {g_loss}"
-            )
         self.num_steps += 1
         return d_loss, g_loss
+
+    def state_dict(self) -> dict:
+        """The training state: ``{"num_steps": int, "discriminator": the critic's state_dict,
+        "discriminator_optim": ..., "generator_optim": ...}`` (the two ``pyro.optim`` states,
+        from ``get_state()``); only tensors, numbers, strings, lists and dicts, so
+        ``torch.load(path, weights_only=True)`` reads it back. The generator's parameters live
+        in Pyro's param store: save ``pyro.get_param_store().get_state()`` alongside."""
+        return {
+            "num_steps": int(self.num_steps),
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optim": self.discriminator_optim.get_state(),
+            "generator_optim": self.generator_optim.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` into a freshly built ``GAN`` (the optimizers' states
+        are applied when they first meet each parameter, as ``pyro.optim.PyroOptim.set_state``
+        does).
+
+        Raises:
+            TypeError, ValueError: missing, unexpected or mistyped entries.
+        """
+        check_state_keys(
+            state,
+            {"num_steps": int, "discriminator": dict, "discriminator_optim": dict,
+             "generator_optim": dict},
+            "GAN",
+        )  # fmt: skip
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.discriminator_optim.set_state(state["discriminator_optim"])
+        self.generator_optim.set_state(state["generator_optim"])
+        self.num_steps = int(state["num_steps"])

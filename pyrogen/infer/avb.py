@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import pyro
@@ -17,6 +16,14 @@ from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 from torch.func import functional_call
 
+from pyrogen.infer.checks import (
+    CountedSteps,
+    check_state_keys,
+    checked_grads,
+    checked_loss_and_grads,
+    nonfinite_sites,
+    trace_params,
+)
 from pyrogen.util import check_count
 
 __all__ = ["AVB"]
@@ -48,7 +55,7 @@ def _stack(values: list[torch.Tensor], event_dims: list[int], names: list[str]) 
     return torch.cat(flat, -1)
 
 
-class AVB(ELBO):
+class AVB(CountedSteps, ELBO):
     r"""Adversarial Variational Bayes (Mescheder, Nowozin, Geiger 2017) for ``pyro.infer.SVI``.
 
     The guide is **implicit**: it draws its own noise and returns each latent through a point
@@ -78,6 +85,13 @@ class AVB(ELBO):
     guide gradients. ``loss`` evaluates :math:`-\mathcal L` without updating anything. The
     discriminator's parameters live in the param store under ``"avb_discriminator"``; they
     never receive gradients from the ELBO step.
+
+    Each discriminator update checks its loss and gradients before its optimizer runs, and the
+    ELBO's loss and gradients are checked before any ``.grad`` is written, so the update that
+    goes non-finite raises and changes neither parameters nor optimizer state. To resume,
+    save ``pyro.get_param_store().get_state()`` and :meth:`state_dict` (step count,
+    discriminator weights and optimizer state); the discriminator is registered with
+    ``pyro.module(..., update_module_params=True)`` so that it takes restored values.
 
     Requirements: every latent site of the guide has exactly one batch dim (the data plate,
     the first dim of its value) and is reparameterized (``Delta`` of a differentiable function
@@ -136,6 +150,8 @@ class AVB(ELBO):
         self.discriminator_steps = discriminator_steps
         self.adaptive_contrast = adaptive_contrast
         self.num_moment_samples = num_moment_samples
+        self.num_steps = 0
+        self._traces: list = []
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -187,7 +203,7 @@ class AVB(ELBO):
         moments = self._moments(guide, args, kwargs) if self.adaptive_contrast else None
         return self._discriminator_update(model, guide, args, kwargs, moments)
 
-    def _discriminator_update(self, model, guide, args, kwargs, moments) -> float:
+    def _discriminator_update(self, model, guide, args, kwargs, moments, where=None) -> float:
         with torch.no_grad(), poutine.block():
             guide_trace, zq = self._guide_latents(guide, args, kwargs)
             if moments is not None:
@@ -202,17 +218,27 @@ class AVB(ELBO):
                 )  # fmt: skip
 
         def loss() -> torch.Tensor:
-            pyro.module("avb_discriminator", self.discriminator)
+            # update_module_params: after a param-store restore, use the restored values
+            pyro.module("avb_discriminator", self.discriminator, update_module_params=True)
             t_q, t_p = self._call(zq, args), self._call(zp, args)
             return F.softplus(-t_q).mean() + F.softplus(t_p).mean()
 
+        def explain() -> tuple[list[str], bool]:
+            lines = []
+            if not bool(torch.isfinite(zq).all()):
+                lines.append("the guide's draws of the latents are not finite")
+            if not bool(torch.isfinite(zp).all()):
+                lines.append("the prior's (or contrast's) draws are not finite")
+            return lines, False
+
         with poutine.block(), poutine.trace(param_only=True) as capture:
             value = loss()
-        params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
-        for p in params:
-            p.grad = None
-        value.backward()
-        self.discriminator_optim([p for p in params if p.grad is not None])
+        params = trace_params(capture.trace)
+        where = where or f"AVB step {self.num_steps}: discriminator update"
+        grads = checked_grads(value, value, params, where=where, explain=explain)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        self.discriminator_optim([p for p, g in zip(params, grads, strict=True) if g is not None])
         for p in params:
             p.grad = None
         return float(value.detach())
@@ -222,6 +248,7 @@ class AVB(ELBO):
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+        self._traces = [("model", model_trace), ("guide", guide_trace)]
         model_trace.compute_log_prob()
         latents = _latent_sites(guide_trace)
         for site in latents:
@@ -253,23 +280,69 @@ class AVB(ELBO):
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """:math:`-\\mathcal L` (nats) with the current discriminator; updates nothing."""
         with torch.no_grad():
-            return -float(self._elbo(model, guide, args, kwargs))
+            value = -float(self._elbo(model, guide, args, kwargs))
+        self._traces = []
+        return value
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """``discriminator_steps`` discriminator updates, then :math:`-\\mathcal L` (nats) with
-        gradients for the model's and guide's parameters (not the discriminator's).
+        gradients for the model's and guide's parameters (not the discriminator's); counts the
+        step.
+
+        Each discriminator update is checked before its optimizer runs, and the ELBO's loss and
+        gradients before any ``.grad`` is written, so ``SVI.step`` stops before its optimizer
+        (discriminator updates earlier in the same call are kept).
 
         Raises:
-            FloatingPointError: a non-finite loss.
+            ValueError: a non-finite observed value (naming the site).
+            FloatingPointError: a non-finite loss or gradient, naming the step and the update,
+                site or parameter.
         """
         # the guide's moments (adaptive contrast) are drawn once per call: the guide does not
         # change during the discriminator updates
         moments = self._moments(guide, args, kwargs) if self.adaptive_contrast else None
-        for _ in range(self.discriminator_steps):
-            self._discriminator_update(model, guide, args, kwargs, moments)
-        loss = -self._elbo(model, guide, args, kwargs, moments)
-        if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"non-finite AVB loss {float(loss.detach())}")
-        if loss.requires_grad:
-            loss.backward()
-        return float(loss.detach())
+        for i in range(self.discriminator_steps):
+            where = (
+                f"AVB step {self.num_steps}: discriminator update {i + 1} of "
+                f"{self.discriminator_steps}"
+            )
+            self._discriminator_update(model, guide, args, kwargs, moments, where)
+
+        def compute():
+            loss = -self._elbo(model, guide, args, kwargs, moments)
+            return loss, loss
+
+        try:
+            value = checked_loss_and_grads(
+                compute,
+                where=f"AVB step {self.num_steps}: ELBO",
+                explain=lambda: nonfinite_sites(self._traces),
+            )
+        finally:
+            self._traces = []
+        self.num_steps += 1
+        return value
+
+    def _state_types(self) -> dict:
+        return {"num_steps": int, "discriminator": dict, "discriminator_optim": dict}
+
+    def state_dict(self) -> dict:
+        """``{"num_steps": int, "discriminator": its state_dict, "discriminator_optim": the
+        pyro.optim state}``, loadable with ``torch.load(path, weights_only=True)``; the model's
+        and guide's parameters live in Pyro's param store (save its ``get_state()``)."""
+        return {
+            **super().state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optim": self.discriminator_optim.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` into a freshly built ``AVB``.
+
+        Raises:
+            TypeError, ValueError: missing, unexpected or mistyped entries.
+        """
+        check_state_keys(state, self._state_types(), "AVB")
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.discriminator_optim.set_state(state["discriminator_optim"])
+        super().load_state_dict({"num_steps": state["num_steps"]})
