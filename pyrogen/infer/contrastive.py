@@ -243,7 +243,7 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         if not bool(torch.isfinite(total.detach())):
             lines, _ = self._explain()
             raise FloatingPointError(
-                f"ContrastiveDivergence: non-finite surrogate {float(total)}; "
+                f"ContrastiveDivergence: non-finite surrogate {float(total.detach())}; "
                 + ("; ".join(lines) or "no term could be singled out")
             )
         self._terms = []
