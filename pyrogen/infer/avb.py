@@ -18,7 +18,6 @@ from torch.func import functional_call
 
 from pyrogen.infer.checks import (
     CountedSteps,
-    check_state_keys,
     checked_grads,
     checked_loss_and_grads,
     nonfinite_sites,
@@ -342,7 +341,6 @@ class AVB(CountedSteps, ELBO):
         Raises:
             TypeError, ValueError: missing, unexpected or mistyped entries.
         """
-        check_state_keys(state, self._state_types(), "AVB")
+        super().load_state_dict(state)
         self.discriminator.load_state_dict(state["discriminator"])
         self.discriminator_optim.set_state(state["discriminator_optim"])
-        super().load_state_dict({"num_steps": state["num_steps"]})

@@ -201,6 +201,26 @@ class IWAE(CountedSteps, ELBO):
         self._failed_traces = []
         return loss.detach() + (surrogate - surrogate.detach())
 
+    def _state_types(self) -> dict:
+        return {"num_steps": int, "max_plate_nesting": (int, type(None))}
+
+    def state_dict(self) -> dict:
+        """``{"num_steps": int, "max_plate_nesting": int or None}`` (the nesting once guessed:
+        a resumed run does not repeat the dry run, which would draw random numbers)."""
+        return {**super().state_dict(), "max_plate_nesting": self._nesting}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (e.g. from ``torch.load(path, weights_only=True)``).
+
+        Raises:
+            TypeError, ValueError: missing, unexpected or mistyped entries.
+        """
+        super().load_state_dict(state)
+        nesting = state["max_plate_nesting"]
+        if nesting is not None and nesting < 0:
+            raise ValueError(f"max_plate_nesting must be >= 0 or None, got {nesting}")
+        self._nesting = nesting
+
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """Back-propagate the estimator's gradient into the parameters; return the loss (float,
         nats); count the step (:attr:`num_steps`, saved by :meth:`state_dict`).
