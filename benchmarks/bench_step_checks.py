@@ -1,0 +1,125 @@
+"""Cost of the finite-step check of pyrogen's SVI losses, per step, on the MNIST VAE.
+
+Case: one ``SVI.step`` (forward, backward, Adam) of ``examples/vae_mnist.py``'s Bernoulli VAE
+(784-200-200-20 encoder, 20-200-200-784 decoder) on a batch of 100 random binary images, with
+``AnnealedELBO(1.0)`` and ``IWAE(5, "dreg")`` as they ship (the loss and every gradient
+checked before any ``.grad`` is written) against the same losses with a plain ``backward()``
+and no check. Both variants run interleaved in one process on one thread; the figure is the
+median over ``--repeats`` rounds of ``--steps`` steps each, and the overhead is
+``checked / unchecked - 1``. The check alone (one sum per gradient, stacked, one
+synchronization) is timed too, as a fraction of the unchecked step.
+
+Run: ``python benchmarks/bench_step_checks.py [--repeats 15] [--steps 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.infer import SVI
+from pyro.optim import Adam
+
+from pyrogen.infer import IWAE, AnnealedELBO
+from pyrogen.infer.checks import checked_grads
+
+
+def load_vae():
+    path = Path(__file__).resolve().parents[1] / "examples" / "vae_mnist.py"
+    spec = importlib.util.spec_from_file_location("vae_mnist", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.VAE
+
+
+class UncheckedAnnealedELBO(AnnealedELBO):
+    """The loss with a plain ``backward()``: no check (the baseline)."""
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
+        surrogate.backward()
+        self.num_steps += 1
+        return float(loss.detach())
+
+
+class UncheckedIWAE(IWAE):
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss, surrogate = self.loss_and_surrogate(model, guide, *args, **kwargs)
+        surrogate.backward()
+        self.num_steps += 1
+        return float(loss.detach())
+
+
+def time_steps(svi: SVI, x: torch.Tensor, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        svi.step(x)
+    return (time.perf_counter() - start) / steps
+
+
+def time_check(vae, reps: int = 200) -> float:
+    """Seconds for :func:`checked_grads`'s fused test on the VAE's gradients (median of 5)."""
+    params = list(vae.parameters())
+    loss = sum((p**2).sum() for p in params)
+    grads = torch.autograd.grad(loss, params)
+    loss = loss.detach()
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(reps):
+            sums = [loss] + [g.sum() for g in grads]
+            assert bool(torch.isfinite(torch.stack(sums)).all())
+        rounds.append((time.perf_counter() - start) / reps)
+    p = torch.zeros(3, requires_grad=True)  # the same test as the library's
+    checked_grads(torch.tensor(0.0), (p**2).sum(), [p], where="smoke")
+    return statistics.median(rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pyro.set_rng_seed(0)
+    vae = load_vae()()
+    x = torch.bernoulli(torch.full((100, 784), 0.3))
+    pairs = {
+        "AnnealedELBO(1.0)": (AnnealedELBO(1.0), UncheckedAnnealedELBO(1.0)),
+        'IWAE(5, "dreg")': (IWAE(5, "dreg"), UncheckedIWAE(5, "dreg")),
+    }
+    t_check = time_check(vae)
+    print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread, batch 100")
+    print(
+        f"the fused check alone ({len(list(vae.parameters()))} gradients, "
+        f"{sum(p.numel() for p in vae.parameters())} numbers): {1e3 * t_check:.3f} ms"
+    )
+    print(
+        f"{'loss':20s} {'unchecked ms':>13s} {'checked ms':>11s} {'overhead':>9s} "
+        f"{'check alone':>12s}"
+    )
+    for name, (checked, unchecked) in pairs.items():
+        pyro.clear_param_store()
+        svis = [
+            SVI(vae.model, vae.guide, Adam({"lr": 1e-4}), loss) for loss in (checked, unchecked)
+        ]
+        for svi in svis:
+            time_steps(svi, x, 3)  # warm up
+        times = ([], [])
+        for _ in range(args.repeats):
+            for i, svi in enumerate(svis):
+                times[i].append(time_steps(svi, x, args.steps))
+        t_checked, t_plain = (statistics.median(t) for t in times)
+        print(
+            f"{name:20s} {1e3 * t_plain:13.2f} {1e3 * t_checked:11.2f} "
+            f"{100 * (t_checked / t_plain - 1):+8.2f}% {100 * t_check / t_plain:11.2f}%"
+        )
+
+
+if __name__ == "__main__":
+    main()
