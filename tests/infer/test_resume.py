@@ -57,7 +57,8 @@ def vae_case(make_loss):
         x = data(6)
         loss, optim = make_loss(), ClippedAdam({"lr": 0.05, "lrd": 0.99})
         svi = SVI(model, guide, optim, loss)
-        return (lambda: svi.step(x)), optim, loss
+        # evaluate_loss between steps, as users do: it must not advance any schedule
+        return (lambda: (svi.step(x), svi.evaluate_loss(x))), optim, loss
 
     return build
 
