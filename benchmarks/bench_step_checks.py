@@ -8,7 +8,8 @@ and no check. Both variants run interleaved in one process on one thread; times 
 process's CPU time (``time.process_time``: on one thread it is the compute time, and it does
 not count the waits of a shared machine), the median over ``--repeats`` rounds of ``--steps``
 steps each (the variant that runs first alternates); the overhead is the median over rounds
-of ``checked / unchecked - 1``. The check alone (one sum per gradient, stacked, one
+of ``checked / unchecked - 1``, next to the same figure for two identical unchecked copies
+(the noise floor of the machine). The check alone (one sum per gradient, stacked, one
 synchronization) is timed too, as a fraction of the unchecked step.
 
 Run: ``python benchmarks/bench_step_checks.py [--repeats 40] [--steps 5]``.
@@ -91,9 +92,9 @@ def main() -> None:
     pyro.set_rng_seed(0)
     vae = load_vae()()
     x = torch.bernoulli(torch.full((100, 784), 0.3))
-    pairs = {
-        "AnnealedELBO(1.0)": (AnnealedELBO(1.0), UncheckedAnnealedELBO(1.0)),
-        'IWAE(5, "dreg")': (IWAE(5, "dreg"), UncheckedIWAE(5, "dreg")),
+    variants = {
+        "AnnealedELBO(1.0)": (AnnealedELBO, UncheckedAnnealedELBO, (1.0,)),
+        'IWAE(5, "dreg")': (IWAE, UncheckedIWAE, (5, "dreg")),
     }
     t_check = time_check(vae)
     print(f"torch {torch.__version__}, pyro {pyro.__version__}, 1 thread, batch 100")
@@ -103,26 +104,27 @@ def main() -> None:
     )
     print(
         f"{'loss':20s} {'unchecked ms':>13s} {'checked ms':>11s} {'overhead':>9s} "
-        f"{'check alone':>12s}"
+        f"{'noise A/A':>10s} {'check alone':>12s}"
     )
-    for name, (checked, unchecked) in pairs.items():
+    for name, (checked, unchecked, loss_args) in variants.items():
         pyro.clear_param_store()
-        svis = [
-            SVI(vae.model, vae.guide, Adam({"lr": 1e-4}), loss) for loss in (checked, unchecked)
-        ]
+        # checked, unchecked, and a second unchecked copy: the A/A difference is the noise floor
+        losses = (checked(*loss_args), unchecked(*loss_args), unchecked(*loss_args))
+        svis = [SVI(vae.model, vae.guide, Adam({"lr": 1e-4}), loss) for loss in losses]
         for svi in svis:
             time_steps(svi, x, 3)  # warm up
-        times = ([], [])
+        times = ([], [], [])
         for r in range(args.repeats):
-            order = (0, 1) if r % 2 == 0 else (1, 0)  # alternate which variant runs first
-            for i in order:
+            for i in (0, 1, 2) if r % 2 == 0 else (2, 1, 0):  # alternate the order
                 times[i].append(time_steps(svis[i], x, args.steps))
-        t_checked, t_plain = (statistics.median(t) for t in times)
-        # paired rounds (checked right after unchecked): the median ratio cancels slow drifts
-        ratio = statistics.median(c / u for c, u in zip(*times, strict=True))
+        t_checked, t_plain = statistics.median(times[0]), statistics.median(times[1])
+        # paired rounds: the median ratio cancels slow drifts of a shared machine
+        ratio = statistics.median(c / u for c, u in zip(times[0], times[1], strict=True))
+        noise = statistics.median(c / u for c, u in zip(times[2], times[1], strict=True))
         print(
             f"{name:20s} {1e3 * t_plain:13.2f} {1e3 * t_checked:11.2f} "
-            f"{100 * (ratio - 1):+8.2f}% {100 * t_check / t_plain:11.2f}%"
+            f"{100 * (ratio - 1):+8.2f}% {100 * (noise - 1):+9.2f}% "
+            f"{100 * t_check / t_plain:11.2f}%"
         )
 
 
