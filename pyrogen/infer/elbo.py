@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import pyro
+import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
@@ -258,15 +259,18 @@ class _SplitELBO(CountedSteps, Trace_ELBO):
             loss = checked_loss_and_grads(
                 lambda: self.loss_and_surrogate(model, guide, *args, **kwargs),
                 where=f"{type(self).__name__} step {self.num_steps}",
-                explain=self._explain,
+                explain=lambda: self._explain(model, guide, args, kwargs),
             )
         finally:
             self._traces = []
         self.num_steps += 1
         return loss
 
-    def _explain(self) -> tuple[list[str], bool]:
+    def _explain(self, model, guide, args, kwargs) -> tuple[list[str], bool]:
         """Name the sites and KL terms that are not finite in the traces of the failed step."""
+        if not self._traces:  # compiled (jit): replay the loss once, uncompiled, to look inside
+            with torch.no_grad(), poutine.block():
+                self._loss_and_surrogate(self._coeff(), model, guide, args, kwargs)
         lines, bad_data = [], False
         for i, (model_trace, guide_trace) in enumerate(self._traces):
             found, bad = nonfinite_sites([("model", model_trace), ("guide", guide_trace)])

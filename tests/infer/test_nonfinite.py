@@ -22,7 +22,10 @@ from pyrogen.infer import (
     LinearWarmup,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:Encountered NaN")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Encountered NaN"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning"),
+]
 
 
 def clone(obj):
@@ -97,6 +100,7 @@ SVI_LOSSES = {
     "annealed-cyclical-mc": lambda: AnnealedELBO(Cyclical(4), analytic_kl=False),
     "annealed-particles": lambda: AnnealedELBO(0.5, num_particles=3, vectorize_particles=True),
     "free-bits": lambda: FreeBitsELBO(0.2, num_particles=2),
+    "annealed-jit": lambda: AnnealedELBO(LinearWarmup(10), jit=True),
 }
 X = torch.tensor([0.3, -1.2, 2.0, 0.5])
 
