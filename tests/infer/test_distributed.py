@@ -132,6 +132,10 @@ def gradients(loss, vae, args, *, reduce: bool) -> dict[str, torch.Tensor]:
     return out
 
 
+def rng() -> torch.Tensor:
+    return torch.get_rng_state()
+
+
 def rbm_model(v, idx):
     w = pyro.param("weight", 0.1 * torch.randn(6, 3))
     b, c = pyro.param("visible_bias", torch.zeros(6)), pyro.param("hidden_bias", torch.zeros(3))
@@ -302,6 +306,7 @@ def _training_worker(rank: int, out: str) -> dict:
         for t in range(10):
             step(svi, rank, t)
         save_checkpoint(f"{out}/{name}.pt", optims={"optim": optim}, losses={"loss": loss})
+        result[f"{name}_saved"] = {"chains": dict(getattr(loss, "chains", {})), "rng": rng()}
         for t in range(10, 20):
             step(svi, rank, t)
         result[name] = {"params": params(), "chains": dict(getattr(loss, "chains", {}))}
@@ -314,6 +319,7 @@ def _resume_worker(rank: int, out: str) -> dict:
         svi, optim, loss = setup(rank)
         pyro.set_rng_seed(999)  # overwritten by the checkpoint's per-worker random state
         load_checkpoint(f"{out}/{name}.pt", optims={"optim": optim}, losses={"loss": loss})
+        result[f"{name}_loaded"] = {"chains": dict(getattr(loss, "chains", {})), "rng": rng()}
         for t in range(10, 20):
             step(svi, rank, t)
         result[name] = {"params": params(), "chains": dict(getattr(loss, "chains", {}))}
@@ -451,6 +457,14 @@ def test_resume_after_restart_is_bit_identical(trained, resumed, name):
     if name == "annealed":
         assert [w["losses"]["loss"]["step"] for w in checkpoint["workers"]] == [10, 10]
     for rank in range(WORLD):
+        # the restart restores this worker's own chains and random state at the checkpoint
+        saved, loaded = ranks[rank][f"{name}_saved"], resumed[rank][f"{name}_loaded"]
+        assert torch.equal(saved["rng"], loaded["rng"])
+        assert (
+            saved["chains"].keys() == loaded["chains"].keys() == ({"v"} if name == "cd" else set())
+        )
+        for n in saved["chains"]:
+            assert torch.equal(saved["chains"][n], loaded["chains"][n])
         a, b = ranks[rank][name], resumed[rank][name]
         for n in a["params"]:
             assert torch.equal(a["params"][n], b["params"][n])
