@@ -5,7 +5,16 @@ estimation, and autoguides with flows."""
 from pyrogen.infer.adversarial import GAN, gradient_penalty
 from pyrogen.infer.autoguide import AutoFlow
 from pyrogen.infer.avb import AVB
+from pyrogen.infer.checkpoint import load_checkpoint, save_checkpoint
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
+from pyrogen.infer.distributed import (
+    DistributedOptim,
+    DistributedSVI,
+    all_reduce_gradients,
+    broadcast_parameters,
+    is_main_process,
+    synchronize_errors,
+)
 from pyrogen.infer.elbo import AnnealedELBO, FreeBitsELBO, KLTerm, kl_terms
 from pyrogen.infer.importance import (
     LogLikelihood,
@@ -25,14 +34,22 @@ __all__ = [
     "Constant",
     "ContrastiveDivergence",
     "Cyclical",
+    "DistributedOptim",
+    "DistributedSVI",
     "FreeBitsELBO",
     "KLTerm",
     "LinearWarmup",
     "LogLikelihood",
     "LogWeights",
+    "all_reduce_gradients",
+    "broadcast_parameters",
     "fit_rbm",
     "gradient_penalty",
     "importance_log_weights",
+    "is_main_process",
     "kl_terms",
+    "load_checkpoint",
     "log_likelihood",
+    "save_checkpoint",
+    "synchronize_errors",
 ]
