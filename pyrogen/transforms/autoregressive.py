@@ -1,85 +1,150 @@
-"""Affine autoregressive flows over a MADE conditioner: MAF and IAF, plain and conditional."""
+"""Autoregressive layers over a MADE conditioner (MAF, IAF, neural spline flows): one layer,
+any elementwise map, the cheap direction chosen at construction."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.distributions import constraints
 
 from pyrogen.nn.networks import MADE, BoundContext
-from pyrogen.transforms.base import Bijector, ConditionalBijector
-from pyrogen.transforms.coupling import _check_bound, soft_bound
+from pyrogen.transforms.base import Bijector, Conditional
+from pyrogen.transforms.coupling import call
+from pyrogen.transforms.elementwise import Affine, Elementwise
 
 __all__ = [
+    "Autoregressive",
+    "ConditionalAutoregressive",
     "ConditionalInverseAutoregressive",
     "ConditionalMaskedAutoregressive",
     "InverseAutoregressive",
     "MaskedAutoregressive",
 ]
 
+CHEAP = ("inverse", "forward")
 
-class _AffineAutoregressive(Bijector):
-    """Shared parts of MAF and IAF: ``y = x * exp(s(c)) + mu(c)``, ``c`` = y (MAF) or x (IAF)."""
+
+def _check_context(conditioner) -> None:
+    if not isinstance(conditioner, MADE) or conditioner.context_dim < 1:
+        raise TypeError("conditioner must be a pyrogen.nn.MADE with context_dim > 0")
+
+
+class Autoregressive(Bijector):
+    r"""Autoregressive layer: :math:`y_i = g(x_i; \theta_i(c_{<i}))` with :math:`\theta` from a
+    MADE and ``c`` the data ``y`` (``cheap="inverse"``, MAF) or the noise ``x``
+    (``cheap="forward"``, IAF).
+
+    What it computes: :math:`\log|\det J_f(x)| = \sum_i \log g'(x_i; \theta_i)`, with ``g`` the
+    elementwise ``transform`` (affine with a soft bound, rational-quadratic spline ...).
+
+    Cost: the cheap direction is one MADE pass; the other takes ``D`` sequential passes (after
+    pass ``k`` the first ``k`` variables in the MADE's order are exact). MAF: scoring data is
+    cheap, sampling sequential; IAF: sampling and scoring its own samples is cheap, scoring
+    external data sequential. Identity at initialization (MADE's last layer is zero).
+
+    Shapes:
+        x, y: ``(*batch, D)``.  ladj: ``(*batch,)`` (nats).
+    Args:
+        conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params = transform.num_params``
+            (with ``context_dim > 0`` for :class:`ConditionalAutoregressive`).
+        transform: the elementwise map (default ``Affine(5.0)``).
+        cheap: ``"inverse"`` (MAF) or ``"forward"`` (IAF).
+    Raises:
+        TypeError: the conditioner is not a MADE, or ``transform`` not an elementwise map.
+        ValueError: ``conditioner.num_params`` differs from ``transform.num_params``; an
+            unknown ``cheap``.
+    References:
+        Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
+        Estimation. https://arxiv.org/abs/1705.07057
+        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
+        https://arxiv.org/abs/1606.04934
+        Durkan, Bekasov, Murray, Papamakarios (2019). Neural Spline Flows.
+        https://arxiv.org/abs/1906.04032
+    Example:
+        >>> from pyrogen.nn import MADE
+        >>> from pyrogen.transforms import RationalQuadraticSpline
+        >>> g = RationalQuadraticSpline(4)
+        >>> f = Autoregressive(MADE(3, [16], num_params=g.num_params), g)
+        >>> x = torch.randn(2, 3)
+        >>> torch.allclose(f.inv(f(x).clone()), x, atol=1e-6)
+        True
+    """
 
     domain = constraints.independent(constraints.real, 1)
     codomain = constraints.independent(constraints.real, 1)
 
-    def __init__(self, conditioner: nn.Module, *, log_scale_bound: float | None = 5.0) -> None:
+    def __init__(
+        self, conditioner: MADE, transform: Elementwise | None = None, *, cheap: str = "inverse"
+    ) -> None:
+        transform = Affine() if transform is None else transform
         net = conditioner.net if isinstance(conditioner, BoundContext) else conditioner
         if not isinstance(net, MADE):
             raise TypeError(
                 f"conditioner must be a pyrogen.nn.MADE, got {type(conditioner).__name__}"
             )
-        if net.num_params != 2:
+        if not isinstance(transform, Elementwise):
+            raise TypeError(f"transform must be an Elementwise map, got {type(transform).__name__}")
+        if net.num_params != transform.num_params:
             raise ValueError(
-                f"conditioner.num_params must be 2 (shift, log-scale), got {net.num_params}"
+                f"conditioner.num_params must be {transform.num_params} for {transform!r}, "
+                f"got {net.num_params}"
             )
-        _check_bound(log_scale_bound)
+        if cheap not in CHEAP:
+            raise ValueError(f"cheap must be one of {CHEAP}, got {cheap!r}")
         super().__init__((net.input_dim,))
-        self.input_dim = net.input_dim
-        self.conditioner = conditioner
-        self.log_scale_bound = log_scale_bound
+        self.input_dim, self.cheap = net.input_dim, cheap
+        self.conditioner, self.transform = conditioner, transform
 
-    def _shift_log_scale(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.conditioner(c)
-        return out[..., 0, :], soft_bound(out[..., 1, :], self.log_scale_bound)
+    def _params(self, c: torch.Tensor, context) -> torch.Tensor:
+        return call(self.conditioner, c, context).movedim(-2, -1)  # (*batch, D, P)
 
-    def _solve_sequentially(self, step, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Iterate ``c <- step(c)`` D times from zero; after pass k the first k are exact."""
-        c, log_scale = step(torch.zeros_like(like))
+    def _solve(self, target, context, step) -> tuple[torch.Tensor, torch.Tensor]:
+        """``D`` passes of ``c <- step(target, params(c))`` from zero."""
+        c, ladj = step(target, self._params(torch.zeros_like(target), context))
         for _ in range(self.input_dim - 1):
-            c, log_scale = step(c)
-        return c, log_scale
+            c, ladj = step(target, self._params(c, context))
+        return c, ladj
+
+    def forward_and_ladj(self, x, context=None):
+        if self.cheap == "forward":
+            y, ladj = self.transform.forward(x, self._params(x, context))
+        else:
+            y, ladj = self._solve(x, context, self.transform.forward)
+        return y, ladj.sum(-1)
+
+    def inverse_and_ladj(self, y, context=None):
+        if self.cheap == "inverse":
+            x, ladj = self.transform.inverse(y, self._params(y, context))
+        else:
+            x, ladj = self._solve(y, context, self.transform.inverse)
+        return x, ladj.sum(-1)
 
     def extra_repr(self) -> str:
-        return f"input_dim={self.input_dim}, log_scale_bound={self.log_scale_bound}"
+        return f"input_dim={self.input_dim}, cheap={self.cheap!r}, transform={self.transform!r}"
 
 
-class MaskedAutoregressive(_AffineAutoregressive):
-    r"""Masked autoregressive flow layer (MAF): cheap inverse (scoring), sequential forward.
+class ConditionalAutoregressive(Conditional, Autoregressive):
+    """:class:`Autoregressive` with a MADE that takes a context; ``condition(context)`` gives
+    the plain bijection sharing the parameters.
 
-    What it computes, with :math:`(\mu, s) = \mathrm{MADE}(y)` autoregressive in ``y``:
-
-    .. math::
-
-        y_i = x_i \exp(\tilde s_i(y_{<i})) + \mu_i(y_{<i}),\qquad
-        x = (y - \mu(y)) \odot \exp(-\tilde s(y)),\qquad
-        \log|\det J_f(x)| = \textstyle\sum_i \tilde s_i(y_{<i}),
-
-    with :math:`\tilde s = B\tanh(s/B)`.
-
-    Cost: the inverse (density evaluation of data) is one MADE pass; the forward (sampling)
-    takes ``D`` sequential MADE passes. Identity at initialization (MADE's last layer is zero).
-
-    Shapes:
-        x, y: ``(*batch, D)``.  ladj: ``(*batch,)`` (nats).
-    Args:
-        conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params=2``; its ``order`` sets the
-            autoregressive order.
-        log_scale_bound: ``B`` (nats), or ``None`` for no bound.
     Raises:
-        TypeError: the conditioner is not a MADE.
-        ValueError: ``num_params != 2`` or ``log_scale_bound <= 0``.
+        TypeError: the conditioner is not a MADE with ``context_dim > 0``.
+    """
+
+    def __init__(self, conditioner: MADE, *args, **kwargs) -> None:
+        _check_context(conditioner)
+        super().__init__(conditioner, *args, **kwargs)
+
+
+class MaskedAutoregressive(Autoregressive):
+    r"""Affine MAF layer, :math:`y_i = x_i e^{\tilde s_i(y_{<i})} + \mu_i(y_{<i})`: the
+    :class:`Autoregressive` layer with ``cheap="inverse"`` (one MADE pass to score data,
+    ``D`` to sample).
+
+    Args:
+        conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params=2``.
+        log_scale_bound: ``B`` (nats) of the soft bound ``B tanh(s / B)``, or ``None``.
+    Raises:
+        TypeError, ValueError: as :class:`Autoregressive`; ``log_scale_bound <= 0``.
     References:
         Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
         Estimation. https://arxiv.org/abs/1705.07057
@@ -90,45 +155,21 @@ class MaskedAutoregressive(_AffineAutoregressive):
         torch.Size([2, 3])
     """
 
-    def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        def step(y):
-            shift, log_scale = self._shift_log_scale(y)
-            return x * torch.exp(log_scale) + shift, log_scale
+    _cheap = "inverse"
 
-        y, log_scale = self._solve_sequentially(step, x)
-        return y, log_scale.sum(-1)
-
-    def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shift, log_scale = self._shift_log_scale(y)
-        return (y - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+    def __init__(self, conditioner: MADE, *, log_scale_bound: float | None = 5.0) -> None:
+        super().__init__(conditioner, Affine(log_scale_bound), cheap=self._cheap)
+        self.log_scale_bound = log_scale_bound
 
 
-class InverseAutoregressive(_AffineAutoregressive):
-    r"""Inverse autoregressive flow layer (IAF): cheap forward (sampling), sequential inverse.
+class InverseAutoregressive(MaskedAutoregressive):
+    r"""Affine IAF layer, :math:`y = x \odot e^{\tilde s(x)} + \mu(x)`: the
+    :class:`Autoregressive` layer with ``cheap="forward"`` (one MADE pass to sample and score
+    its own samples, ``D`` to score external data). Arguments as :class:`MaskedAutoregressive`.
 
-    What it computes, with :math:`(\mu, s) = \mathrm{MADE}(x)` autoregressive in ``x``:
-
-    .. math::
-
-        y = x \odot \exp(\tilde s(x)) + \mu(x),\qquad
-        x_i = (y_i - \mu_i(x_{<i})) \exp(-\tilde s_i(x_{<i})),\qquad
-        \log|\det J_f(x)| = \textstyle\sum_i \tilde s_i(x_{<i}).
-
-    Cost: the forward (sampling and scoring its own samples, as in a guide) is one MADE pass;
-    the inverse (scoring external data) takes ``D`` sequential passes. Identity at
-    initialization.
-
-    Shapes:
-        x, y: ``(*batch, D)``.  ladj: ``(*batch,)`` (nats).
-    Args:
-        conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params=2``.
-        log_scale_bound: ``B`` (nats), or ``None`` for no bound.
-    Raises:
-        TypeError: the conditioner is not a MADE.
-        ValueError: ``num_params != 2`` or ``log_scale_bound <= 0``.
     References:
-        Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling (2016). Improved Variational
-        Inference with Inverse Autoregressive Flow. https://arxiv.org/abs/1606.04934
+        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
+        https://arxiv.org/abs/1606.04934
     Example:
         >>> from pyrogen.nn import MADE
         >>> f = InverseAutoregressive(MADE(3, [16]))
@@ -136,69 +177,29 @@ class InverseAutoregressive(_AffineAutoregressive):
         torch.Size([2, 3])
     """
 
-    def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shift, log_scale = self._shift_log_scale(x)
-        return x * torch.exp(log_scale) + shift, log_scale.sum(-1)
-
-    def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        def step(x):
-            shift, log_scale = self._shift_log_scale(x)
-            return (y - shift) * torch.exp(-log_scale), log_scale
-
-        x, log_scale = self._solve_sequentially(step, y)
-        return x, -log_scale.sum(-1)
+    _cheap = "forward"
 
 
-class _ConditionalAffineAutoregressive(ConditionalBijector):
-    _layer: type[_AffineAutoregressive]
+class ConditionalMaskedAutoregressive(Conditional, MaskedAutoregressive):
+    """:class:`MaskedAutoregressive` with a MADE that takes a context (``context_dim > 0``);
+    ``condition(context)`` gives the plain layer.
 
-    def __init__(self, conditioner: MADE, *, log_scale_bound: float | None = 5.0) -> None:
-        super().__init__()
-        if not isinstance(conditioner, MADE) or conditioner.context_dim < 1:
-            raise TypeError("conditioner must be a pyrogen.nn.MADE with context_dim > 0")
-        self._layer(conditioner, log_scale_bound=log_scale_bound)  # validate once
-        self.conditioner = conditioner
-        self.log_scale_bound = log_scale_bound
-
-    def condition(self, context: torch.Tensor) -> _AffineAutoregressive:
-        return self._layer(
-            BoundContext(self.conditioner, context), log_scale_bound=self.log_scale_bound
-        )
-
-
-class ConditionalMaskedAutoregressive(_ConditionalAffineAutoregressive):
-    """MAF layer conditioned on a ``context``; ``condition(context)`` returns a
-    :class:`MaskedAutoregressive` sharing the MADE's parameters.
-
-    Shapes:
-        context: ``(*batch, context_dim)``.
-    Args:
-        conditioner: a :class:`~pyrogen.nn.MADE` with ``context_dim > 0``, ``num_params=2``.
-        log_scale_bound: as in :class:`MaskedAutoregressive`.
     Raises:
         TypeError: the conditioner is not a MADE with a context.
-    References:
-        Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
-        Estimation. https://arxiv.org/abs/1705.07057
     """
 
-    _layer = MaskedAutoregressive
+    def __init__(self, conditioner: MADE, **kwargs) -> None:
+        _check_context(conditioner)
+        super().__init__(conditioner, **kwargs)
 
 
-class ConditionalInverseAutoregressive(_ConditionalAffineAutoregressive):
-    """IAF layer conditioned on a ``context`` (e.g. the data, in an amortized guide);
-    ``condition(context)`` returns an :class:`InverseAutoregressive`.
+class ConditionalInverseAutoregressive(Conditional, InverseAutoregressive):
+    """:class:`InverseAutoregressive` with a MADE that takes a context (amortized guides).
 
-    Shapes:
-        context: ``(*batch, context_dim)``.
-    Args:
-        conditioner: a :class:`~pyrogen.nn.MADE` with ``context_dim > 0``, ``num_params=2``.
-        log_scale_bound: as in :class:`InverseAutoregressive`.
     Raises:
         TypeError: the conditioner is not a MADE with a context.
-    References:
-        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
-        https://arxiv.org/abs/1606.04934
     """
 
-    _layer = InverseAutoregressive
+    def __init__(self, conditioner: MADE, **kwargs) -> None:
+        _check_context(conditioner)
+        super().__init__(conditioner, **kwargs)

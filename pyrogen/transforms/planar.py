@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from pyrogen.transforms.base import Bijector
+from pyrogen.transforms.base import Bijector, traced
 
 __all__ = ["Planar"]
 
@@ -42,7 +42,9 @@ class Planar(Bijector):
     differentiable Newton step at the root).
 
     Cost: forward is cheap (one pass, O(D)); inverse needs a root find (at most
-    ``max_inverse_iters`` vectorized O(D) passes, typically < 10).
+    ``max_inverse_iters`` vectorized O(D) passes, typically < 10; under ``torch.func``
+    transforms, where stopping early would be data-dependent control flow, all
+    ``max_inverse_iters`` and no convergence error).
 
     Shapes:
         x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
@@ -122,13 +124,17 @@ class Planar(Bijector):
         for _ in range(self.max_inverse_iters):
             th = torch.tanh(a)
             f = a + c * th - target
-            if bool((f.abs() <= scale).all()):
+            if traced():  # no data-dependent stopping under torch.func: run all iterations
+                pass
+            elif bool((f.abs() <= scale).all()):
                 return a
             lo = torch.where(f < 0, a, lo)
             hi = torch.where(f > 0, a, hi)
             newton = a - f / (1 + c * (1 - th * th))
             inside = (newton > lo) & (newton < hi)
             a = torch.where(inside, newton, (lo + hi) / 2)
+        if traced():
+            return a
         raise RuntimeError(
             f"Planar inverse did not converge in {self.max_inverse_iters} iterations "
             f"(max residual {f.abs().max().item():.3g}, tolerance {tol:.3g}); "

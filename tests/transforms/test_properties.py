@@ -379,7 +379,9 @@ def test_cache_does_not_keep_old_graphs_alive():
     f = flows.maf(4, num_layers=2, hidden_dims=[16])
     q = dist.TransformedDistribution(dist.Normal(torch.zeros(4), 1.0).to_event(1), [f])
     log_prob = q.log_prob(torch.randn(8, 4))
-    old = [weakref.ref(t) for t in f[0]._cache[:3]]  # x (computed by the inverse), y, ladj
+    entry = f._cache
+    old = [weakref.ref(t) for t in (entry.a, entry.b, entry.ladj)]  # y, x (the inverse's), ladj
+    del entry
     log_prob.mean().backward()
     del log_prob
     q.log_prob(torch.randn(8, 4)).mean().backward()  # a new step: new cache entries
