@@ -11,8 +11,8 @@ go straight into :class:`pyro.distributions.TransformedDistribution` or
 - ``hidden_dims``: hidden sizes of each layer's network (default ``(max(32, 2D),) * 2``);
 - ``activation``: the networks' hidden nonlinearity, an ``nn.Module`` class (``nn.Tanh``
   makes every layer affine far out in the tails);
-- ``mixing``: ``"reverse"``, ``"lu"`` (:class:`~pyrogen.transforms.LULinear`) or ``"none"``
-  between layers.
+- ``mixing``: ``"reverse"``, ``"lu"`` (:class:`~pyrogen.transforms.LULinear`), ``"qr"``
+  (:class:`~pyrogen.transforms.QRLinear`) or ``"none"`` between layers.
 
 The image builders
 (:func:`glow`, :func:`realnvp_image`) return an :class:`ImageFlow`, which adds the base
@@ -48,6 +48,7 @@ from pyrogen.transforms import (
     MultiScale,
     Permute,
     Planar,
+    QRLinear,
     RationalQuadraticSpline,
 )
 from pyrogen.transforms.elementwise import Additive, Affine
@@ -65,7 +66,7 @@ __all__ = [
     "spline_coupling",
 ]
 
-_MIXINGS = ("reverse", "lu", "none")
+_MIXINGS = ("reverse", "lu", "qr", "none")
 
 
 def _check_common(input_dim, num_layers, context_dim, mixing, activation) -> None:
@@ -82,6 +83,8 @@ def _mixer(input_dim: int, mixing: str) -> Bijector | None:
         return Permute(list(range(input_dim - 1, -1, -1)))
     if mixing == "lu":
         return LULinear(input_dim)
+    if mixing == "qr":
+        return QRLinear(input_dim)
     return None
 
 

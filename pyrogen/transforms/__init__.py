@@ -38,7 +38,7 @@ from pyrogen.transforms.elementwise import (
     soft_bound,
 )
 from pyrogen.transforms.image import MultiScale
-from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute
+from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute, QRLinear
 from pyrogen.transforms.planar import Planar
 from pyrogen.transforms.squeeze import Squeeze
 
@@ -69,6 +69,7 @@ __all__ = [
     "MultiScale",
     "Permute",
     "Planar",
+    "QRLinear",
     "RationalQuadraticSpline",
     "Squeeze",
     "soft_bound",
