@@ -19,16 +19,14 @@ from pyrogen import flows
 from pyrogen.nn import MADE, ConvNet, DenseNN
 from pyrogen.transforms import (
     ActNorm,
+    AffineCoupling,
     Autoregressive,
+    ConditionalAffineCoupling,
     ConditionalAutoregressive,
     ConditionalCoupling,
-    Coupling,
-    QRLinear,
-    RationalQuadraticSpline,
-    AffineCoupling,
-    ConditionalAffineCoupling,
     ConditionalInverseAutoregressive,
     ConditionalMaskedAutoregressive,
+    Coupling,
     ImageCoupling,
     InverseAutoregressive,
     Invertible1x1Conv,
@@ -37,6 +35,8 @@ from pyrogen.transforms import (
     MultiScale,
     Permute,
     Planar,
+    QRLinear,
+    RationalQuadraticSpline,
 )
 
 
