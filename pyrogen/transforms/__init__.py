@@ -5,6 +5,7 @@ elementwise map (:class:`Affine`, :class:`Additive`, :class:`RationalQuadraticSp
 the named layers (:class:`AffineCoupling`, :class:`MaskedAutoregressive` ...) are those
 structures with the affine map.
 """
+# ruff: noqa: F401 - the imports are the public names, listed in __all__
 
 from pyrogen.transforms.actnorm import ActNorm
 from pyrogen.transforms.autoregressive import (
@@ -42,35 +43,11 @@ from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute, QRLi
 from pyrogen.transforms.planar import Planar
 from pyrogen.transforms.squeeze import Squeeze
 
-__all__ = [
-    "ActNorm",
-    "Additive",
-    "Affine",
-    "AffineCoupling",
-    "Autoregressive",
-    "Bijector",
-    "Compose",
-    "Conditional",
-    "ConditionalAffineCoupling",
-    "ConditionalAutoregressive",
-    "ConditionalBijector",
-    "ConditionalCompose",
-    "ConditionalCoupling",
-    "ConditionalInverseAutoregressive",
-    "ConditionalMaskedAutoregressive",
-    "Conditioned",
-    "Coupling",
-    "Elementwise",
-    "ImageCoupling",
-    "InverseAutoregressive",
-    "Invertible1x1Conv",
-    "LULinear",
-    "MaskedAutoregressive",
-    "MultiScale",
-    "Permute",
-    "Planar",
-    "QRLinear",
-    "RationalQuadraticSpline",
-    "Squeeze",
-    "soft_bound",
-]
+__all__ = """
+ActNorm Additive Affine AffineCoupling Autoregressive Bijector Compose Conditional
+ConditionalAffineCoupling ConditionalAutoregressive ConditionalBijector ConditionalCompose
+ConditionalCoupling ConditionalInverseAutoregressive ConditionalMaskedAutoregressive
+Conditioned Coupling Elementwise ImageCoupling InverseAutoregressive Invertible1x1Conv
+LULinear MaskedAutoregressive MultiScale Permute Planar QRLinear RationalQuadraticSpline
+Squeeze soft_bound
+""".split()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
-from pyrogen.nn.networks import MADE, BoundContext
+from pyrogen.nn.networks import MADE
 from pyrogen.transforms.base import Bijector, Conditional
 from pyrogen.transforms.coupling import call
 from pyrogen.transforms.elementwise import Affine, Elementwise
@@ -21,11 +21,6 @@ __all__ = [
 ]
 
 CHEAP = ("inverse", "forward")
-
-
-def _check_context(conditioner) -> None:
-    if not isinstance(conditioner, MADE) or conditioner.context_dim < 1:
-        raise TypeError("conditioner must be a pyrogen.nn.MADE with context_dim > 0")
 
 
 class Autoregressive(Bijector):
@@ -76,7 +71,7 @@ class Autoregressive(Bijector):
         self, conditioner: MADE, transform: Elementwise | None = None, *, cheap: str = "inverse"
     ) -> None:
         transform = Affine() if transform is None else transform
-        net = conditioner.net if isinstance(conditioner, BoundContext) else conditioner
+        net = conditioner
         if not isinstance(net, MADE):
             raise TypeError(
                 f"conditioner must be a pyrogen.nn.MADE, got {type(conditioner).__name__}"
@@ -123,35 +118,40 @@ class Autoregressive(Bijector):
 
 
 class ConditionalAutoregressive(Conditional, Autoregressive):
-    """:class:`Autoregressive` with a MADE that takes a context; ``condition(context)`` gives
-    the plain bijection sharing the parameters.
+    """:class:`Autoregressive` over a MADE with ``context_dim > 0``; ``condition(context)``
+    gives the plain layer (shared parameters).
 
     Raises:
-        TypeError: the conditioner is not a MADE with ``context_dim > 0``.
+        TypeError: the conditioner is not a MADE with a context.
     """
 
     def __init__(self, conditioner: MADE, *args, **kwargs) -> None:
-        _check_context(conditioner)
+        if not isinstance(conditioner, MADE) or conditioner.context_dim < 1:
+            raise TypeError("conditioner must be a pyrogen.nn.MADE with context_dim > 0")
         super().__init__(conditioner, *args, **kwargs)
 
 
 class MaskedAutoregressive(Autoregressive):
-    r"""Affine MAF layer, :math:`y_i = x_i e^{\tilde s_i(y_{<i})} + \mu_i(y_{<i})`: the
-    :class:`Autoregressive` layer with ``cheap="inverse"`` (one MADE pass to score data,
-    ``D`` to sample).
+    r"""Affine MAF layer :math:`y_i = x_i e^{\tilde s_i(y_{<i})} + \mu_i(y_{<i})`: the
+    :class:`Autoregressive` layer with the :class:`~pyrogen.transforms.Affine` map and
+    ``cheap="inverse"``. :class:`InverseAutoregressive` (IAF) is the same with
+    ``cheap="forward"``; ``Conditional*`` take a MADE with a context.
 
     Args:
         conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params=2``.
         log_scale_bound: ``B`` (nats) of the soft bound ``B tanh(s / B)``, or ``None``.
     Raises:
-        TypeError, ValueError: as :class:`Autoregressive`; ``log_scale_bound <= 0``.
+        TypeError, ValueError: as :class:`Autoregressive`; a bad ``log_scale_bound``.
     References:
         Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
         Estimation. https://arxiv.org/abs/1705.07057
+        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
+        https://arxiv.org/abs/1606.04934
     Example:
         >>> from pyrogen.nn import MADE
         >>> f = MaskedAutoregressive(MADE(3, [16], order="reversed"))
-        >>> f(torch.randn(2, 3)).shape
+        >>> g = InverseAutoregressive(MADE(3, [16]))
+        >>> f(g(torch.randn(2, 3))).shape
         torch.Size([2, 3])
     """
 
@@ -163,43 +163,15 @@ class MaskedAutoregressive(Autoregressive):
 
 
 class InverseAutoregressive(MaskedAutoregressive):
-    r"""Affine IAF layer, :math:`y = x \odot e^{\tilde s(x)} + \mu(x)`: the
-    :class:`Autoregressive` layer with ``cheap="forward"`` (one MADE pass to sample and score
-    its own samples, ``D`` to score external data). Arguments as :class:`MaskedAutoregressive`.
-
-    References:
-        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
-        https://arxiv.org/abs/1606.04934
-    Example:
-        >>> from pyrogen.nn import MADE
-        >>> f = InverseAutoregressive(MADE(3, [16]))
-        >>> f(torch.randn(2, 3)).shape
-        torch.Size([2, 3])
-    """
+    r"""Affine IAF layer :math:`y = x e^{\tilde s(x)} + \mu(x)`; see
+    :class:`MaskedAutoregressive`."""
 
     _cheap = "forward"
 
 
-class ConditionalMaskedAutoregressive(Conditional, MaskedAutoregressive):
-    """:class:`MaskedAutoregressive` with a MADE that takes a context (``context_dim > 0``);
-    ``condition(context)`` gives the plain layer.
-
-    Raises:
-        TypeError: the conditioner is not a MADE with a context.
-    """
-
-    def __init__(self, conditioner: MADE, **kwargs) -> None:
-        _check_context(conditioner)
-        super().__init__(conditioner, **kwargs)
+class ConditionalMaskedAutoregressive(ConditionalAutoregressive, MaskedAutoregressive):
+    """:class:`MaskedAutoregressive` over a MADE with a context."""
 
 
-class ConditionalInverseAutoregressive(Conditional, InverseAutoregressive):
-    """:class:`InverseAutoregressive` with a MADE that takes a context (amortized guides).
-
-    Raises:
-        TypeError: the conditioner is not a MADE with a context.
-    """
-
-    def __init__(self, conditioner: MADE, **kwargs) -> None:
-        _check_context(conditioner)
-        super().__init__(conditioner, **kwargs)
+class ConditionalInverseAutoregressive(ConditionalAutoregressive, InverseAutoregressive):
+    """:class:`InverseAutoregressive` over a MADE with a context (amortized guides)."""

@@ -3,7 +3,9 @@ composition of bijections; conditioning on a context."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 import weakref
 from collections.abc import Sequence
 
@@ -11,7 +13,6 @@ import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
-from torch.distributions import Transform
 
 from pyrogen.util import check_tensor
 
@@ -26,42 +27,29 @@ def traced() -> bool:
     return torch._C._are_functorch_transforms_active()
 
 
+def _same(now: tuple, then: tuple) -> bool:
+    return len(now) == len(then) and all(map(operator.is_, now, then))
+
+
 class _RoundTrip:
     """``b = op(a)`` with its forward log-det, and what it was computed from."""
 
-    __slots__ = (
-        "a",
-        "b",
-        "grad",
-        "inverse",
-        "ladj",
-        "others",
-        "params",
-        "token",
-        "values",
-        "versions",
-    )
+    __slots__ = ("a", "b", "grad", "inverse", "ladj", "others", "params", "token", "v", "values")
 
     def __init__(self, inverse: bool, a, b, ladj, params: tuple, others: tuple, token: int):
         self.inverse, self.a, self.b, self.ladj, self.token = inverse, a, b, ladj, token
-        self.grad = torch.is_grad_enabled()
-        self.params, self.others = params, others
+        self.grad, self.params, self.others = torch.is_grad_enabled(), params, others
         self.values = tuple(p.detach().clone() for p in params)
-        self.versions = (a._version, b._version, *(t._version for t in others))
+        self.v = (a._version, b._version, *(t._version for t in others))
 
     def valid(self, params: tuple, others: tuple) -> bool:
-        if self.grad != torch.is_grad_enabled() or len(params) != len(self.params):
-            return False
-        if len(others) != len(self.others):
-            return False
-        if any(p is not q for p, q in zip(params, self.params, strict=True)):
-            return False
-        if any(t is not u for t, u in zip(others, self.others, strict=True)):
-            return False
-        versions = (self.a._version, self.b._version, *(t._version for t in others))
-        if versions != self.versions:
-            return False
-        return all(torch.equal(p, v) for p, v in zip(params, self.values, strict=True))
+        return (
+            self.grad == torch.is_grad_enabled()
+            and _same(params, self.params)
+            and _same(others, self.others)
+            and self.v == (self.a._version, self.b._version, *(t._version for t in others))
+            and all(map(torch.equal, params, self.values))
+        )
 
 
 class Bijector(TransformModule):
@@ -207,37 +195,25 @@ class Bijector(TransformModule):
         return state
 
 
-def _fused(part: Transform, x: torch.Tensor, context, inverse: bool):
-    if isinstance(part, Conditional):
-        return (part.inverse_and_ladj if inverse else part.forward_and_ladj)(x, context)
-    return (part.inverse_and_ladj if inverse else part.forward_and_ladj)(x)
-
-
 class Compose(Bijector):
     """Composition of bijections in list order (the first is applied first to base noise).
 
-    Its fused methods call every part's fused method once, so a whole flow has one round-trip
-    cache entry and one input check per call. Parts are indexed ``flow[i]`` and saved under
-    ``"i."`` in the ``state_dict``, as in Pyro's ``ComposeTransformModule``.
+    Its fused methods call every part's fused method once: a whole flow has one round-trip
+    cache entry and one input check per call. Parts are ``flow[i]``, saved under ``"i."`` in
+    the ``state_dict`` as in Pyro's ``ComposeTransformModule``; conditional parts receive the
+    context of :class:`ConditionalCompose`.
 
     Shapes:
         x: ``(*batch, *parts[0].event_shape)``.  ladj: ``(*batch,)`` (nats).
-    Args:
-        parts: :class:`Bijector` instances (conditional parts receive the context of
-            :class:`ConditionalCompose`).
     Raises:
         ValueError: an empty list or a part that is not a :class:`Bijector`.
     """
 
     def __init__(self, parts: Sequence[Bijector]) -> None:
         parts = list(parts)
-        if not parts:
-            raise ValueError("parts must be a non-empty list of Bijector instances")
-        for i, part in enumerate(parts):
-            if not isinstance(part, Bijector):
-                raise ValueError(
-                    f"parts[{i}] must be a pyrogen Bijector, got {type(part).__name__}"
-                )
+        bad = [i for i, part in enumerate(parts) if not isinstance(part, Bijector)]
+        if not parts or bad:
+            raise ValueError(f"parts must be a non-empty list of pyrogen Bijectors, got {parts}")
         super().__init__(parts[0].event_shape)
         for i, part in enumerate(parts):
             self.add_module(str(i), part)
@@ -253,37 +229,32 @@ class Compose(Bijector):
         return list(self._modules.values())[index]
 
     def forward_shape(self, shape):
-        for part in self:
-            shape = part.forward_shape(shape)
-        return shape
+        return functools.reduce(lambda s, part: part.forward_shape(s), self, shape)
 
     def inverse_shape(self, shape):
-        for part in reversed(list(self)):
-            shape = part.inverse_shape(shape)
-        return shape
+        return functools.reduce(lambda s, part: part.inverse_shape(s), reversed(list(self)), shape)
 
-    def forward_and_ladj(self, x, context=None):
+    def _run(self, x, context, inverse: bool):
         ladj = 0
-        for part in self:
-            x, part_ladj = _fused(part, x, context, False)
+        for part in reversed(list(self)) if inverse else self:
+            fused = part.inverse_and_ladj if inverse else part.forward_and_ladj
+            x, part_ladj = fused(x, context) if isinstance(part, Conditional) else fused(x)
             ladj = ladj + part_ladj
         return x, ladj
 
+    def forward_and_ladj(self, x, context=None):
+        return self._run(x, context, False)
+
     def inverse_and_ladj(self, y, context=None):
-        ladj = 0
-        for part in reversed(list(self)):
-            y, part_ladj = _fused(part, y, context, True)
-            ladj = ladj + part_ladj
-        return y, ladj
+        return self._run(y, context, True)
 
 
 class Conditional(ConditionalTransformModule):
     """Mixin that makes a layer conditional: ``class ConditionalX(Conditional, X)``.
 
-    ``X``'s fused methods take ``context`` and hand it to the conditioner (which is called as
-    ``conditioner(x, context)``); ``condition(context)`` returns a plain :class:`Bijector`
-    sharing this module's parameters, as Pyro's
-    :class:`~pyro.distributions.conditional.ConditionalTransformModule` does.
+    ``X``'s fused methods take ``context`` and hand it to the conditioner, called as
+    ``conditioner(x, context)``; ``condition(context)`` returns a plain :class:`Bijector`
+    sharing the parameters, as in Pyro's ``ConditionalTransformModule``.
     """
 
     def condition(self, context: torch.Tensor) -> Bijector:
@@ -292,7 +263,7 @@ class Conditional(ConditionalTransformModule):
 
 
 class Conditioned(Bijector):
-    """A conditional layer with its context bound; its cache also checks the context tensor.
+    """A conditional layer with its ``context`` bound (the cache also checks the context).
 
     Raises:
         TypeError: ``context`` is not a tensor.
@@ -304,16 +275,11 @@ class Conditioned(Bijector):
         super().__init__(layer.event_shape)
         self.layer, self.context = layer, context
         self.domain, self.codomain = layer.domain, layer.codomain
+        self.forward_shape, self.inverse_shape = layer.forward_shape, layer.inverse_shape
 
     def _state(self) -> tuple[tuple, tuple]:
         params, others = self.layer._state()
         return params, (*others, self.context)
-
-    def forward_shape(self, shape):
-        return self.layer.forward_shape(shape)
-
-    def inverse_shape(self, shape):
-        return self.layer.inverse_shape(shape)
 
     def forward_and_ladj(self, x):
         return self.layer.forward_and_ladj(x, self.context)

@@ -61,12 +61,12 @@ class Coupling(Bijector):
 
     with ``g`` the elementwise ``transform`` (:class:`~pyrogen.transforms.Affine`,
     :class:`~pyrogen.transforms.Additive`, :class:`~pyrogen.transforms.RationalQuadraticSpline`).
-    Masks: ``"split"`` (vectors ``(D,)``: the first ``split_dim`` features pass through and the
-    conditioner returns ``P (D - split_dim)`` features); ``"channel"`` (images ``(C, H, W)``:
-    the first ``C // 2`` channels, or the last ``C - C // 2`` with ``parity=1``, pass through;
-    the conditioner returns ``P`` times the other channels); ``"checkerboard"`` (pixels with
-    :math:`(h + w + \mathrm{parity})` odd pass through; the conditioner sees all ``C``
-    channels masked and returns ``P C``). ``P = transform.num_params``, parameter-major.
+    Masks: ``"split"`` (vectors ``(D,)``) and ``"channel"`` (images ``(C, H, W)``) pass the
+    first ``split_dim`` features or channels through (the last ones with ``parity=1``; default
+    ``D // 2``, or ``D - D // 2`` with ``parity=1``) and the conditioner returns ``P`` values
+    for each of the others; ``"checkerboard"`` passes pixels with :math:`h + w + \mathrm{parity}`
+    odd through, and the conditioner sees all ``C`` channels masked and returns ``P C``.
+    ``P = transform.num_params``, in parameter-major order.
 
     Cost: both directions one conditioner pass. Identity at initialization when the
     conditioner's last layer is zero (:class:`~pyrogen.nn.DenseNN`, :class:`~pyrogen.nn.ConvNet`).
@@ -78,8 +78,8 @@ class Coupling(Bijector):
         conditioner: network as above; with a context it is called ``conditioner(x, context)``.
         transform: the elementwise map (default ``Affine(5.0)``).
         mask: ``"split"`` (vectors) or ``"channel"`` / ``"checkerboard"`` (images).
-        split_dim: passed-through features of the split mask (default ``D // 2``).
-        parity: 0 or 1, which half passes through (images).
+        split_dim: passed-through features or channels (split and channel masks).
+        parity: 0 or 1, which part passes through.
     Raises:
         ValueError: an unknown mask, bad ``split_dim``/``parity``/channel count, a conditioner
             whose declared ``output_dim``/``out_channels`` does not fit, or (at call time) one
@@ -113,31 +113,24 @@ class Coupling(Bijector):
         transform = Affine() if transform is None else transform
         if not isinstance(transform, Elementwise):
             raise TypeError(f"transform must be an Elementwise map, got {type(transform).__name__}")
-        if mask not in MASKS:
-            raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
-        if parity not in (0, 1):
-            raise ValueError(f"parity must be 0 or 1, got {parity!r}")
+        if mask not in MASKS or parity not in (0, 1):
+            raise ValueError(
+                f"mask must be one of {MASKS} and parity 0 or 1, got {mask!r}, {parity!r}"
+            )
         event_shape = tuple(event_shape)
         if len(event_shape) != (1 if mask == "split" else 3):
             raise ValueError(f"mask={mask!r} needs a matching event_shape, got {event_shape}")
-        size = check_count(event_shape[0], "event_shape[0]")
-        p = transform.num_params
-        if mask == "checkerboard":
-            kept, changed = size, size
-            _check_channels(conditioner, size, p * size)
-        else:
-            if mask == "channel" and size < 2:
-                raise ValueError(f"the channel mask needs num_channels >= 2, got {size}")
-            default = size // 2 if parity == 0 else size - size // 2
-            kept = default if split_dim is None else split_dim
-            if isinstance(kept, bool) or not isinstance(kept, int) or not 1 <= kept < size:
-                raise ValueError(
-                    f"split_dim must be an int with 1 <= split_dim < input_dim={size}, "
-                    f"got {split_dim!r}"
-                )
-            changed = size - kept
-            if mask == "channel":
-                _check_channels(conditioner, kept, p * changed)
+        size, p = check_count(event_shape[0], "event_shape[0]"), transform.num_params
+        kept = size // 2 if parity == 0 else size - size // 2
+        kept = size if mask == "checkerboard" else kept if split_dim is None else split_dim
+        if mask != "checkerboard" and not (type(kept) is int and 1 <= kept < size):
+            raise ValueError(
+                f"split_dim must be an int with 1 <= split_dim < input_dim={size}, got "
+                f"{split_dim!r} (the channel mask needs num_channels >= 2)"
+            )
+        changed = size if mask == "checkerboard" else size - kept
+        if mask != "split":
+            _check_channels(conditioner, kept, p * changed)
         out = getattr(conditioner, "output_dim", None) if mask == "split" else None
         if out is not None and out != p * changed:
             raise ValueError(
@@ -149,31 +142,24 @@ class Coupling(Bijector):
         self.codomain = constraints.independent(constraints.real, len(event_shape))
         self.conditioner, self.transform = conditioner, transform
         self.mask, self.parity, self.split_dim = mask, parity, kept
-        self._axis = -1 if mask == "split" else -3
 
     def _couple(self, x, context, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.transform.inverse if inverse else self.transform.forward
         dims = tuple(range(-len(self.event_shape), 0))
-        p, axis, size = self.transform.num_params, self._axis, x.shape[self._axis]
+        axis, what = (-1, "features") if self.mask == "split" else (-3, "channels")
+        p, size = self.transform.num_params, x.shape[axis]
         if self.mask == "checkerboard":
-            h = torch.arange(x.shape[-2], device=x.device)
-            w = torch.arange(x.shape[-1], device=x.device)
+            h, w = (torch.arange(n, device=x.device) for n in x.shape[-2:])
             m = ((h[:, None] + w[None, :] + self.parity) % 2).to(x.dtype)
-            out = call(self.conditioner, x * m, context)
-            y, ladj = g(x, unpack(out, axis, p, size, "channels"))
-            y = torch.where(m.bool(), x, y)
-            return y, (ladj * (1 - m)).sum(dims)
-        first = (
-            self.split_dim if self.parity == 0 or self.mask == "split" else size - self.split_dim
-        )
-        a, b = x.split([first, size - first], dim=axis)
-        kept, changed = (a, b) if self.parity == 0 or self.mask == "split" else (b, a)
-        what = "features" if self.mask == "split" else "channels"
+            y, ladj = g(x, unpack(call(self.conditioner, x * m, context), axis, p, size, what))
+            return torch.where(m.bool(), x, y), (ladj * (1 - m)).sum(dims)
+        swap = self.parity == 1  # the last split_dim entries pass through
+        first = size - self.split_dim if swap else self.split_dim
+        kept, changed = x.split([first, size - first], dim=axis)[:: -1 if swap else 1]
         out = call(self.conditioner, kept, context)
         new, ladj = g(changed, unpack(out, axis, p, changed.shape[axis], what))
         kept = kept.expand(new.shape[: new.dim() + axis] + kept.shape[new.dim() + axis :])
-        parts = [kept, new] if self.parity == 0 or self.mask == "split" else [new, kept]
-        return torch.cat(parts, dim=axis), ladj.sum(dims)
+        return torch.cat([new, kept] if swap else [kept, new], dim=axis), ladj.sum(dims)
 
     def forward_and_ladj(self, x, context=None):
         return self._couple(x, context, inverse=False)

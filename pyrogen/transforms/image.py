@@ -18,38 +18,25 @@ from pyrogen.util import check_count
 __all__ = ["MultiScale"]
 
 
-def _sum_event(t: torch.Tensor) -> torch.Tensor:
-    return t.sum((-3, -2, -1))
-
-
 class MultiScale(Bijector):
     r"""One level of a multi-scale image flow (RealNVP, Glow): squeeze, flow steps, and a
-    factor-out (split) step with a learned conditional Gaussian prior, around an inner level.
+    factor-out step with a learned conditional Gaussian prior, around an inner level.
 
-    Written in the data-to-noise (inverse) direction, as the papers do, for an image ``x``
-    of shape ``(C, H, W)``:
-
-    1. :math:`h = \mathrm{squeeze}(x)`, shape ``(4C, H/2, W/2)``;
-    2. :math:`h = f_K^{-1} \circ \dots \circ f_1^{-1}(h)` (the ``steps``, e.g. ActNorm,
-       1x1 convolution, coupling);
-    3. split the channels, :math:`h = [h_1, h_2]`; factor :math:`h_2` out with the prior
-       :math:`h_2 \mid h_1 \sim N(\mu(h_1), \operatorname{diag} \sigma(h_1)^2)`, i.e.
-       :math:`\epsilon_2 = (h_2 - \mu(h_1)) / \sigma(h_1)`;
-    4. :math:`\epsilon_1 = \mathrm{inner}^{-1}(h_1)` (the next level; without ``inner`` there
-       is no split and :math:`\epsilon = h`);
-    5. :math:`\epsilon = \mathrm{squeeze}^{-1}([\epsilon_1, \epsilon_2])`, the shape of ``x``.
-
-    The conditional prior is an affine map of standard normal noise, so a whole multi-scale
-    flow is one bijection from a standard normal of the image's shape; its log-determinant is
+    In the data-to-noise (inverse) direction, for an image ``x`` of shape ``(C, H, W)``:
+    :math:`h = f_K^{-1} \circ \dots \circ f_1^{-1}(\mathrm{squeeze}(x))` (``steps`` on
+    ``(4C, H/2, W/2)``); split :math:`h = [h_1, h_2]` and factor :math:`h_2` out under
+    :math:`N(\mu(h_1), \operatorname{diag} \sigma(h_1)^2)`, i.e.
+    :math:`\epsilon_2 = (h_2 - \mu(h_1)) / \sigma(h_1)` (the :class:`Affine` map);
+    :math:`\epsilon_1 = \mathrm{inner}^{-1}(h_1)`; :math:`\epsilon = \mathrm{squeeze}^{-1}
+    ([\epsilon_1, \epsilon_2])`. Without ``inner`` there is no split. The whole flow is one
+    bijection from a standard normal of the image's shape, with
 
     .. math::
         \log|\det J_{f}(\epsilon)| = \log|\det J_{\mathrm{inner}}| +
         \textstyle\sum \log\sigma(h_1) + \sum_k \log|\det J_{f_k}|,
 
-    and ``TransformedDistribution(Normal(0, 1) over (C, H, W), [level]).log_prob(x)`` equals
-    the factored-out Gaussian log-densities plus the inner level's base density plus the
-    steps' log-determinants, as in Glow. The forward map (``forward_and_ladj``) runs the same
-    operations in reverse order.
+    so its ``log_prob`` is the factored-out Gaussian densities plus the inner level's plus
+    the steps' log-determinants, as in Glow. The forward map runs the same steps in reverse.
 
     Cost: both directions one pass of every step, the prior network and the inner level.
     Identity (up to the squeeze permutations) at initialization when the steps are and the
@@ -100,20 +87,19 @@ class MultiScale(Bijector):
         if (inner is None) != (prior is None):
             raise ValueError("inner and prior must be given together (or neither, last level)")
         steps = list(steps)
-        for i, step in enumerate(steps):
-            if not isinstance(step, Bijector):
-                raise ValueError(
-                    f"steps[{i}] must be a pyrogen Bijector, got {type(step).__name__}"
-                )
+        if not all(isinstance(step, Bijector) for step in steps):
+            raise ValueError(f"steps must be pyrogen Bijector instances, got {steps}")
         if prior is not None:
             _check_channels(prior, 2 * num_channels, 4 * num_channels)
         affine = Affine(log_scale_bound)
         super().__init__((num_channels, None, None))
-        self.affine = affine
-        self.num_channels, self.log_scale_bound = num_channels, log_scale_bound
-        self.squeeze = Squeeze(2)
-        self.steps = nn.ModuleList(steps)
-        self.inner, self.prior = inner, prior
+        self.affine, self.num_channels, self.log_scale_bound = affine, num_channels, log_scale_bound
+        self.squeeze, self.steps, self.inner, self.prior = (
+            Squeeze(2),
+            nn.ModuleList(steps),
+            inner,
+            prior,
+        )
 
     def _prior_params(self, h1: torch.Tensor) -> torch.Tensor:
         return unpack(self.prior(h1), -3, 2, 2 * self.num_channels, "channels")
@@ -122,40 +108,33 @@ class MultiScale(Bijector):
         """Mean and (bounded) log-sd of the factored-out half given the kept half ``h1``."""
         return self.affine._unpack(self._prior_params(h1))
 
-    def _check(self, x: torch.Tensor) -> None:
+    def _map(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() < 3 or x.shape[-3] != self.num_channels:
             raise ValueError(f"expected (*batch, {self.num_channels}, H, W), got {tuple(x.shape)}")
-
-    def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check(x)
         h, ladj = self.squeeze.forward_and_ladj(x)
-        if self.inner is not None:
-            half = 2 * self.num_channels
-            h1, inner_ladj = self.inner.forward_and_ladj(h[..., :half, :, :])
-            h2, prior_ladj = self.affine.forward(h[..., half:, :, :], self._prior_params(h1))
-            h = torch.cat([h1, h2], dim=-3)
-            ladj = ladj + inner_ladj + _sum_event(prior_ladj)
-        for step in self.steps:
-            h, step_ladj = step.forward_and_ladj(h)
-            ladj = ladj + step_ladj
-        y, _ = self.squeeze.inverse_and_ladj(h)
-        return y, ladj
-
-    def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check(y)
-        h, ladj = self.squeeze.forward_and_ladj(y)
-        for step in reversed(self.steps):
+        for step in reversed(self.steps) if inverse else ():
             h, step_ladj = step.inverse_and_ladj(h)
             ladj = ladj + step_ladj
         if self.inner is not None:
-            half = 2 * self.num_channels
-            h1, h2 = h[..., :half, :, :], h[..., half:, :, :]
-            e2, prior_ladj = self.affine.inverse(h2, self._prior_params(h1))
-            e1, inner_ladj = self.inner.inverse_and_ladj(h1)
-            h = torch.cat([e1, e2], dim=-3)
-            ladj = ladj + inner_ladj + _sum_event(prior_ladj)
-        x, _ = self.squeeze.inverse_and_ladj(h)
-        return x, ladj
+            h1, h2 = h.split(2 * self.num_channels, dim=-3)
+            if inverse:
+                e2, prior_ladj = self.affine.inverse(h2, self._prior_params(h1))
+                h1, inner_ladj = self.inner.inverse_and_ladj(h1)
+            else:
+                h1, inner_ladj = self.inner.forward_and_ladj(h1)
+                e2, prior_ladj = self.affine.forward(h2, self._prior_params(h1))
+            h = torch.cat([h1, e2], dim=-3)
+            ladj = ladj + inner_ladj + prior_ladj.sum((-3, -2, -1))
+        for step in () if inverse else self.steps:
+            h, step_ladj = step.forward_and_ladj(h)
+            ladj = ladj + step_ladj
+        return self.squeeze.inverse_and_ladj(h)[0], ladj
+
+    def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._map(x, False)
+
+    def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._map(y, True)
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, log_scale_bound={self.log_scale_bound}"
