@@ -5,49 +5,28 @@ elementwise map (:class:`Affine`, :class:`Additive`, :class:`RationalQuadraticSp
 the named layers (:class:`AffineCoupling`, :class:`MaskedAutoregressive` ...) are those
 structures with the affine map.
 """
-# ruff: noqa: F401 - the imports are the public names, listed in __all__
+# ruff: noqa: F403 - each module lists its public names in __all__
 
-from pyrogen.transforms.actnorm import ActNorm
-from pyrogen.transforms.autoregressive import (
-    Autoregressive,
-    ConditionalAutoregressive,
-    ConditionalInverseAutoregressive,
-    ConditionalMaskedAutoregressive,
-    InverseAutoregressive,
-    MaskedAutoregressive,
+from pyrogen.transforms import (
+    actnorm,
+    autoregressive,
+    base,
+    coupling,
+    elementwise,
+    image,
+    linear,
+    planar,
+    squeeze,
 )
-from pyrogen.transforms.base import (
-    Bijector,
-    Compose,
-    Conditional,
-    ConditionalBijector,
-    ConditionalCompose,
-    Conditioned,
-)
-from pyrogen.transforms.coupling import (
-    AffineCoupling,
-    ConditionalAffineCoupling,
-    ConditionalCoupling,
-    Coupling,
-    ImageCoupling,
-)
-from pyrogen.transforms.elementwise import (
-    Additive,
-    Affine,
-    Elementwise,
-    RationalQuadraticSpline,
-    soft_bound,
-)
-from pyrogen.transforms.image import MultiScale
-from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute, QRLinear
-from pyrogen.transforms.planar import Planar
-from pyrogen.transforms.squeeze import Squeeze
+from pyrogen.transforms.actnorm import *
+from pyrogen.transforms.autoregressive import *
+from pyrogen.transforms.base import *
+from pyrogen.transforms.coupling import *
+from pyrogen.transforms.elementwise import *
+from pyrogen.transforms.image import *
+from pyrogen.transforms.linear import *
+from pyrogen.transforms.planar import *
+from pyrogen.transforms.squeeze import *
 
-__all__ = """
-ActNorm Additive Affine AffineCoupling Autoregressive Bijector Compose Conditional
-ConditionalAffineCoupling ConditionalAutoregressive ConditionalBijector ConditionalCompose
-ConditionalCoupling ConditionalInverseAutoregressive ConditionalMaskedAutoregressive
-Conditioned Coupling Elementwise ImageCoupling InverseAutoregressive Invertible1x1Conv
-LULinear MaskedAutoregressive MultiScale Permute Planar QRLinear RationalQuadraticSpline
-Squeeze soft_bound
-""".split()
+_MODULES = (actnorm, autoregressive, base, coupling, elementwise, image, linear, planar, squeeze)
+__all__ = sorted({name for module in _MODULES for name in module.__all__})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -16,22 +17,16 @@ __all__ = ["ActNorm"]
 class ActNorm(Bijector):
     r"""Per-channel affine map with data-dependent initialization (Glow's ActNorm).
 
-    What it computes, per channel ``c`` (the first event dimension):
+    What it computes, per channel ``c`` (the first event dimension), with ``n`` the product of
+    the other event sizes (``H W`` for images, 1 for vectors):
+    :math:`y = x e^{\log\sigma_c} + \mu_c`, :math:`\log|\det J| = n \sum_c \log\sigma_c`.
 
-    .. math::
-
-        y = x \exp(\log\sigma_c) + \mu_c,\qquad
-        \log|\det J| = \Big(\prod_{k>0} n_k\Big) \textstyle\sum_c \log\sigma_c,
-
-    where ``n_k`` are the remaining event sizes (``H * W`` for images, 1 for vectors).
-
-    Initialization: when the layer's first call is an inverse, i.e. it first sees **data**
-    (``TransformedDistribution.log_prob`` of observations), or on an explicit
-    :meth:`initialize`, it sets :math:`\mu_c` and :math:`\log\sigma_c` to the per-channel mean
-    and log standard deviation of that batch, so that its output :math:`x` has zero mean and
-    unit variance per channel. A first call in the forward direction (sampling) ends the
-    initialization phase with the identity, so forward and inverse never disagree. The
-    ``initialized`` flag is a buffer, so a reloaded model is not re-initialised.
+    Initialization: when its first call is an inverse (it first sees **data**, as in
+    ``log_prob`` of observations), or on :meth:`initialize`, it sets :math:`\mu_c` and
+    :math:`\log\sigma_c` to the per-channel mean and log standard deviation of that batch (its
+    output then has zero mean and unit variance per channel). A first forward call (sampling)
+    ends the initialization with the identity. ``initialized`` is a buffer, so a reloaded model
+    is not re-initialised.
 
     Cost: both directions O(size of x), no network pass.
 
@@ -72,9 +67,7 @@ class ActNorm(Bijector):
         self.register_buffer("initialized", torch.tensor(False))
 
     def _ladj(self, x: torch.Tensor) -> torch.Tensor:
-        per_channel = 1
-        for n in self.event_shape[1:]:
-            per_channel *= n
+        per_channel = math.prod(self.event_shape[1:])
         batch = x.shape[: x.dim() - len(self.event_shape)]
         return (per_channel * self.log_scale.sum()).expand(batch)
 

@@ -11,49 +11,38 @@ from pyrogen.transforms.base import Bijector, Conditional
 from pyrogen.transforms.coupling import call
 from pyrogen.transforms.elementwise import Affine, Elementwise
 
-__all__ = [
-    "Autoregressive",
-    "ConditionalAutoregressive",
-    "ConditionalInverseAutoregressive",
-    "ConditionalMaskedAutoregressive",
-    "InverseAutoregressive",
-    "MaskedAutoregressive",
-]
+__all__ = "Autoregressive ConditionalAutoregressive ConditionalInverseAutoregressive".split()
+__all__ += "ConditionalMaskedAutoregressive InverseAutoregressive MaskedAutoregressive".split()
 
 CHEAP = ("inverse", "forward")
 
 
 class Autoregressive(Bijector):
-    r"""Autoregressive layer: :math:`y_i = g(x_i; \theta_i(c_{<i}))` with :math:`\theta` from a
-    MADE and ``c`` the data ``y`` (``cheap="inverse"``, MAF) or the noise ``x``
-    (``cheap="forward"``, IAF).
+    r"""Autoregressive layer :math:`y_i = g(x_i; \theta_i(c_{<i}))`, :math:`\theta` from a MADE and
+    ``c`` the data ``y`` (``cheap="inverse"``: MAF) or the noise ``x`` (``cheap="forward"``: IAF).
 
-    What it computes: :math:`\log|\det J_f(x)| = \sum_i \log g'(x_i; \theta_i)`, with ``g`` the
-    elementwise ``transform`` (affine with a soft bound, rational-quadratic spline ...).
+    What it computes: :math:`\log|\det J_f(x)| = \sum_i \log g'(x_i; \theta_i)` for the
+    elementwise ``transform`` ``g`` (affine with a soft bound, rational-quadratic spline ...).
 
-    Cost: the cheap direction is one MADE pass; the other takes ``D`` sequential passes (after
-    pass ``k`` the first ``k`` variables in the MADE's order are exact). MAF: scoring data is
-    cheap, sampling sequential; IAF: sampling and scoring its own samples is cheap, scoring
-    external data sequential. Identity at initialization (MADE's last layer is zero).
+    Cost: the cheap direction is one MADE pass; the other ``D`` sequential passes (after pass
+    ``k`` the first ``k`` variables in the MADE's order are exact). MAF scores data cheaply and
+    samples sequentially; IAF samples and scores its own samples cheaply. Identity at
+    initialization (the MADE's last layer is zero).
 
     Shapes:
         x, y: ``(*batch, D)``.  ladj: ``(*batch,)`` (nats).
     Args:
-        conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params = transform.num_params``
-            (with ``context_dim > 0`` for :class:`ConditionalAutoregressive`).
+        conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params = transform.num_params``.
         transform: the elementwise map (default ``Affine(5.0)``).
         cheap: ``"inverse"`` (MAF) or ``"forward"`` (IAF).
     Raises:
         TypeError: the conditioner is not a MADE, or ``transform`` not an elementwise map.
-        ValueError: ``conditioner.num_params`` differs from ``transform.num_params``; an
-            unknown ``cheap``.
+        ValueError: the MADE's ``num_params`` does not fit ``transform``; an unknown ``cheap``.
     References:
         Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
         Estimation. https://arxiv.org/abs/1705.07057
         Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
         https://arxiv.org/abs/1606.04934
-        Durkan, Bekasov, Murray, Papamakarios (2019). Neural Spline Flows.
-        https://arxiv.org/abs/1906.04032
     Example:
         >>> from pyrogen.nn import MADE
         >>> from pyrogen.transforms import RationalQuadraticSpline

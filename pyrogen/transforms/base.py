@@ -16,7 +16,7 @@ from torch import nn
 
 from pyrogen.util import check_tensor
 
-__all__ = ["Bijector", "Compose", "Conditional", "ConditionalBijector", "ConditionalCompose"]
+__all__ = "Bijector Compose Conditional ConditionalBijector ConditionalCompose Conditioned".split()
 
 _TOKENS = itertools.count()
 
@@ -27,27 +27,22 @@ def traced() -> bool:
     return torch._C._are_functorch_transforms_active()
 
 
-def _same(now: tuple, then: tuple) -> bool:
-    return len(now) == len(then) and all(map(operator.is_, now, then))
-
-
 class _RoundTrip:
     """``b = op(a)`` with its forward log-det, and what it was computed from."""
 
-    __slots__ = ("a", "b", "grad", "inverse", "ladj", "others", "params", "token", "v", "values")
-
-    def __init__(self, inverse: bool, a, b, ladj, params: tuple, others: tuple, token: int):
-        self.inverse, self.a, self.b, self.ladj, self.token = inverse, a, b, ladj, token
+    def __init__(self, inverse: bool, a, b, ladj, params: tuple, others: tuple) -> None:
+        self.inverse, self.a, self.b, self.ladj, self.token = inverse, a, b, ladj, next(_TOKENS)
         self.grad, self.params, self.others = torch.is_grad_enabled(), params, others
         self.values = tuple(p.detach().clone() for p in params)
-        self.v = (a._version, b._version, *(t._version for t in others))
+        self.versions = (a._version, b._version, *(t._version for t in others))
 
     def valid(self, params: tuple, others: tuple) -> bool:
+        now = (self.a._version, self.b._version, *(t._version for t in others))
         return (
             self.grad == torch.is_grad_enabled()
-            and _same(params, self.params)
-            and _same(others, self.others)
-            and self.v == (self.a._version, self.b._version, *(t._version for t in others))
+            and (len(params), len(others)) == (len(self.params), len(self.others))
+            and all(map(operator.is_, params + others, self.params + self.others))
+            and now == self.versions
             and all(map(torch.equal, params, self.values))
         )
 
@@ -113,18 +108,12 @@ class Bijector(TransformModule):
         (buffers, a bound context: checked by identity and version)."""
         return tuple(self.parameters()), tuple(self.buffers())
 
-    def _store(self, inverse: bool, a, b, ladj, computed: tuple[torch.Tensor, ...]) -> None:
-        """Keep ``b = op(a)`` (``op`` the inverse if ``inverse``) with the forward ladj."""
-        if traced():
-            self._cache = None
-            return
-        params, others = self._state()
-        token = next(_TOKENS)
-        self._cache = _RoundTrip(inverse, a, b, ladj, params, others, token)
+    def _store(self, entry: _RoundTrip, computed: tuple[torch.Tensor, ...]) -> None:
+        self._cache = None if traced() else entry
         # drop the entry when backward runs through it (its graph is then freed); the hook holds
         # a weak reference and a token, not the tensors (a cycle through autograd nodes that
         # Python's collector cannot see would leak every step's graph)
-        ref = weakref.ref(self)
+        ref, token = weakref.ref(self), entry.token
 
         def forget(_grad_outputs):
             owner = ref()
@@ -132,54 +121,49 @@ class Bijector(TransformModule):
                 owner._cache = None
 
         for t in computed:
-            if t.grad_fn is not None:
+            if t.grad_fn is not None and self._cache is not None:
                 t.grad_fn.register_prehook(forget)
 
-    def _served(self, output, *, inverse: bool, source=None) -> _RoundTrip | None:
+    def _served(self, output, inverse: bool, source=None) -> _RoundTrip | None:
         """The entry ``output = op(source)`` made in direction ``inverse``, if still valid."""
         entry = self._cache
         if entry is None or entry.b is not output or entry.inverse != inverse or traced():
             return None
-        if source is not None and entry.a is not source:
-            return None
-        if not entry.valid(*self._state()):
-            self._cache = None
+        if (source is not None and entry.a is not source) or not entry.valid(*self._state()):
             return None
         return entry
 
-    def _check_input(self, value: torch.Tensor, name: str, event_shape) -> None:
-        params = next(iter(self.parameters()), None)
-        check_tensor(
-            value, name, event_shape, like=params, check_finite=False if traced() else None
+    def _round_trip_call(self, v: torch.Tensor, inverse: bool) -> torch.Tensor:
+        entry = self._served(v, not inverse)  # v is what the other direction produced
+        if entry is not None:
+            return entry.a
+        shape = self.forward_shape(self.event_shape) if inverse else self.event_shape
+        self._check_input(v, "y" if inverse else "x", shape)
+        out, ladj = self.inverse_and_ladj(v) if inverse else self.forward_and_ladj(v)
+        params, others = ((), ()) if traced() else self._state()
+        self._store(
+            _RoundTrip(inverse, v, out, -ladj if inverse else ladj, params, others), (out, ladj)
         )
+        return out
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        entry = self._served(x, inverse=True)  # x is what the inverse produced: a round trip
-        if entry is not None:
-            return entry.a
-        self._check_input(x, "x", self.event_shape)
-        y, ladj = self.forward_and_ladj(x)
-        self._store(False, x, y, ladj, (y, ladj))
-        return y
+        return self._round_trip_call(x, False)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        entry = self._served(y, inverse=False)
-        if entry is not None:
-            return entry.a
-        self._check_input(y, "y", self.forward_shape(self.event_shape))
-        x, ladj = self.inverse_and_ladj(y)
-        self._store(True, y, x, -ladj, (x, ladj))
-        return x
+        return self._round_trip_call(y, True)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward log-determinant at ``x`` (nats), shape ``(*batch,)``: served when ``(x, y)``
         is the round trip of the last call, otherwise computed from ``x``."""
-        for output, source, inverse in ((y, x, False), (x, y, True)):
-            entry = self._served(output, inverse=inverse, source=source)
-            if entry is not None:
-                return entry.ladj
+        entry = self._served(y, False, x) or self._served(x, True, y)
+        if entry is not None:
+            return entry.ladj
         self._check_input(x, "x", self.event_shape)
         return self.forward_and_ladj(x)[1]
+
+    def _check_input(self, value: torch.Tensor, name: str, event_shape) -> None:
+        like = next(iter(self.parameters()), None)
+        check_tensor(value, name, event_shape, like=like, check_finite=False if traced() else None)
 
     def clear_cache(self) -> None:
         """Drop the cached round trip."""
@@ -196,15 +180,12 @@ class Bijector(TransformModule):
 
 
 class Compose(Bijector):
-    """Composition of bijections in list order (the first is applied first to base noise).
+    r"""Composition of bijections in list order (the first is applied first to base noise).
 
-    Its fused methods call every part's fused method once: a whole flow has one round-trip
-    cache entry and one input check per call. Parts are ``flow[i]``, saved under ``"i."`` in
-    the ``state_dict`` as in Pyro's ``ComposeTransformModule``; conditional parts receive the
-    context of :class:`ConditionalCompose`.
+    Its fused methods call every part's once: a flow has one round-trip cache entry and one
+    input check per call. Parts are ``flow[i]``, saved under ``"i."`` as in Pyro's
+    ``ComposeTransformModule``; conditional parts get :class:`ConditionalCompose`'s context.
 
-    Shapes:
-        x: ``(*batch, *parts[0].event_shape)``.  ladj: ``(*batch,)`` (nats).
     Raises:
         ValueError: an empty list or a part that is not a :class:`Bijector`.
     """

@@ -8,28 +8,23 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyrogen.transforms.base import Bijector, Conditional
-from pyrogen.transforms.elementwise import Additive, Affine, Elementwise, soft_bound
+from pyrogen.transforms.elementwise import Additive, Affine, Elementwise, soft_bound  # noqa: F401
 from pyrogen.util import check_count
 
-__all__ = [
-    "AffineCoupling",
-    "ConditionalAffineCoupling",
-    "ConditionalCoupling",
-    "Coupling",
-    "ImageCoupling",
-    "soft_bound",
-]
+__all__ = "AffineCoupling ConditionalAffineCoupling ConditionalCoupling".split()
+__all__ += "Coupling ImageCoupling soft_bound".split()
 
 MASKS = ("split", "channel", "checkerboard")
 
 
-def _check_channels(conditioner: nn.Module, expected_in: int, expected_out: int) -> None:
-    got_in = getattr(conditioner, "in_channels", expected_in)
-    got_out = getattr(conditioner, "out_channels", expected_out)
-    if (got_in, got_out) != (expected_in, expected_out):
+def check_channels(conditioner: nn.Module, expected_in: int, expected_out: int) -> None:
+    got = (
+        getattr(conditioner, "in_channels", expected_in),
+        getattr(conditioner, "out_channels", expected_out),
+    )
+    if got != (expected_in, expected_out):
         raise ValueError(
-            f"conditioner must map {expected_in} to {expected_out} channels, "
-            f"got {got_in} to {got_out}"
+            f"conditioner must map {expected_in} to {expected_out} channels, got {got}"
         )
 
 
@@ -52,21 +47,17 @@ def unpack(out: torch.Tensor, axis: int, num_params: int, size: int, what: str) 
 class Coupling(Bijector):
     r"""Coupling layer: one part of the input parameterizes an elementwise map of the rest.
 
-    What it computes, with a binary mask :math:`m` (1 = passed through) and
-    :math:`\theta = \mathrm{conditioner}(x_{m})`:
-
-    .. math::
-        y = m \odot x + (1 - m) \odot g(x; \theta),\qquad
-        \log|\det J| = \textstyle\sum (1 - m) \odot \log g'(x; \theta),
-
-    with ``g`` the elementwise ``transform`` (:class:`~pyrogen.transforms.Affine`,
-    :class:`~pyrogen.transforms.Additive`, :class:`~pyrogen.transforms.RationalQuadraticSpline`).
-    Masks: ``"split"`` (vectors ``(D,)``) and ``"channel"`` (images ``(C, H, W)``) pass the
-    first ``split_dim`` features or channels through (the last ones with ``parity=1``; default
-    ``D // 2``, or ``D - D // 2`` with ``parity=1``) and the conditioner returns ``P`` values
-    for each of the others; ``"checkerboard"`` passes pixels with :math:`h + w + \mathrm{parity}`
-    odd through, and the conditioner sees all ``C`` channels masked and returns ``P C``.
-    ``P = transform.num_params``, in parameter-major order.
+    What it computes, with a binary mask :math:`m` (1 = passed through),
+    :math:`\theta = \mathrm{conditioner}(x_m)` and ``g = transform``
+    (:class:`~pyrogen.transforms.Affine`, :class:`~pyrogen.transforms.Additive`,
+    :class:`~pyrogen.transforms.RationalQuadraticSpline`):
+    :math:`y = m \odot x + (1 - m) \odot g(x; \theta)`,
+    :math:`\log|\det J| = \sum (1 - m) \odot \log g'(x; \theta)`.
+    Masks: ``"split"`` (vectors) and ``"channel"`` (images) pass the first ``split_dim``
+    features or channels through (the last ones with ``parity=1``; default half) and the
+    conditioner returns ``P`` values for each other one (``P = transform.num_params``,
+    parameter-major); ``"checkerboard"`` passes pixels with :math:`h + w + \mathrm{parity}` odd,
+    and the conditioner sees all ``C`` channels masked and returns ``P C``.
 
     Cost: both directions one conditioner pass. Identity at initialization when the
     conditioner's last layer is zero (:class:`~pyrogen.nn.DenseNN`, :class:`~pyrogen.nn.ConvNet`).
@@ -75,17 +66,15 @@ class Coupling(Bijector):
         x, y: ``(*batch, D)`` or ``(*batch, C, H, W)``.  ladj: ``(*batch,)`` (nats).
     Args:
         event_shape: ``(D,)`` or ``(C, H, W)`` (``H``, ``W`` may be ``None``).
-        conditioner: network as above; with a context it is called ``conditioner(x, context)``.
+        conditioner: the network; with a context it is called ``conditioner(x, context)``.
         transform: the elementwise map (default ``Affine(5.0)``).
-        mask: ``"split"`` (vectors) or ``"channel"`` / ``"checkerboard"`` (images).
-        split_dim: passed-through features or channels (split and channel masks).
-        parity: 0 or 1, which part passes through.
+        mask: ``"split"``, ``"channel"`` or ``"checkerboard"``.
+        split_dim, parity: which features or channels pass through.
     Raises:
-        ValueError: an unknown mask, bad ``split_dim``/``parity``/channel count, a conditioner
-            whose declared ``output_dim``/``out_channels`` does not fit, or (at call time) one
-            that returns the wrong number of features or channels.
+        ValueError: an unknown mask, bad ``split_dim``/``parity``, a conditioner whose
+            ``output_dim``/``out_channels`` does not fit, or (at call time) that returns the
+            wrong number of features or channels.
     References:
-        Dinh, Krueger, Bengio (2015). NICE. https://arxiv.org/abs/1410.8516
         Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.
         https://arxiv.org/abs/1605.08803
         Durkan, Bekasov, Murray, Papamakarios (2019). Neural Spline Flows.
@@ -130,7 +119,7 @@ class Coupling(Bijector):
             )
         changed = size if mask == "checkerboard" else size - kept
         if mask != "split":
-            _check_channels(conditioner, kept, p * changed)
+            check_channels(conditioner, kept, p * changed)
         out = getattr(conditioner, "output_dim", None) if mask == "split" else None
         if out is not None and out != p * changed:
             raise ValueError(
@@ -175,8 +164,9 @@ class Coupling(Bijector):
 
 
 class ConditionalCoupling(Conditional, Coupling):
-    """:class:`Coupling` whose conditioner also takes a ``context``;
-    ``condition(context)`` gives the plain bijection (shared parameters)."""
+    """:class:`Coupling` whose conditioner also takes a ``context``; ``condition(context)``
+    gives the plain layer (shared parameters). So do ``ConditionalAffineCoupling`` and the
+    other ``Conditional*`` classes."""
 
 
 def _affine(additive: bool, log_scale_bound: float | None) -> Elementwise:
@@ -184,19 +174,14 @@ def _affine(additive: bool, log_scale_bound: float | None) -> Elementwise:
 
 
 class AffineCoupling(Coupling):
-    r"""Affine (RealNVP) or additive (NICE) coupling of vectors: :class:`Coupling` with the
-    split mask and the :class:`~pyrogen.transforms.Affine` map,
-    :math:`y_b = x_b e^{\tilde s(x_a)} + \mu(x_a)`.
+    r"""Affine (RealNVP) or additive (NICE) coupling of vectors: :class:`Coupling` with the split
+    mask and the affine map, :math:`y_b = x_b e^{\tilde s(x_a)} + \mu(x_a)`.
 
-    Shapes:
-        x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
     Args:
-        split_dim: passed-through features ``d``, ``1 <= d < input_dim``.
-        conditioner: maps ``(*batch, d)`` to ``(*batch, 2 (D - d))`` (shift, then log-scale) or
-            ``(*batch, D - d)`` when additive.
+        split_dim: passed-through features ``d``, ``1 <= d < D``.
+        conditioner: ``(*, d) -> (*, 2 (D - d))`` (shift, then log-scale; ``D - d`` if additive).
         input_dim: ``D``; read from ``conditioner.output_dim`` when omitted.
-        additive: NICE's volume-preserving shift.
-        log_scale_bound: ``B`` of the soft bound (nats), ``None``: unbounded.
+        additive: NICE's shift.  log_scale_bound: ``B`` (nats) of the soft bound, or ``None``.
     Raises:
         ValueError: as :class:`Coupling`; no ``input_dim`` and no ``conditioner.output_dim``.
     Example:
@@ -228,9 +213,7 @@ class AffineCoupling(Coupling):
 
 
 class ConditionalAffineCoupling(Conditional, AffineCoupling):
-    """:class:`AffineCoupling` whose conditioner takes ``(x_a, context)``, e.g. a
-    :class:`~pyrogen.nn.DenseNN` with ``context_dim > 0``; ``condition(context)`` gives the
-    plain bijection sharing the parameters.
+    """:class:`AffineCoupling` whose conditioner takes ``(x_a, context)``.
 
     Example:
         >>> from pyrogen.nn import DenseNN
@@ -244,15 +227,9 @@ class ImageCoupling(Coupling):
     r"""Affine or additive coupling of images (RealNVP, Glow): :class:`Coupling` with the
     ``"checkerboard"`` or ``"channel"`` mask and the affine map.
 
-    Shapes:
-        x, y: ``(*batch, C, H, W)``.  ladj: ``(*batch,)`` (nats).
     Args:
-        num_channels: ``C`` (>= 2 for the channel mask).
-        conditioner: ``(*, C_in, H, W) -> (*, C_out, H, W)`` as in :class:`Coupling`.
-        mask, parity: as in :class:`Coupling`.
+        num_channels: ``C``.  conditioner, mask, parity: as in :class:`Coupling`.
         additive: shift only; log_scale_bound: ``B`` (nats) or ``None``.
-    Raises:
-        ValueError: as :class:`Coupling`.
     Example:
         >>> from pyrogen.nn import ConvNet
         >>> f = ImageCoupling(2, ConvNet(2, 8, 4), mask="checkerboard")
@@ -271,12 +248,12 @@ class ImageCoupling(Coupling):
         additive: bool = False,
         log_scale_bound: float | None = 5.0,
     ) -> None:
-        check_count(num_channels, "num_channels")
         if mask not in MASKS[1:]:
             raise ValueError(f"mask must be one of {MASKS[1:]}, got {mask!r}")
-        transform = _affine(additive, log_scale_bound)
-        event_shape = (num_channels, None, None)
-        super().__init__(event_shape, conditioner, transform=transform, mask=mask, parity=parity)
+        g = _affine(additive, log_scale_bound)
+        super().__init__(
+            (num_channels, None, None), conditioner, transform=g, mask=mask, parity=parity
+        )
         self.num_channels, self.additive, self.log_scale_bound = (
             num_channels,
             additive,

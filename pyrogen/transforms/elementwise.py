@@ -15,7 +15,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-__all__ = ["Additive", "Affine", "Elementwise", "RationalQuadraticSpline", "soft_bound"]
+__all__ = "Additive Affine Elementwise RationalQuadraticSpline soft_bound".split()
 
 
 def soft_bound(log_scale: torch.Tensor, bound: float | None) -> torch.Tensor:
@@ -29,23 +29,17 @@ def soft_bound(log_scale: torch.Tensor, bound: float | None) -> torch.Tensor:
 
 
 def check_bound(value: float | None, name: str = "log_scale_bound") -> float | None:
-    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+    finite = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    if value is not None and not finite:
         raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
-    if value is not None and not value > 0:
-        raise ValueError(f"{name} must be > 0 or None, got {value!r}")
     return value
 
 
 class Elementwise:
-    """Base of the elementwise maps (stateless; its parameters come from a conditioner)."""
+    """Base of the elementwise maps: stateless, with ``forward(x, params)`` and
+    ``inverse(y, params)`` as in the module docstring."""
 
     num_params: int = 0
-
-    def forward(self, x, params) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def inverse(self, y, params) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -97,27 +91,20 @@ class RationalQuadraticSpline(Elementwise):
     r"""Monotone rational-quadratic spline on ``[-B, B]`` with identity (linear) tails.
 
     What it computes: ``K`` bins with widths :math:`w_k` and heights :math:`h_k` (softmax of
-    the parameters, at least ``min_bin_size`` of ``2B`` each) and derivatives :math:`d_k > 0`
-    at the ``K - 1`` interior knots (1 at the two ends, so the map is :math:`C^1` with the
-    identity outside). In bin ``k``, with :math:`\xi = (x - x_k) / w_k` and
-    :math:`s_k = h_k / w_k`,
-
-    .. math::
-        g(x) = y_k + \frac{h_k\,[s_k \xi^2 + d_k \xi (1 - \xi)]}
-        {s_k + (d_{k+1} + d_k - 2 s_k)\,\xi (1 - \xi)},
-
-    and the inverse solves the quadratic in :math:`\xi` in closed form (Durkan et al. 2019,
-    Eq. 6-8 and appendix A). All parameters zero give equal bins and unit derivatives: the
-    identity. Parameters per element: ``3 K - 1`` (``K`` widths, ``K`` heights, ``K - 1``
-    derivatives).
+    the parameters, each at least ``min_bin_size`` of ``2B``) and derivatives :math:`d_k > 0` at
+    the ``K - 1`` interior knots (1 at both ends: :math:`C^1` with the identity outside). In bin
+    ``k``, with :math:`\xi = (x - x_k) / w_k`, :math:`s_k = h_k / w_k`,
+    :math:`g(x) = y_k + h_k [s_k \xi^2 + d_k \xi (1 - \xi)] / [s_k + (d_{k+1} + d_k - 2 s_k)
+    \xi (1 - \xi)]`; the inverse solves the quadratic in :math:`\xi` in closed form (Durkan
+    et al. 2019, Eq. 4-8). Zero parameters give the identity. Parameters per element:
+    ``3 K - 1`` (``K`` widths, ``K`` heights, ``K - 1`` derivatives).
 
     Args:
-        num_bins: ``K >= 2``.
-        bound: ``B > 0``, the half-width of the interval where the spline acts.
+        num_bins: ``K >= 2``.  bound: ``B > 0``.
         min_bin_size: smallest bin width and height, as a fraction of ``2B``.
         min_derivative: smallest knot derivative.
     Raises:
-        ValueError: ``num_bins < 2``, a non-positive ``bound``, or minima that do not fit.
+        ValueError: ``num_bins < 2``, a bad ``bound``, or minima that do not fit.
     References:
         Durkan, Bekasov, Murray, Papamakarios (2019). Neural Spline Flows.
         https://arxiv.org/abs/1906.04032
@@ -160,6 +147,7 @@ class RationalQuadraticSpline(Elementwise):
         return knots, knots[..., 1:] - knots[..., :-1]
 
     def _bin(self, v, params, use_heights: bool):
+        """``(x_k, w_k, y_k, h_k, d_k, d_{k+1})`` of the bin holding ``v``."""
         k = self.num_bins
         xs, widths = self._knots(params[..., :k])
         ys, heights = self._knots(params[..., k : 2 * k])
@@ -168,27 +156,16 @@ class RationalQuadraticSpline(Elementwise):
         ones = torch.ones_like(inner[..., :1])
         derivs = torch.cat([ones, inner, ones], dim=-1)
         knots = ys if use_heights else xs
-        index = ((v[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)).clamp(0, k - 1)
-
-        def pick(t):
-            return t.gather(-1, index).squeeze(-1)
-
-        return (
-            pick(xs[..., :-1]),
-            pick(widths),
-            pick(ys[..., :-1]),
-            pick(heights),
-            pick(derivs[..., :-1]),
-            pick(derivs[..., 1:]),
-        )
+        index = (v[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)
+        tables = (xs[..., :-1], widths, ys[..., :-1], heights, derivs[..., :-1], derivs[..., 1:])
+        return [t.gather(-1, index).squeeze(-1) for t in tables]
 
     def _log_derivative(self, xi, s, d0, d1, denominator):
         numerator = s**2 * (d1 * xi**2 + 2 * s * xi * (1 - xi) + d0 * (1 - xi) ** 2)
         return torch.log(numerator) - 2 * torch.log(denominator)
 
     def forward(self, x, params):
-        x, params = torch.broadcast_tensors(x[..., None], params)
-        x, params = x[..., 0], params
+        x = torch.broadcast_tensors(x[..., None], params)[0][..., 0]
         inside = (x >= -self.bound) & (x <= self.bound)
         xc = x.clamp(-self.bound, self.bound)
         x0, w, y0, h, d0, d1 = self._bin(xc, params, use_heights=False)
@@ -201,8 +178,7 @@ class RationalQuadraticSpline(Elementwise):
         return torch.where(inside, y, x), torch.where(inside, ladj, torch.zeros_like(ladj))
 
     def inverse(self, y, params):
-        y, params = torch.broadcast_tensors(y[..., None], params)
-        y = y[..., 0]
+        y = torch.broadcast_tensors(y[..., None], params)[0][..., 0]
         inside = (y >= -self.bound) & (y <= self.bound)
         yc = y.clamp(-self.bound, self.bound)
         x0, w, y0, h, d0, d1 = self._bin(yc, params, use_heights=True)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyrogen.transforms.base import Bijector
-from pyrogen.transforms.coupling import _check_channels, unpack
+from pyrogen.transforms.coupling import check_channels, unpack
 from pyrogen.transforms.elementwise import Affine
 from pyrogen.transforms.squeeze import Squeeze
 from pyrogen.util import check_count
@@ -22,43 +22,32 @@ class MultiScale(Bijector):
     r"""One level of a multi-scale image flow (RealNVP, Glow): squeeze, flow steps, and a
     factor-out step with a learned conditional Gaussian prior, around an inner level.
 
-    In the data-to-noise (inverse) direction, for an image ``x`` of shape ``(C, H, W)``:
-    :math:`h = f_K^{-1} \circ \dots \circ f_1^{-1}(\mathrm{squeeze}(x))` (``steps`` on
-    ``(4C, H/2, W/2)``); split :math:`h = [h_1, h_2]` and factor :math:`h_2` out under
-    :math:`N(\mu(h_1), \operatorname{diag} \sigma(h_1)^2)`, i.e.
-    :math:`\epsilon_2 = (h_2 - \mu(h_1)) / \sigma(h_1)` (the :class:`Affine` map);
+    Data to noise (the inverse), for ``x`` of shape ``(C, H, W)``:
+    :math:`h = f_K^{-1} \circ \dots \circ f_1^{-1}(\mathrm{squeeze}(x))`; split
+    :math:`h = [h_1, h_2]`; :math:`\epsilon_2 = (h_2 - \mu(h_1)) / \sigma(h_1)` (the
+    :class:`Affine` map of the prior :math:`N(\mu(h_1), \sigma(h_1)^2)`);
     :math:`\epsilon_1 = \mathrm{inner}^{-1}(h_1)`; :math:`\epsilon = \mathrm{squeeze}^{-1}
-    ([\epsilon_1, \epsilon_2])`. Without ``inner`` there is no split. The whole flow is one
-    bijection from a standard normal of the image's shape, with
+    ([\epsilon_1, \epsilon_2])` (no split without ``inner``). So
+    :math:`\log|\det J_f| = \log|\det J_{\mathrm{inner}}| + \sum \log\sigma(h_1) + \sum_k
+    \log|\det J_{f_k}|`, and ``log_prob`` under a standard normal base is Glow's factored density.
 
-    .. math::
-        \log|\det J_{f}(\epsilon)| = \log|\det J_{\mathrm{inner}}| +
-        \textstyle\sum \log\sigma(h_1) + \sum_k \log|\det J_{f_k}|,
-
-    so its ``log_prob`` is the factored-out Gaussian densities plus the inner level's plus
-    the steps' log-determinants, as in Glow. The forward map runs the same steps in reverse.
-
-    Cost: both directions one pass of every step, the prior network and the inner level.
-    Identity (up to the squeeze permutations) at initialization when the steps are and the
-    prior's last layer is zero.
+    Cost: both directions one pass of every step, the prior and the inner level. Identity (up to
+    the squeeze) at initialization when the steps are and the prior's last layer is zero.
 
     Shapes:
         x, y: ``(*batch, C, H, W)``, ``H`` and ``W`` even.  ladj: ``(*batch,)`` (nats).
     Args:
         num_channels: ``C``.
         steps: bijections on ``(4C, H/2, W/2)``, in forward (noise-to-data) order.
-        inner: the next level, a bijection on ``(2C, H/2, W/2)``; ``None`` for the last
-            level (no split).
-        prior: network ``(*, 2C, H/2, W/2) -> (*, 4C, H/2, W/2)`` giving the prior's mean and
-            log-sd (required with ``inner``), e.g. :class:`~pyrogen.nn.ConvNet`.
+        inner: the next level, on ``(2C, H/2, W/2)``; ``None`` for the last level.
+        prior: network ``(*, 2C, ...) -> (*, 4C, ...)`` giving the prior's mean and log-sd
+            (required with ``inner``), e.g. :class:`~pyrogen.nn.ConvNet`.
         log_scale_bound: soft bound ``B`` (nats) of the prior's log-sd, or ``None``.
     Raises:
-        ValueError: ``num_channels < 1``, a missing ``prior`` with ``inner`` (or the
-            converse), steps that are not :class:`Bijector` instances, a prior with the wrong
-            channel counts, or inputs of the wrong shape.
+        ValueError: ``num_channels < 1``, ``inner`` without ``prior`` (or the converse), steps
+            that are not :class:`Bijector`, a prior with the wrong channels, inputs of the wrong
+            shape.
     References:
-        Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.
-        https://arxiv.org/abs/1605.08803
         Kingma, Dhariwal (2018). Glow: Generative Flow with Invertible 1x1 Convolutions.
         https://arxiv.org/abs/1807.03039
     Example:
@@ -90,7 +79,7 @@ class MultiScale(Bijector):
         if not all(isinstance(step, Bijector) for step in steps):
             raise ValueError(f"steps must be pyrogen Bijector instances, got {steps}")
         if prior is not None:
-            _check_channels(prior, 2 * num_channels, 4 * num_channels)
+            check_channels(prior, 2 * num_channels, 4 * num_channels)
         affine = Affine(log_scale_bound)
         super().__init__((num_channels, None, None))
         self.affine, self.num_channels, self.log_scale_bound = affine, num_channels, log_scale_bound

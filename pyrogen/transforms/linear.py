@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from pyrogen.transforms.base import Bijector
 from pyrogen.util import check_count
 
-__all__ = ["Invertible1x1Conv", "LULinear", "Permute", "QRLinear"]
+__all__ = "Invertible1x1Conv LULinear Permute QRLinear".split()
 
 
 _INITS = ("rotation", "identity")
@@ -22,9 +22,7 @@ _INITS = ("rotation", "identity")
 class Permute(Bijector):
     r"""Fixed permutation of the last dimension: :math:`y_i = x_{\pi(i)}`, log-det zero.
 
-    The permutation is a buffer, so it is saved in the ``state_dict`` (unlike Pyro's
-    ``Permute``) and a reloaded flow reproduces the same order.
-
+    The permutation is a buffer, saved in the ``state_dict`` (unlike Pyro's ``Permute``).
     Cost: both directions O(D), no network pass.
 
     Shapes:
