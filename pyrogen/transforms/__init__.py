@@ -7,18 +7,7 @@ structures with the affine map.
 """
 # ruff: noqa: F403 - each module lists its public names in __all__
 
-from pyrogen.transforms import (
-    actnorm,
-    autoregressive,
-    base,
-    coupling,
-    elementwise,
-    image,
-    linear,
-    planar,
-    squeeze,
-)
-from pyrogen.transforms.actnorm import *
+from pyrogen.transforms import autoregressive, base, coupling, elementwise, image, linear, planar
 from pyrogen.transforms.autoregressive import *
 from pyrogen.transforms.base import *
 from pyrogen.transforms.coupling import *
@@ -26,7 +15,6 @@ from pyrogen.transforms.elementwise import *
 from pyrogen.transforms.image import *
 from pyrogen.transforms.linear import *
 from pyrogen.transforms.planar import *
-from pyrogen.transforms.squeeze import *
 
-_MODULES = (actnorm, autoregressive, base, coupling, elementwise, image, linear, planar, squeeze)
+_MODULES = (autoregressive, base, coupling, elementwise, image, linear, planar)
 __all__ = sorted({name for module in _MODULES for name in module.__all__})

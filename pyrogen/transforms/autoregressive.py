@@ -4,12 +4,11 @@ any elementwise map, the cheap direction chosen at construction."""
 from __future__ import annotations
 
 import torch
-from torch.distributions import constraints
 
 from pyrogen.nn.networks import MADE
 from pyrogen.transforms.base import Bijector, Conditional
 from pyrogen.transforms.coupling import call
-from pyrogen.transforms.elementwise import Affine, Elementwise
+from pyrogen.transforms.elementwise import Affine, Elementwise, as_map
 
 __all__ = "Autoregressive ConditionalAutoregressive ConditionalInverseAutoregressive".split()
 __all__ += "ConditionalMaskedAutoregressive InverseAutoregressive MaskedAutoregressive".split()
@@ -53,29 +52,23 @@ class Autoregressive(Bijector):
         True
     """
 
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
-
     def __init__(
         self, conditioner: MADE, transform: Elementwise | None = None, *, cheap: str = "inverse"
     ) -> None:
-        transform = Affine() if transform is None else transform
-        net = conditioner
-        if not isinstance(net, MADE):
+        transform = as_map(transform)
+        if not isinstance(conditioner, MADE):
             raise TypeError(
                 f"conditioner must be a pyrogen.nn.MADE, got {type(conditioner).__name__}"
             )
-        if not isinstance(transform, Elementwise):
-            raise TypeError(f"transform must be an Elementwise map, got {type(transform).__name__}")
-        if net.num_params != transform.num_params:
+        if conditioner.num_params != transform.num_params:
             raise ValueError(
                 f"conditioner.num_params must be {transform.num_params} for {transform!r}, "
-                f"got {net.num_params}"
+                f"got {conditioner.num_params}"
             )
         if cheap not in CHEAP:
             raise ValueError(f"cheap must be one of {CHEAP}, got {cheap!r}")
-        super().__init__((net.input_dim,))
-        self.input_dim, self.cheap = net.input_dim, cheap
+        super().__init__((conditioner.input_dim,))
+        self.input_dim, self.cheap = conditioner.input_dim, cheap
         self.conditioner, self.transform = conditioner, transform
 
     def _params(self, c: torch.Tensor, context) -> torch.Tensor:
@@ -121,26 +114,19 @@ class ConditionalAutoregressive(Conditional, Autoregressive):
 
 
 class MaskedAutoregressive(Autoregressive):
-    r"""Affine MAF layer :math:`y_i = x_i e^{\tilde s_i(y_{<i})} + \mu_i(y_{<i})`: the
-    :class:`Autoregressive` layer with the :class:`~pyrogen.transforms.Affine` map and
-    ``cheap="inverse"``. :class:`InverseAutoregressive` (IAF) is the same with
-    ``cheap="forward"``; ``Conditional*`` take a MADE with a context.
+    r"""Affine MAF layer :math:`y_i = x_i e^{\tilde s_i(y_{<i})} + \mu_i(y_{<i})`:
+    :class:`Autoregressive` with the :class:`~pyrogen.transforms.Affine` map and
+    ``cheap="inverse"``; :class:`InverseAutoregressive` has ``cheap="forward"``.
 
     Args:
         conditioner: a :class:`~pyrogen.nn.MADE` with ``num_params=2``.
         log_scale_bound: ``B`` (nats) of the soft bound ``B tanh(s / B)``, or ``None``.
     Raises:
         TypeError, ValueError: as :class:`Autoregressive`; a bad ``log_scale_bound``.
-    References:
-        Papamakarios, Pavlakou, Murray (2017). Masked Autoregressive Flow for Density
-        Estimation. https://arxiv.org/abs/1705.07057
-        Kingma et al. (2016). Improved Variational Inference with Inverse Autoregressive Flow.
-        https://arxiv.org/abs/1606.04934
     Example:
         >>> from pyrogen.nn import MADE
         >>> f = MaskedAutoregressive(MADE(3, [16], order="reversed"))
-        >>> g = InverseAutoregressive(MADE(3, [16]))
-        >>> f(g(torch.randn(2, 3))).shape
+        >>> f(InverseAutoregressive(MADE(3, [16]))(torch.randn(2, 3))).shape
         torch.Size([2, 3])
     """
 

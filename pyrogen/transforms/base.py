@@ -13,6 +13,7 @@ import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
+from torch.distributions import constraints
 
 from pyrogen.util import check_tensor
 
@@ -92,6 +93,7 @@ class Bijector(TransformModule):
     def __init__(self, event_shape: tuple[int | None, ...]) -> None:
         super().__init__(cache_size=0)
         self.event_shape = tuple(event_shape)
+        self.domain = self.codomain = constraints.independent(constraints.real, len(event_shape))
         self._cache: tuple | None = None
 
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +200,6 @@ class Compose(Bijector):
         super().__init__(parts[0].event_shape)
         for i, part in enumerate(parts):
             self.add_module(str(i), part)
-        self.domain, self.codomain = parts[0].domain, parts[-1].codomain
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -255,7 +256,6 @@ class Conditioned(Bijector):
             raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
         super().__init__(layer.event_shape)
         self.layer, self.context = layer, context
-        self.domain, self.codomain = layer.domain, layer.codomain
         self.forward_shape, self.inverse_shape = layer.forward_shape, layer.inverse_shape
 
     def _state(self) -> tuple[tuple, tuple]:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import constraints
 
 from pyrogen.transforms.base import Bijector, Conditional
-from pyrogen.transforms.elementwise import Additive, Affine, Elementwise, soft_bound  # noqa: F401
+from pyrogen.transforms.elementwise import (
+    Additive,
+    Affine,
+    Elementwise,
+    as_map,
+    soft_bound,  # noqa: F401 - its 0.1 import path
+)
 from pyrogen.util import check_count
 
 __all__ = "AffineCoupling ConditionalAffineCoupling ConditionalCoupling".split()
@@ -18,10 +23,8 @@ MASKS = ("split", "channel", "checkerboard")
 
 
 def check_channels(conditioner: nn.Module, expected_in: int, expected_out: int) -> None:
-    got = (
-        getattr(conditioner, "in_channels", expected_in),
-        getattr(conditioner, "out_channels", expected_out),
-    )
+    names = (("in_channels", expected_in), ("out_channels", expected_out))
+    got = tuple(getattr(conditioner, name, default) for name, default in names)
     if got != (expected_in, expected_out):
         raise ValueError(
             f"conditioner must map {expected_in} to {expected_out} channels, got {got}"
@@ -99,9 +102,7 @@ class Coupling(Bijector):
         split_dim: int | None = None,
         parity: int = 0,
     ) -> None:
-        transform = Affine() if transform is None else transform
-        if not isinstance(transform, Elementwise):
-            raise TypeError(f"transform must be an Elementwise map, got {type(transform).__name__}")
+        transform = as_map(transform)
         if mask not in MASKS or parity not in (0, 1):
             raise ValueError(
                 f"mask must be one of {MASKS} and parity 0 or 1, got {mask!r}, {parity!r}"
@@ -127,8 +128,6 @@ class Coupling(Bijector):
                 f"split_dim={kept} and {p} parameters per feature; got {out}"
             )
         super().__init__(event_shape)
-        self.domain = constraints.independent(constraints.real, len(event_shape))
-        self.codomain = constraints.independent(constraints.real, len(event_shape))
         self.conditioner, self.transform = conditioner, transform
         self.mask, self.parity, self.split_dim = mask, parity, kept
 
@@ -229,7 +228,7 @@ class ImageCoupling(Coupling):
 
     Args:
         num_channels: ``C``.  conditioner, mask, parity: as in :class:`Coupling`.
-        additive: shift only; log_scale_bound: ``B`` (nats) or ``None``.
+        additive: shift only.  log_scale_bound: ``B`` (nats) or ``None``.
     Example:
         >>> from pyrogen.nn import ConvNet
         >>> f = ImageCoupling(2, ConvNet(2, 8, 4), mask="checkerboard")

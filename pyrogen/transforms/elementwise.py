@@ -28,6 +28,14 @@ def soft_bound(log_scale: torch.Tensor, bound: float | None) -> torch.Tensor:
     return bound * torch.tanh(log_scale / bound)
 
 
+def as_map(transform) -> Elementwise:
+    """``transform``, or ``Affine()`` for ``None``; TypeError for anything but a map."""
+    transform = Affine() if transform is None else transform
+    if not isinstance(transform, Elementwise):
+        raise TypeError(f"transform must be an Elementwise map, got {type(transform).__name__}")
+    return transform
+
+
 def check_bound(value: float | None, name: str = "log_scale_bound") -> float | None:
     finite = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
     if value is not None and not finite:
@@ -160,37 +168,28 @@ class RationalQuadraticSpline(Elementwise):
         tables = (xs[..., :-1], widths, ys[..., :-1], heights, derivs[..., :-1], derivs[..., 1:])
         return [t.gather(-1, index).squeeze(-1) for t in tables]
 
-    def _log_derivative(self, xi, s, d0, d1, denominator):
-        numerator = s**2 * (d1 * xi**2 + 2 * s * xi * (1 - xi) + d0 * (1 - xi) ** 2)
-        return torch.log(numerator) - 2 * torch.log(denominator)
+    def _spline(self, v, params, inverse: bool):
+        v = torch.broadcast_tensors(v[..., None], params)[0][..., 0]
+        inside = (v >= -self.bound) & (v <= self.bound)
+        vc = v.clamp(-self.bound, self.bound)
+        x0, w, y0, h, d0, d1 = self._bin(vc, params, use_heights=inverse)
+        s, total = h / w, d1 + d0 - 2 * h / w
+        if inverse:  # the root in [0, 1] of a xi^2 + b xi + c (Durkan et al. 2019, Eq. 6-8)
+            dy = vc - y0
+            a, b, c = h * (s - d0) + dy * total, h * d0 - dy * total, -s * dy
+            xi = (2 * c / (-b - torch.sqrt((b**2 - 4 * a * c).clamp(min=0)))).clamp(0, 1)
+            out = x0 + xi * w
+        else:
+            xi = ((vc - x0) / w).clamp(0, 1)
+            out = y0 + h * (s * xi**2 + d0 * xi * (1 - xi)) / (s + total * xi * (1 - xi))
+        t = xi * (1 - xi)
+        numerator = s**2 * (d1 * xi**2 + 2 * s * t + d0 * (1 - xi) ** 2)
+        ladj = torch.log(numerator) - 2 * torch.log(s + total * t)
+        ladj = -ladj if inverse else ladj
+        return torch.where(inside, out, v), torch.where(inside, ladj, torch.zeros_like(ladj))
 
     def forward(self, x, params):
-        x = torch.broadcast_tensors(x[..., None], params)[0][..., 0]
-        inside = (x >= -self.bound) & (x <= self.bound)
-        xc = x.clamp(-self.bound, self.bound)
-        x0, w, y0, h, d0, d1 = self._bin(xc, params, use_heights=False)
-        s = h / w
-        xi = ((xc - x0) / w).clamp(0, 1)
-        t = xi * (1 - xi)
-        denominator = s + (d1 + d0 - 2 * s) * t
-        y = y0 + h * (s * xi**2 + d0 * t) / denominator
-        ladj = self._log_derivative(xi, s, d0, d1, denominator)
-        return torch.where(inside, y, x), torch.where(inside, ladj, torch.zeros_like(ladj))
+        return self._spline(x, params, False)
 
     def inverse(self, y, params):
-        y = torch.broadcast_tensors(y[..., None], params)[0][..., 0]
-        inside = (y >= -self.bound) & (y <= self.bound)
-        yc = y.clamp(-self.bound, self.bound)
-        x0, w, y0, h, d0, d1 = self._bin(yc, params, use_heights=True)
-        s = h / w
-        dy = yc - y0
-        total = d1 + d0 - 2 * s
-        a = h * (s - d0) + dy * total
-        b = h * d0 - dy * total
-        c = -s * dy
-        discriminant = (b**2 - 4 * a * c).clamp(min=0)
-        xi = (2 * c / (-b - torch.sqrt(discriminant))).clamp(0, 1)
-        x = x0 + xi * w
-        denominator = s + total * xi * (1 - xi)
-        ladj = -self._log_derivative(xi, s, d0, d1, denominator)
-        return torch.where(inside, x, y), torch.where(inside, ladj, torch.zeros_like(ladj))
+        return self._spline(y, params, True)

@@ -1,19 +1,19 @@
-"""Invertible linear maps: fixed permutations, LU- and QR-decomposed linear layers, Glow's 1x1
-convolution."""
+"""Invertible linear and affine maps: fixed permutations, LU- and QR-decomposed linear layers,
+Glow's 1x1 convolution and ActNorm."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import constraints
 from torch.nn import functional as F
 
 from pyrogen.transforms.base import Bijector
 from pyrogen.util import check_count
 
-__all__ = "Invertible1x1Conv LULinear Permute QRLinear".split()
+__all__ = "ActNorm Invertible1x1Conv LULinear Permute QRLinear".split()
 
 
 _INITS = ("rotation", "identity")
@@ -36,8 +36,6 @@ class Permute(Bijector):
         tensor([12., 10., 11.])
     """
 
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
     volume_preserving = True
 
     def __init__(self, permutation: Sequence[int] | torch.Tensor) -> None:
@@ -132,20 +130,17 @@ class _LUDecomposed(_Linear):
 class LULinear(_LUDecomposed):
     r"""Invertible linear layer with an LU-decomposed weight (Glow, vector form).
 
-    What it computes: :math:`y = W x + b`, :math:`W = P L (U + \operatorname{diag}(\sigma
-    \odot e^{\log s}))`, :math:`\log|\det J| = \sum_i \log s_i`, with ``P`` a fixed
-    permutation, ``L`` unit lower triangular, ``U`` strictly upper triangular and the signs
-    :math:`\sigma` fixed, so the determinant never crosses zero.
-
-    Cost: both directions one ``D x D`` matrix product per input; the log-det is O(D); the
-    inverse weight costs two triangular solves once per call. At initialization ``W`` is a
-    random rotation (``init="rotation"``, Glow) or the identity.
+    What it computes: :math:`y = W x + b`, :math:`W = P L (U + \operatorname{diag}(\sigma \odot
+    e^{\log s}))`, :math:`\log|\det J| = \sum_i \log s_i`; ``P`` a fixed permutation, ``L``
+    unit lower and ``U`` strictly upper triangular, the signs :math:`\sigma` fixed (the
+    determinant never crosses zero). Cost: one ``D x D`` product per input each way; the inverse
+    weight is two triangular solves per call. Initialization: a random rotation
+    (``init="rotation"``, Glow) or the identity.
 
     Shapes:
         x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
     Args:
-        input_dim: ``D``.  bias: learn the shift ``b`` (zero at initialization).
-        init: ``"rotation"`` or ``"identity"``.
+        input_dim: ``D``.  bias: learn ``b`` (zero at first).  init: ``"rotation"``/``"identity"``.
     Raises:
         ValueError: ``input_dim < 1`` or an unknown ``init``.
     References:
@@ -158,9 +153,6 @@ class LULinear(_LUDecomposed):
         True
     """
 
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
-
     def __init__(self, input_dim: int, *, bias: bool = True, init: str = "rotation") -> None:
         check_count(input_dim, "input_dim")
         super().__init__((input_dim,), input_dim, init)
@@ -172,30 +164,20 @@ class LULinear(_LUDecomposed):
 
 
 class Invertible1x1Conv(_LUDecomposed):
-    r"""Glow's invertible 1x1 convolution: :math:`y_{:, h, w} = W x_{:, h, w}` at every pixel,
-    with the LU-decomposed ``C x C`` weight of :class:`LULinear`;
-    :math:`\log|\det J| = H W \sum_c \log s_c` (no determinant of a ``C x C`` matrix).
-
-    Cost: both directions one ``conv2d`` with a ``C x C x 1 x 1`` kernel.
+    r"""Glow's invertible 1x1 convolution :math:`y_{:, h, w} = W x_{:, h, w}` with the
+    LU-decomposed ``C x C`` weight of :class:`LULinear`; :math:`\log|\det J| = H W \sum_c \log
+    s_c`. Cost: one ``conv2d`` with a ``1 x 1`` kernel each way.
 
     Shapes:
         x, y: ``(*batch, C, H, W)``.  ladj: ``(*batch,)`` (nats).
     Args:
         num_channels: ``C``.  init: ``"rotation"`` (Glow) or ``"identity"``.
     Raises:
-        ValueError: ``num_channels < 1`` or an unknown ``init``; inputs whose channel count
-            differs from ``C``.
-    References:
-        Kingma, Dhariwal (2018). Glow: Generative Flow with Invertible 1x1 Convolutions.
-        https://arxiv.org/abs/1807.03039
+        ValueError: ``num_channels < 1``, an unknown ``init``, inputs without ``C`` channels.
     Example:
-        >>> f = Invertible1x1Conv(4)
-        >>> f(torch.randn(2, 4, 8, 8)).shape
+        >>> Invertible1x1Conv(4)(torch.randn(2, 4, 8, 8)).shape
         torch.Size([2, 4, 8, 8])
     """
-
-    domain = constraints.independent(constraints.real, 3)
-    codomain = constraints.independent(constraints.real, 3)
 
     def __init__(self, num_channels: int, *, init: str = "rotation") -> None:
         check_count(num_channels, "num_channels")
@@ -209,37 +191,29 @@ class Invertible1x1Conv(_LUDecomposed):
 class QRLinear(_Linear):
     r"""Invertible linear layer with a QR-decomposed weight.
 
-    What it computes: :math:`y = Q R x + b`, with
-    :math:`Q = \prod_{k=1}^{K} (I - 2 v_k v_k^\top / \|v_k\|^2)` orthogonal (``K``
-    Householder reflections) and :math:`R = \operatorname{triu}(U, 1) +
-    \operatorname{diag}(e^{\log r})` upper triangular with a positive diagonal, so the map is
-    invertible for every value of the parameters; :math:`\log|\det J| = \sum_i \log r_i`.
-
-    Cost: both directions one ``D x D`` matrix product per input; building ``Q`` costs
-    ``O(K D^2)`` and the inverse one triangular solve, once per call. At initialization ``Q``
-    is a random orthogonal matrix (random ``v_k``) and ``R = I``.
+    What it computes: :math:`y = Q R x + b`, :math:`Q = \prod_{k=1}^{K} (I - 2 v_k v_k^\top /
+    \|v_k\|^2)` orthogonal (``K`` Householder reflections), :math:`R = \operatorname{triu}(U, 1)
+    + \operatorname{diag}(e^{\log r})` upper triangular with a positive diagonal (invertible for
+    all parameters); :math:`\log|\det J| = \sum_i \log r_i`. Cost: one ``D x D`` product per
+    input each way; ``Q`` costs ``O(K D^2)`` and the inverse one triangular solve per call.
+    Initialization: ``Q`` random orthogonal, ``R = I``.
 
     Shapes:
         x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
     Args:
         input_dim: ``D``.  num_reflections: ``K`` (default ``D``: every orthogonal matrix).
-        bias: learn the shift ``b`` (zero at initialization).
+        bias: learn ``b`` (zero at first).
     Raises:
         ValueError: ``input_dim < 1`` or ``num_reflections < 1``.
     References:
         Tomczak, Welling (2016). Improving Variational Auto-Encoders using Householder Flow.
         https://arxiv.org/abs/1611.09630
-        Hoogeboom, van den Berg, Welling (2019). Emerging Convolutions for Generative
-        Normalizing Flows. https://arxiv.org/abs/1901.11137
     Example:
         >>> f = QRLinear(3)
         >>> x = torch.randn(2, 3)
         >>> torch.allclose(f.inv(f(x).clone()), x, atol=1e-5)
         True
     """
-
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
 
     def __init__(
         self, input_dim: int, *, num_reflections: int | None = None, bias: bool = True
@@ -264,3 +238,73 @@ class QRLinear(_Linear):
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, num_reflections={self.reflections.shape[0]}"
+
+
+class ActNorm(Bijector):
+    r"""Per-channel affine map with data-dependent initialization (Glow's ActNorm).
+
+    What it computes, per channel ``c`` (the first event dimension), with ``n`` the product of
+    the other event sizes: :math:`y = x e^{\log\sigma_c} + \mu_c`,
+    :math:`\log|\det J| = n \sum_c \log\sigma_c`. When its first call is an inverse (it first
+    sees data) or on :meth:`initialize`, it sets :math:`\mu_c, \log\sigma_c` to the batch's
+    per-channel mean and log-sd; a first forward call keeps the identity. ``initialized`` is a
+    buffer, so a reloaded model is not re-initialised. Cost: O(size of x) each way.
+
+    Shapes:
+        x, y: ``(*batch, *event_shape)``.  ladj: ``(*batch,)`` (nats).
+    Args:
+        event_shape: ``(D,)`` or ``(C, H, W)``.  eps: added to the sd at initialization.
+    Raises:
+        ValueError: a bad ``event_shape``, ``eps <= 0``, or fewer than 2 values per channel.
+    References:
+        Kingma, Dhariwal (2018). Glow: Generative Flow with Invertible 1x1 Convolutions.
+        https://arxiv.org/abs/1807.03039
+    Example:
+        >>> f = ActNorm((2,))
+        >>> x = f.inv(3.0 + 2.0 * torch.randn(1000, 2))
+        >>> bool(x.mean(0).abs().max() < 1e-4), bool((x.std(0) - 1).abs().max() < 1e-2)
+        (True, True)
+    """
+
+    def __init__(self, event_shape: Sequence[int], *, eps: float = 1e-6) -> None:
+        event_shape = tuple(event_shape)
+        if not event_shape or not all(isinstance(n, int) and n >= 1 for n in event_shape):
+            raise ValueError(
+                f"event_shape must be a non-empty tuple of positive ints, got {event_shape!r}"
+            )
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        super().__init__(event_shape)
+        self.eps = eps
+        param_shape = (event_shape[0],) + (1,) * (len(event_shape) - 1)
+        self.shift = nn.Parameter(torch.zeros(param_shape))
+        self.log_scale = nn.Parameter(torch.zeros(param_shape))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def _ladj(self, x: torch.Tensor) -> torch.Tensor:
+        per_channel = math.prod(self.event_shape[1:])
+        batch = x.shape[: x.dim() - len(self.event_shape)]
+        return (per_channel * self.log_scale.sum()).expand(batch)
+
+    @torch.no_grad()
+    def initialize(self, y: torch.Tensor) -> None:
+        """Set shift and log-scale from data ``y`` of shape ``(*batch, *event_shape)``."""
+        first = y.dim() - len(self.event_shape)
+        channel_first = y.movedim(first, 0).reshape(self.event_shape[0], -1)
+        if channel_first.shape[1] < 2:
+            raise ValueError("ActNorm needs at least 2 values per channel to initialize")
+        self.shift.copy_(channel_first.mean(1).reshape(self.shift.shape))
+        self.log_scale.copy_(torch.log(channel_first.std(1) + self.eps).reshape(self.shift.shape))
+        self.initialized.fill_(True)
+
+    def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.initialized.fill_(True)
+        return x * torch.exp(self.log_scale) + self.shift, self._ladj(x)
+
+    def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not bool(self.initialized):
+            self.initialize(y)
+        return (y - self.shift) * torch.exp(-self.log_scale), -self._ladj(y)
+
+    def extra_repr(self) -> str:
+        return f"event_shape={self.event_shape}"

@@ -6,7 +6,6 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import constraints
 from torch.nn import functional as F
 
 from pyrogen.transforms.base import Bijector, traced
@@ -54,24 +53,19 @@ class Planar(Bijector):
         True
     """
 
-    domain = constraints.independent(constraints.real, 1)
-    codomain = constraints.independent(constraints.real, 1)
-
     def __init__(
-        self,
-        input_dim: int,
-        *,
-        inverse_tol: float | None = None,
-        max_inverse_iters: int = 100,
+        self, input_dim: int, *, inverse_tol: float | None = None, max_inverse_iters: int = 100
     ) -> None:
         check_count(input_dim, "input_dim")
         check_count(max_inverse_iters, "max_inverse_iters")
         if inverse_tol is not None and not inverse_tol > 0:
             raise ValueError(f"inverse_tol must be > 0, got {inverse_tol!r}")
         super().__init__((input_dim,))
-        self.input_dim = input_dim
-        self.inverse_tol = inverse_tol
-        self.max_inverse_iters = max_inverse_iters
+        self.input_dim, self.inverse_tol, self.max_inverse_iters = (
+            input_dim,
+            inverse_tol,
+            max_inverse_iters,
+        )
         bound = 1.0 / math.sqrt(input_dim)
         self.u = nn.Parameter(torch.zeros(input_dim))
         self.w = nn.Parameter(torch.empty(input_dim).uniform_(-bound, bound))
@@ -86,9 +80,7 @@ class Planar(Bijector):
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u_hat = self.u_hat()
         t = torch.tanh(x @ self.w + self.b)
-        y = x + u_hat * t.unsqueeze(-1)
-        ladj = torch.log1p((self.w @ u_hat) * (1 - t * t))
-        return y, ladj
+        return x + u_hat * t.unsqueeze(-1), torch.log1p((self.w @ u_hat) * (1 - t * t))
 
     def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u_hat = self.u_hat()
@@ -121,9 +113,8 @@ class Planar(Bijector):
         if traced():
             return a
         raise RuntimeError(
-            f"Planar inverse did not converge in {self.max_inverse_iters} iterations "
-            f"(max residual {f.abs().max().item():.3g}, tolerance {tol:.3g}); "
-            "raise max_inverse_iters or inverse_tol"
+            f"Planar inverse did not converge in {self.max_inverse_iters} iterations (max "
+            f"residual {f.abs().max().item():.3g}, tolerance {tol:.3g}); raise max_inverse_iters"
         )
 
     def extra_repr(self) -> str:
