@@ -23,10 +23,9 @@ class Autoregressive(Bijector):
     What it computes: :math:`\log|\det J_f(x)| = \sum_i \log g'(x_i; \theta_i)` for the
     elementwise ``transform`` ``g`` (affine with a soft bound, rational-quadratic spline ...).
 
-    Cost: the cheap direction is one MADE pass; the other ``D`` sequential passes (after pass
-    ``k`` the first ``k`` variables in the MADE's order are exact). MAF scores data cheaply and
-    samples sequentially; IAF samples and scores its own samples cheaply. Identity at
-    initialization (the MADE's last layer is zero).
+    Cost: the cheap direction is one MADE pass, the other ``D`` sequential passes (after pass
+    ``k`` the first ``k`` variables in the MADE's order are exact): MAF scores data cheaply,
+    IAF its own samples. Identity at initialization (the MADE's last layer is zero).
 
     Shapes:
         x, y: ``(*batch, D)``.  ladj: ``(*batch,)`` (nats).
@@ -57,14 +56,9 @@ class Autoregressive(Bijector):
     ) -> None:
         transform = as_map(transform)
         if not isinstance(conditioner, MADE):
-            raise TypeError(
-                f"conditioner must be a pyrogen.nn.MADE, got {type(conditioner).__name__}"
-            )
-        if conditioner.num_params != transform.num_params:
-            raise ValueError(
-                f"conditioner.num_params must be {transform.num_params} for {transform!r}, "
-                f"got {conditioner.num_params}"
-            )
+            raise TypeError(f"conditioner must be a pyrogen.nn.MADE, got {conditioner!r}")
+        if conditioner.num_params != (n := transform.num_params):
+            raise ValueError(f"conditioner.num_params must be {n}, got {conditioner.num_params}")
         if cheap not in CHEAP:
             raise ValueError(f"cheap must be one of {CHEAP}, got {cheap!r}")
         super().__init__((conditioner.input_dim,))
@@ -100,12 +94,8 @@ class Autoregressive(Bijector):
 
 
 class ConditionalAutoregressive(Conditional, Autoregressive):
-    """:class:`Autoregressive` over a MADE with ``context_dim > 0``; ``condition(context)``
-    gives the plain layer (shared parameters).
-
-    Raises:
-        TypeError: the conditioner is not a MADE with a context.
-    """
+    """:class:`Autoregressive` over a MADE with ``context_dim > 0`` (else TypeError);
+    ``condition(context)`` gives the plain layer (shared parameters)."""
 
     def __init__(self, conditioner: MADE, *args, **kwargs) -> None:
         if not isinstance(conditioner, MADE) or conditioner.context_dim < 1:

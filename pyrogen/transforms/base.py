@@ -62,29 +62,26 @@ class Bijector(TransformModule):
     then asking for the log-det, costs one pass. A call in the same direction is always computed.
     The entry is served only while all of these hold, and is dropped otherwise:
 
-    - ``y`` (``x``) is the very tensor object this layer returned, and neither ``x`` nor ``y``
-      was modified in place since;
-    - gradient mode (``torch.is_grad_enabled()``) is the one it was computed in;
-    - every parameter is the same object holding the same values (compared with a copy
-      taken at the call: this sees ``p.data`` writes such as ``ClippedAdam``'s,
-      ``load_state_dict``, ``pyro.module(..., update_module_params=True)`` and
-      ``torch.func.functional_call``), and buffers are the same objects at the same version;
+    - ``y`` (``x``) is the very tensor this layer returned, and neither was modified in place;
+    - the gradient mode is the one it was computed in;
+    - every parameter is the same object with the same values (compared with a copy taken at
+      the call: this sees ``ClippedAdam``'s ``p.data`` writes, ``load_state_dict``,
+      ``pyro.module(..., update_module_params=True)``, ``torch.func.functional_call``), and
+      buffers are the same objects at the same version;
     - no ``backward()`` has run through its graph.
 
-    Under ``torch.func`` transforms nothing is cached and the finite-input check is skipped
-    (it would be data-dependent control flow). ``with_cache`` returns ``self``. For one pass
-    without any cache, use :class:`pyrogen.distributions.FlowDistribution`'s
-    ``rsample_and_log_prob``.
+    Under ``torch.func`` transforms nothing is cached and the finite-input check (data-dependent
+    control flow) is skipped. ``with_cache`` returns ``self``. One pass without any cache:
+    :meth:`pyrogen.distributions.FlowDistribution.rsample_and_log_prob`.
 
     Shapes:
         x: ``(*batch, *event_shape)``.  y: ``(*batch, *forward_shape(event_shape))``.
         ladj: ``(*batch,)``, in nats.
     Args:
-        event_shape: the event shape of the domain; ``None`` marks a size that may vary (image
-            height and width).
+        event_shape: the domain's event shape; ``None`` marks a size that may vary.
     Raises:
-        TypeError, ValueError: from :func:`pyrogen.util.check_tensor` for inputs of the wrong
-            dtype, device or shape, or non-finite inputs while Pyro validation is on.
+        TypeError, ValueError: (:func:`pyrogen.util.check_tensor`) inputs of the wrong dtype,
+            device or shape, or non-finite ones while Pyro validation is on.
     """
 
     __repr__ = nn.Module.__repr__
@@ -181,12 +178,11 @@ class Bijector(TransformModule):
         return state
 
 
-class Compose(Bijector):
+class Compose(Bijector, nn.ModuleList):
     r"""Composition of bijections in list order (the first is applied first to base noise).
 
-    Its fused methods call every part's once: a flow has one round-trip cache entry and one
-    input check per call. Parts are ``flow[i]``, saved under ``"i."`` as in Pyro's
-    ``ComposeTransformModule``; conditional parts get :class:`ConditionalCompose`'s context.
+    Its fused methods call every part's once (one cache entry and one input check per call).
+    Parts are ``flow[i]``, saved under ``"i."`` as in Pyro's ``ComposeTransformModule``.
 
     Raises:
         ValueError: an empty list or a part that is not a :class:`Bijector`.
@@ -198,17 +194,7 @@ class Compose(Bijector):
         if not parts or bad:
             raise ValueError(f"parts must be a non-empty list of pyrogen Bijectors, got {parts}")
         super().__init__(parts[0].event_shape)
-        for i, part in enumerate(parts):
-            self.add_module(str(i), part)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, index: int) -> Bijector:
-        return list(self._modules.values())[index]
+        self.extend(parts)
 
     def forward_shape(self, shape):
         return functools.reduce(lambda s, part: part.forward_shape(s), self, shape)
@@ -232,12 +218,10 @@ class Compose(Bijector):
 
 
 class Conditional(ConditionalTransformModule):
-    """Mixin that makes a layer conditional: ``class ConditionalX(Conditional, X)``.
-
-    ``X``'s fused methods take ``context`` and hand it to the conditioner, called as
-    ``conditioner(x, context)``; ``condition(context)`` returns a plain :class:`Bijector`
-    sharing the parameters, as in Pyro's ``ConditionalTransformModule``.
-    """
+    """Mixin making a layer conditional, ``class ConditionalX(Conditional, X)``: ``X``'s fused
+    methods pass ``context`` to the conditioner (``conditioner(x, context)``), and
+    ``condition(context)`` returns a plain :class:`Bijector` sharing the parameters (Pyro's
+    ``ConditionalTransformModule`` interface)."""
 
     def condition(self, context: torch.Tensor) -> Bijector:
         """The bijection for ``context`` of shape ``(*batch, context_dim)``."""
@@ -245,11 +229,8 @@ class Conditional(ConditionalTransformModule):
 
 
 class Conditioned(Bijector):
-    """A conditional layer with its ``context`` bound (the cache also checks the context).
-
-    Raises:
-        TypeError: ``context`` is not a tensor.
-    """
+    """A conditional layer with its ``context`` bound (the cache also checks the context);
+    raises TypeError if ``context`` is not a tensor."""
 
     def __init__(self, layer: Conditional, context: torch.Tensor) -> None:
         if not isinstance(context, torch.Tensor):
@@ -270,7 +251,7 @@ class Conditioned(Bijector):
 
 
 class ConditionalCompose(Conditional, Compose):
-    """A :class:`Compose` whose conditional parts all receive the same context."""
+    """A :class:`Compose` whose conditional parts all receive its context."""
 
 
 ConditionalBijector = Conditional

@@ -26,9 +26,7 @@ def check_channels(conditioner: nn.Module, expected_in: int, expected_out: int) 
     names = (("in_channels", expected_in), ("out_channels", expected_out))
     got = tuple(getattr(conditioner, name, default) for name, default in names)
     if got != (expected_in, expected_out):
-        raise ValueError(
-            f"conditioner must map {expected_in} to {expected_out} channels, got {got}"
-        )
+        raise ValueError(f"conditioner must map {expected_in} to {expected_out} channels: {got}")
 
 
 def call(conditioner: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -56,14 +54,12 @@ class Coupling(Bijector):
     :class:`~pyrogen.transforms.RationalQuadraticSpline`):
     :math:`y = m \odot x + (1 - m) \odot g(x; \theta)`,
     :math:`\log|\det J| = \sum (1 - m) \odot \log g'(x; \theta)`.
-    Masks: ``"split"`` (vectors) and ``"channel"`` (images) pass the first ``split_dim``
-    features or channels through (the last ones with ``parity=1``; default half) and the
-    conditioner returns ``P`` values for each other one (``P = transform.num_params``,
-    parameter-major); ``"checkerboard"`` passes pixels with :math:`h + w + \mathrm{parity}` odd,
-    and the conditioner sees all ``C`` channels masked and returns ``P C``.
-
-    Cost: both directions one conditioner pass. Identity at initialization when the
-    conditioner's last layer is zero (:class:`~pyrogen.nn.DenseNN`, :class:`~pyrogen.nn.ConvNet`).
+    ``"split"`` (vectors) and ``"channel"`` (images) pass the first ``split_dim`` features or
+    channels (the last with ``parity=1``; default half) and the conditioner returns ``P``
+    values for each other one (``P = transform.num_params``, parameter-major);
+    ``"checkerboard"`` passes pixels with :math:`h + w + \mathrm{parity}` odd, the conditioner
+    sees all ``C`` channels masked and returns ``P C``. Cost: one conditioner pass each way;
+    the identity at initialization when the conditioner's last layer is zero.
 
     Shapes:
         x, y: ``(*batch, D)`` or ``(*batch, C, H, W)``.  ladj: ``(*batch,)`` (nats).
@@ -74,9 +70,8 @@ class Coupling(Bijector):
         mask: ``"split"``, ``"channel"`` or ``"checkerboard"``.
         split_dim, parity: which features or channels pass through.
     Raises:
-        ValueError: an unknown mask, bad ``split_dim``/``parity``, a conditioner whose
-            ``output_dim``/``out_channels`` does not fit, or (at call time) that returns the
-            wrong number of features or channels.
+        ValueError: a bad ``mask``/``split_dim``/``parity``, a conditioner whose declared or
+            returned number of features or channels does not fit.
     References:
         Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.
         https://arxiv.org/abs/1605.08803
@@ -104,9 +99,7 @@ class Coupling(Bijector):
     ) -> None:
         transform = as_map(transform)
         if mask not in MASKS or parity not in (0, 1):
-            raise ValueError(
-                f"mask must be one of {MASKS} and parity 0 or 1, got {mask!r}, {parity!r}"
-            )
+            raise ValueError(f"mask must be in {MASKS}, parity 0 or 1; got {mask!r}, {parity!r}")
         event_shape = tuple(event_shape)
         if len(event_shape) != (1 if mask == "split" else 3):
             raise ValueError(f"mask={mask!r} needs a matching event_shape, got {event_shape}")

@@ -1,11 +1,9 @@
 r"""Elementwise monotone maps that flow layers parameterize: affine with a soft bound, additive,
 and the rational-quadratic spline.
 
-A map has ``num_params`` parameters per element. ``forward(x, params)`` returns
-:math:`y = g(x; \theta)` and the elementwise :math:`\log g'(x; \theta)`; ``inverse(y, params)``
-returns :math:`x = g^{-1}(y; \theta)` and :math:`\log |(g^{-1})'(y)|`. ``params`` has shape
-``(*x.shape, num_params)``. Every map is the identity when all its parameters are zero, so a
-layer whose conditioner's last layer is zero starts as the identity.
+``forward(x, params)`` returns :math:`y = g(x; \theta)` and :math:`\log g'(x; \theta)`
+elementwise, ``inverse(y, params)`` :math:`g^{-1}(y; \theta)` and its log-derivative;
+``params`` is ``(*x.shape, num_params)``. All-zero parameters give the identity.
 """
 
 from __future__ import annotations
@@ -56,13 +54,8 @@ class Elementwise:
 
 class Affine(Elementwise):
     r"""Affine map :math:`y = x e^{\tilde s} + \mu`, :math:`\tilde s = B \tanh(s / B)`;
-    :math:`\log g' = \tilde s`. Parameters ``(mu, s)``.
-
-    Args:
-        log_scale_bound: ``B`` (nats), or ``None`` for no bound.
-    Raises:
-        ValueError: ``B`` not a finite positive number.
-    """
+    :math:`\log g' = \tilde s`. Parameters ``(mu, s)``; ``log_scale_bound`` is ``B`` (nats,
+    finite and positive, else ValueError) or ``None`` for no bound."""
 
     num_params = 2
 
@@ -87,12 +80,10 @@ class Additive(Elementwise):
     num_params = 1
 
     def forward(self, x, params):
-        y = x + params[..., 0]
-        return y, torch.zeros_like(y)
+        return x + params[..., 0], torch.zeros_like(params[..., 0])
 
     def inverse(self, y, params):
-        x = y - params[..., 0]
-        return x, torch.zeros_like(x)
+        return y - params[..., 0], torch.zeros_like(params[..., 0])
 
 
 class RationalQuadraticSpline(Elementwise):
@@ -108,9 +99,8 @@ class RationalQuadraticSpline(Elementwise):
     ``3 K - 1`` (``K`` widths, ``K`` heights, ``K - 1`` derivatives).
 
     Args:
-        num_bins: ``K >= 2``.  bound: ``B > 0``.
+        num_bins: ``K >= 2``.  bound: ``B > 0``.  min_derivative: smallest knot derivative.
         min_bin_size: smallest bin width and height, as a fraction of ``2B``.
-        min_derivative: smallest knot derivative.
     Raises:
         ValueError: ``num_bins < 2``, a bad ``bound``, or minima that do not fit.
     References:

@@ -1,6 +1,4 @@
-"""Image flow layers: squeeze (space-to-depth) and one multi-scale level (squeeze, flow steps,
-factor-out with a learned Gaussian prior); the image couplings are
-:class:`~pyrogen.transforms.ImageCoupling`."""
+"""Image flow layers: squeeze and one multi-scale level (the couplings are ``ImageCoupling``)."""
 
 from __future__ import annotations
 
@@ -20,9 +18,8 @@ __all__ = ["MultiScale", "Squeeze"]
 class Squeeze(Bijector):
     r"""Space-to-depth: each ``f x f`` block of pixels becomes ``f^2`` channels (RealNVP, Glow).
 
-    What it computes: :math:`y[c f^2 + a f + b, i, j] = x[c, i f + a, j f + b]`,
-    :math:`0 \le a, b < f`: a permutation, :math:`\log|\det J| = 0`. Cost: a reshape and a
-    permute in both directions; no parameters.
+    :math:`y[c f^2 + a f + b, i, j] = x[c, i f + a, j f + b]`, :math:`0 \le a, b < f`: a
+    permutation, :math:`\log|\det J| = 0`; a reshape and a permute each way.
 
     Shapes:
         x: ``(*batch, C, H, W)``, ``H`` and ``W`` divisible by ``f``.
@@ -48,8 +45,7 @@ class Squeeze(Bijector):
         self.factor = factor
 
     def _shape(self, shape, inverse: bool) -> tuple:
-        """``(*batch, C, H, W)`` after the map (``None`` sizes stay ``None``); raises for sizes
-        that do not divide."""
+        """The shape after the map (``None`` stays); raises for sizes that do not divide."""
         *batch, c, h, w = shape
         f, ff = self.factor, self.factor**2
         if inverse and c is not None and c % ff:
@@ -98,10 +94,9 @@ class MultiScale(Bijector):
     :math:`\epsilon_1 = \mathrm{inner}^{-1}(h_1)`; :math:`\epsilon = \mathrm{squeeze}^{-1}
     ([\epsilon_1, \epsilon_2])` (no split without ``inner``). So
     :math:`\log|\det J_f| = \log|\det J_{\mathrm{inner}}| + \sum \log\sigma(h_1) + \sum_k
-    \log|\det J_{f_k}|`, and ``log_prob`` under a standard normal base is Glow's factored density.
-
-    Cost: both directions one pass of every step, the prior and the inner level. Identity (up to
-    the squeeze) at initialization when the steps are and the prior's last layer is zero.
+    \log|\det J_{f_k}|`: Glow's factored density. Cost: one pass of every step, the prior and
+    the inner level each way; identity (up to the squeeze) when the steps are and the prior's
+    last layer is zero.
 
     Shapes:
         x, y: ``(*batch, C, H, W)``, ``H`` and ``W`` even.  ladj: ``(*batch,)`` (nats).
@@ -113,9 +108,8 @@ class MultiScale(Bijector):
             (required with ``inner``), e.g. :class:`~pyrogen.nn.ConvNet`.
         log_scale_bound: soft bound ``B`` (nats) of the prior's log-sd, or ``None``.
     Raises:
-        ValueError: ``num_channels < 1``, ``inner`` without ``prior`` (or the converse), steps
-            that are not :class:`Bijector`, a prior with the wrong channels, inputs of the wrong
-            shape.
+        ValueError: ``inner`` without ``prior`` or the converse, steps that are not
+            :class:`Bijector`, bad channel counts of the prior or the input.
     References:
         Kingma, Dhariwal (2018). Glow: Generative Flow with Invertible 1x1 Convolutions.
         https://arxiv.org/abs/1807.03039

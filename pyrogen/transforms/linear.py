@@ -22,8 +22,7 @@ _INITS = ("rotation", "identity")
 class Permute(Bijector):
     r"""Fixed permutation of the last dimension: :math:`y_i = x_{\pi(i)}`, log-det zero.
 
-    The permutation is a buffer, saved in the ``state_dict`` (unlike Pyro's ``Permute``).
-    Cost: both directions O(D), no network pass.
+    The permutation is a buffer, saved in the ``state_dict``. Cost: O(D) each way.
 
     Shapes:
         x, y: ``(*batch, D)``.  ladj: ``(*batch,)`` (zeros).
@@ -269,9 +268,7 @@ class ActNorm(Bijector):
     def __init__(self, event_shape: Sequence[int], *, eps: float = 1e-6) -> None:
         event_shape = tuple(event_shape)
         if not event_shape or not all(isinstance(n, int) and n >= 1 for n in event_shape):
-            raise ValueError(
-                f"event_shape must be a non-empty tuple of positive ints, got {event_shape!r}"
-            )
+            raise ValueError(f"event_shape must be a tuple of positive ints, got {event_shape!r}")
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
         super().__init__(event_shape)

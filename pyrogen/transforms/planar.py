@@ -32,7 +32,7 @@ class Planar(Bijector):
     Newton step at the root.
 
     Cost: forward one O(D) pass; inverse at most ``max_inverse_iters`` O(D) passes (typically
-    < 10; under ``torch.func`` transforms all of them, with no convergence error).
+    < 10; all of them, without a convergence error, under ``torch.func``).
 
     Shapes:
         x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
@@ -61,11 +61,8 @@ class Planar(Bijector):
         if inverse_tol is not None and not inverse_tol > 0:
             raise ValueError(f"inverse_tol must be > 0, got {inverse_tol!r}")
         super().__init__((input_dim,))
-        self.input_dim, self.inverse_tol, self.max_inverse_iters = (
-            input_dim,
-            inverse_tol,
-            max_inverse_iters,
-        )
+        self.input_dim, self.inverse_tol = input_dim, inverse_tol
+        self.max_inverse_iters = max_inverse_iters
         bound = 1.0 / math.sqrt(input_dim)
         self.u = nn.Parameter(torch.zeros(input_dim))
         self.w = nn.Parameter(torch.empty(input_dim).uniform_(-bound, bound))
