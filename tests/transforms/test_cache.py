@@ -273,3 +273,20 @@ def test_rsample_and_log_prob_with_pyro_transforms():
     q = FlowDistribution(dist.Normal(torch.zeros(3), 1.0).to_event(1), [pyro_iaf])
     x, log_prob = q.rsample_and_log_prob((6,))
     torch.testing.assert_close(log_prob, q.log_prob(x.detach().clone()), atol=1e-5, rtol=1e-5)
+
+
+def test_flow_distribution_expands_and_scores_under_a_plate():
+    flow = perturb(flows.iaf(2, num_layers=1, hidden_dims=[8]))
+    q = FlowDistribution(dist.Normal(torch.zeros(2), 1.0).to_event(1), [flow])
+    big = q.expand((4,))
+    assert isinstance(big, FlowDistribution) and big.batch_shape == (4,)
+    x, log_prob = big.rsample_and_log_prob((3,))
+    assert x.shape == (3, 4, 2) and log_prob.shape == (3, 4)
+    torch.testing.assert_close(log_prob, q.log_prob(x.detach().clone()))
+
+    def model():
+        with pyro.plate("data", 4):
+            pyro.sample("z", q)
+
+    trace = pyro.poutine.trace(model).get_trace()
+    assert trace.nodes["z"]["value"].shape == (4, 2)
