@@ -90,12 +90,11 @@ class _LUDecomposed(_Linear):
         if init not in _INITS:
             raise ValueError(f"init must be one of {_INITS}, got {init!r}")
         super().__init__(event_shape)
+        w = torch.eye(size, dtype=torch.float64)
         if init == "rotation":
-            p, lower, upper = torch.linalg.lu(torch.linalg.qr(torch.randn(size, size).double())[0])
-            perm = p.argmax(dim=1)
-        else:
-            perm, lower = torch.arange(size), torch.eye(size, dtype=torch.float64)
-            upper = lower
+            w = torch.linalg.qr(torch.randn(size, size, dtype=torch.float64))[0]
+        p, lower, upper = torch.linalg.lu(w)
+        perm = p.argmax(dim=1)
         diag, dtype = upper.diagonal(), torch.get_default_dtype()
         self.register_buffer("permutation", perm)
         self.register_buffer("diag_sign", diag.sign().to(dtype))
