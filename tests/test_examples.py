@@ -22,7 +22,7 @@ def load(path: Path):
 def test_digits_density_smoke(tmp_path):
     example = load(ROOT / "examples" / "digits_density.py")
     results = example.main(["--smoke", "--no-progress", "--out", str(tmp_path)])
-    assert set(results) == {"Gaussian (full cov)", "RealNVP", "MAF", "Planar"}
+    assert set(results) == {"Gaussian (full cov)", "RealNVP", "MAF", "NSF", "Planar"}
     for r in results.values():
         assert math.isfinite(r["test_log_likelihood_nats"])
         assert r["test_bits_per_dim"] > 0

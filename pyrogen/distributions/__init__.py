@@ -8,6 +8,7 @@ from pyrogen.distributions.base import AISEstimate
 from pyrogen.distributions.boltzmann import BoltzmannMachine
 from pyrogen.distributions.dbn import DeepBeliefNet
 from pyrogen.distributions.energy import EnergyBasedDistribution
+from pyrogen.distributions.flow import FlowDistribution
 from pyrogen.distributions.pixelcnn import PixelCNN
 from pyrogen.distributions.rbm import BernoulliRBM, GaussianBernoulliRBM
 
@@ -18,6 +19,7 @@ __all__ = [
     "BoltzmannMachine",
     "DeepBeliefNet",
     "EnergyBasedDistribution",
+    "FlowDistribution",
     "GaussianBernoulliRBM",
     "MADENetwork",
     "PixelCNN",

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
-from torch import nn
 
 from pyrogen.distributions.base import discrete_log_prob, discrete_support
+from pyrogen.nn.networks import MADE as _MADE
 from pyrogen.util import check_count
 
 __all__ = ["MADE", "MADENetwork"]
 
 
-class MADENetwork(nn.Module):
-    r"""A MADE network with several (ordering, connectivity) mask sets, for order-agnostic
-    training (Germain et al. 2015, section 4.2; Uria et al. 2014).
+class MADENetwork(_MADE):
+    r"""The MADE network (:class:`pyrogen.nn.MADE`) set up for :class:`MADE` distributions over
+    binary or categorical vectors: several (ordering, connectivity) mask sets for
+    order-agnostic training (Germain et al. 2015, section 4.2; Uria et al. 2014), random
+    hidden degrees, ReLU units, and logits returned variable-major.
 
     Mask set ``m`` draws an input ordering (set 0 is the natural order when
     ``natural_first``) and hidden-unit degrees uniformly from ``[min_prev, D - 1]`` with its own
@@ -61,58 +61,32 @@ class MADENetwork(nn.Module):
         seed: int = 0,
         natural_first: bool = True,
     ) -> None:
-        super().__init__()
         check_count(input_dim, "input_dim")
         hidden_dims = [check_count(h, "hidden_dims entries") for h in hidden_dims]
-        if not hidden_dims:
-            raise ValueError("hidden_dims must have at least one layer")
         check_count(num_categories, "num_categories", minimum=2)
         check_count(num_masks, "num_masks")
         check_count(context_dim, "context_dim", minimum=0)
-        self.input_dim, self.num_categories = input_dim, num_categories
+        self.num_categories = num_categories
         self.num_logits = 1 if num_categories == 2 else num_categories
-        self.num_masks, self.context_dim = num_masks, context_dim
-        in_features = input_dim * (1 if num_categories == 2 else num_categories)
-        sizes = [in_features, *hidden_dims]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.output = nn.Linear(hidden_dims[-1], input_dim * self.num_logits)
-        self.context_layer = (
-            nn.Linear(context_dim, hidden_dims[0], bias=False) if context_dim else None
+        super().__init__(
+            input_dim,
+            hidden_dims,
+            num_params=self.num_logits,
+            order="natural" if natural_first else "random",
+            context_dim=context_dim,
+            degrees="random",
+            num_masks=num_masks,
+            seed=seed,
+            input_categories=None if num_categories == 2 else num_categories,
         )
-        g = torch.Generator().manual_seed(seed)
-        orders, masks = [], [[] for _ in range(len(hidden_dims) + 1)]
-        for m in range(num_masks):
-            order = (
-                torch.arange(input_dim)
-                if (m == 0 and natural_first)
-                else torch.randperm(input_dim, generator=g)
-            )
-            degree_in = torch.empty(input_dim, dtype=torch.long)
-            degree_in[order] = torch.arange(1, input_dim + 1)
-            degrees = [degree_in]
-            for h in hidden_dims:
-                low = min(int(degrees[-1].min()), input_dim - 1)
-                degrees.append(torch.randint(low, max(input_dim, low + 1), (h,), generator=g))
-            for i, (d_in, d_out) in enumerate(itertools.pairwise(degrees)):
-                mask = (d_out[:, None] >= d_in[None, :]).float()
-                if i == 0 and num_categories > 2:
-                    mask = mask.repeat_interleave(num_categories, dim=1)
-                masks[i].append(mask)
-            out = (degree_in[:, None] > degrees[-1][None, :]).float()
-            masks[-1].append(out.repeat_interleave(self.num_logits, dim=0))
-            orders.append(order)
-        for i, stack in enumerate(masks):
-            self.register_buffer(f"mask{i}", torch.stack(stack))
-        self.register_buffer("orders", torch.stack(orders))
+        self._register_load_state_dict_pre_hook(self._upgrade)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
     ) -> torch.Tensor:
         """Logits ``(*batch, D, num_logits)`` of every conditional under mask set
         ``mask_index``."""
-        if self.num_categories > 2:
-            x = F.one_hot(x.long(), self.num_categories).to(self.output.weight.dtype)
-        return self.forward_onehot(x, context, mask_index=mask_index)
+        return super().forward(x, context, mask_index=mask_index).transpose(-1, -2)
 
     def forward_onehot(
         self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
@@ -121,20 +95,21 @@ class MADENetwork(nn.Module):
         ``(*batch, D, num_categories)`` (binary inputs: ``(*batch, D)``)."""
         if self.num_categories > 2:
             x = x.reshape(*x.shape[:-2], -1)
-        h = x
-        for i, layer in enumerate(self.hidden):
-            mask = getattr(self, f"mask{i}")[mask_index]
-            h = F.linear(h, layer.weight * mask, layer.bias)
-            if i == 0 and self.context_layer is not None:
-                if context is None:
-                    raise ValueError(
-                        f"this network needs a context of shape (*batch, {self.context_dim})"
-                    )
-                h = h + self.context_layer(context)
-            h = torch.relu(h)
-        mask = getattr(self, f"mask{len(self.hidden)}")[mask_index]
-        out = F.linear(h, self.output.weight * mask, self.output.bias)
-        return out.reshape(*out.shape[:-1], self.input_dim, self.num_logits)
+        return self.forward_features(x, context, mask_index=mask_index).transpose(-1, -2)
+
+    def _upgrade(self, state_dict, prefix, *args) -> None:
+        """Load a ``state_dict`` saved when the masks were ``mask0, mask1, ...`` buffers and
+        the output rows variable-major."""
+        layers = len(self.hidden)
+        if prefix + f"mask{layers}" not in state_dict:
+            return
+        for i in range(layers):
+            state_dict[prefix + f"hidden.{i}.mask"] = state_dict.pop(prefix + f"mask{i}")
+        d, k = self.input_dim, self.num_logits
+        rows = torch.arange(d * k).reshape(d, k).T.reshape(-1)  # param-major row -> old row
+        state_dict[prefix + "output.mask"] = state_dict.pop(prefix + f"mask{layers}")[:, rows]
+        for name in ("weight", "bias"):
+            state_dict[prefix + f"output.{name}"] = state_dict[prefix + f"output.{name}"][rows]
 
 
 class MADE(TorchDistribution):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -63,7 +64,14 @@ class _PathDerivative(dist.TorchDistribution):
         return self.score(value)
 
 
-_BUILDERS = {"iaf": flows.iaf, "maf": flows.maf, "realnvp": flows.realnvp, "planar": flows.planar}
+_BUILDERS = {
+    "iaf": flows.iaf,
+    "maf": flows.maf,
+    "nsf": flows.nsf,
+    "realnvp": flows.realnvp,
+    "planar": flows.planar,
+    "spline_coupling": flows.spline_coupling,
+}
 
 
 class AutoFlow(AutoContinuous):
@@ -105,9 +113,13 @@ class AutoFlow(AutoContinuous):
         latent: ``(*batch, D)`` with ``D`` the total size of the unconstrained latents.
     Args:
         model: a Pyro model with continuous latent sites only.
-        flow: ``"maf"`` (default), ``"iaf"``, ``"realnvp"``, ``"planar"``, or a callable
-            mapping ``D`` to a :class:`~torch.distributions.Transform` (a ``TransformModule``
-            if it is trainable).
+        flow: ``"maf"`` (default), ``"iaf"``, ``"nsf"``, ``"realnvp"``, ``"spline_coupling"``,
+            ``"planar"`` (the builders of :mod:`pyrogen.flows`, called with this guide's
+            ``num_layers``, ``hidden_dims``, ``activation`` and, where they take it,
+            ``log_scale_bound``), or any callable mapping ``D`` to a
+            :class:`~torch.distributions.Transform` (a ``TransformModule`` if it is
+            trainable), e.g. a builder with its options bound,
+            ``functools.partial(flows.nsf, num_layers=3)``.
         num_layers: flow layers (default 3; ignored for a callable ``flow``).
         hidden_dims: hidden sizes of the flow's networks (default: the builder's).
         activation: hidden nonlinearity of the flow's networks, an ``nn.Module`` class
@@ -301,15 +313,16 @@ class AutoFlow(AutoContinuous):
         spec = self._flow_spec
         if callable(spec):
             return spec(dim)
-        kwargs = {"num_layers": self._num_layers}
-        if spec != "planar":
-            kwargs["activation"] = self._activation
+        # the builder contract of pyrogen.flows: the same keywords for every builder
+        kwargs = {"num_layers": self._num_layers, "activation": self._activation}
+        if self._hidden_dims is not None:
+            kwargs["hidden_dims"] = self._hidden_dims
+        if "log_scale_bound" in inspect.signature(_BUILDERS[spec]).parameters:
             kwargs["log_scale_bound"] = self._log_scale_bound
-            if self._hidden_dims is not None:
-                kwargs["hidden_dims"] = self._hidden_dims
-        if spec == "realnvp" and dim < 2:
-            raise ValueError(f"flow='realnvp' needs at least 2 latent dimensions, got {dim}")
-        return _BUILDERS[spec](dim, **kwargs)
+        try:
+            return _BUILDERS[spec](dim, **kwargs)
+        except ValueError as error:
+            raise ValueError(f"flow={spec!r} with {dim} latent dimensions: {error}") from error
 
     def get_base_dist(self) -> dist.Distribution:
         """Standard normal of shape ``(D,)`` on the parameters' device and dtype."""

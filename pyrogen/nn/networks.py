@@ -28,7 +28,8 @@ def _cat_context(x: torch.Tensor, context: torch.Tensor | None, context_dim: int
     """Broadcast the batch shapes of ``x`` and ``context`` and return ``context`` expanded."""
     if context is None:
         raise ValueError(f"this network needs a context of shape (*batch, {context_dim})")
-    check_tensor(context, "context", torch.Size([context_dim]))
+    check_finite = False if torch._C._are_functorch_transforms_active() else None
+    check_tensor(context, "context", torch.Size([context_dim]), check_finite=check_finite)
     batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
     return context.expand((*batch, context_dim))
 
@@ -79,16 +80,24 @@ class DenseNN(nn.Module):
         if self.context_dim:
             context = _cat_context(x, context, self.context_dim)
             x = torch.cat([x.expand(context.shape[:-1] + x.shape[-1:]), context], dim=-1)
+        elif context is not None:
+            raise ValueError("this network takes no context (context_dim=0), got one")
         return self.net(x)
 
 
-def made_degrees(input_dim: int, order: str | Sequence[int] | torch.Tensor) -> torch.Tensor:
+def made_degrees(
+    input_dim: int,
+    order: str | Sequence[int] | torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Degrees ``1..input_dim`` of the MADE inputs for an autoregressive ``order``.
 
     ``order`` lists the input indices from first to last in the autoregressive ordering:
     ``"natural"`` is ``0, 1, ..., D-1``, ``"reversed"`` the opposite, ``"random"`` a random
-    permutation from torch's global generator, or an explicit permutation. Returns a long tensor
-    ``degrees`` of shape ``(input_dim,)`` with ``degrees[order[k]] = k + 1``.
+    permutation (from ``generator``, or torch's global one), or an explicit permutation.
+    Returns a long tensor ``degrees`` of shape ``(input_dim,)`` with
+    ``degrees[order[k]] = k + 1``.
 
     Raises:
         ValueError: ``order`` is neither a known name nor a permutation of ``range(input_dim)``.
@@ -99,7 +108,7 @@ def made_degrees(input_dim: int, order: str | Sequence[int] | torch.Tensor) -> t
         elif order == "reversed":
             perm = torch.arange(input_dim - 1, -1, -1)
         elif order == "random":
-            perm = torch.randperm(input_dim)
+            perm = torch.randperm(input_dim, generator=generator)
         else:
             raise ValueError(
                 f"order must be 'natural', 'reversed', 'random' or a permutation, got {order!r}"
@@ -118,39 +127,57 @@ def made_degrees(input_dim: int, order: str | Sequence[int] | torch.Tensor) -> t
 
 
 class _MaskedLinear(nn.Linear):
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__(mask.shape[1], mask.shape[0])
-        self.register_buffer("mask", mask.to(self.weight.dtype))
+    """Linear layer with a stack of masks ``(num_masks, out, in)``; one is used per call."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+    def __init__(self, masks: torch.Tensor) -> None:
+        super().__init__(masks.shape[2], masks.shape[1])
+        self.register_buffer("mask", masks.to(self.weight.dtype))
+
+    def forward(self, x: torch.Tensor, mask_index: int = 0) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask[mask_index], self.bias)
+
+
+DEGREES = ("cyclic", "random")
 
 
 class MADE(nn.Module):
-    r"""Masked autoencoder for distribution estimation: an autoregressive MLP.
+    r"""Masked autoencoder for distribution estimation: an autoregressive MLP (the network;
+    :class:`pyrogen.distributions.MADE` is the distribution over discrete vectors built on it).
 
-    Output ``out[..., :, i]`` depends only on the inputs that come before ``i`` in ``order``
-    (and on the context, which feeds every unit of the first hidden layer unmasked). Hidden
-    unit degrees cycle through ``1..D-1``; a unit of degree ``m`` sees inputs of degree
-    ``<= m`` and feeds outputs of degree ``> m`` (Germain et al. 2015, Eq. 12-13). The last
-    layer is initialised to zero (identity flows at initialization).
+    Output ``out[..., :, i]`` depends only on the inputs that come before ``i`` in the order
+    (and on the context, which feeds every unit of the first hidden layer unmasked). A hidden
+    unit of degree ``m`` sees inputs of degree ``<= m`` and feeds outputs of degree ``> m``
+    (Germain et al. 2015, Eq. 12-13). Hidden degrees cycle through ``1..D-1``
+    (``degrees="cyclic"``) or are drawn uniformly from ``[min previous, D - 1]``
+    (``"random"``, the paper's choice). With ``num_masks > 1`` it holds several (order,
+    connectivity) mask sets (set 0 uses ``order``, the others random orders), chosen per call
+    by ``mask_index``: order-agnostic training and ensembles. The last layer is initialised to
+    zero (identity flows at initialization).
 
     Cost: one pass gives all ``D`` conditionals.
 
     Shapes:
-        x: ``(*batch, input_dim)``.  context: ``(*batch, context_dim)``.
-        out: ``(*batch, num_params, input_dim)`` (parameter-major, so ``out[..., k, :]`` is
+        x: ``(*batch, input_dim)`` (category indices when ``input_categories`` is set).
+        context: ``(*batch, context_dim)``.
+        out: ``(*batch, num_params, input_dim)`` (parameter-major: ``out[..., k, :]`` is
             contiguous).
     Args:
         input_dim: ``D``, the number of autoregressive variables.
         hidden_dims: sizes of the hidden layers (each should be ``>= D - 1`` so that every
             conditional can depend on all its predecessors).
         num_params: outputs per variable (2 for an affine flow: shift, log-scale).
-        order: autoregressive order, see :func:`made_degrees`.
+        order: autoregressive order of mask set 0, see :func:`made_degrees`.
         context_dim: size of the context (0: unconditional).
         activation: hidden nonlinearity (an ``nn.Module`` class).
+        degrees: ``"cyclic"`` or ``"random"`` hidden degrees.
+        num_masks: number of mask sets.
+        seed: seed of the random orders and degrees (``None``: torch's global generator);
+            masks are buffers, saved in the ``state_dict``.
+        input_categories: ``K > 2`` to one-hot encode categorical inputs (``None``: real or
+            binary inputs used as they are).
     Raises:
-        ValueError: non-positive sizes, a bad ``order``, a missing or mis-shaped context.
+        ValueError: non-positive sizes, a bad ``order`` or ``degrees``, a ``mask_index`` out of
+            range, a missing or mis-shaped context, or a context given to a network without one.
     References:
         Germain, Gregor, Murray, Larochelle (2015). MADE: Masked Autoencoder for Distribution
         Estimation. https://arxiv.org/abs/1502.03509
@@ -169,44 +196,100 @@ class MADE(nn.Module):
         order: str | Sequence[int] | torch.Tensor = "natural",
         context_dim: int = 0,
         activation: type[nn.Module] = nn.ReLU,
+        degrees: str = "cyclic",
+        num_masks: int = 1,
+        seed: int | None = None,
+        input_categories: int | None = None,
     ) -> None:
         super().__init__()
         hidden_dims = _check_dims(input_dim, hidden_dims, context_dim)
         if not hidden_dims:
             raise ValueError("hidden_dims must have at least one layer")
-        if not isinstance(num_params, int) or num_params < 1:
-            raise ValueError(f"num_params must be a positive int, got {num_params!r}")
+        for name, value in (("num_params", num_params), ("num_masks", num_masks)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if degrees not in DEGREES:
+            raise ValueError(f"degrees must be one of {DEGREES}, got {degrees!r}")
+        if input_categories is not None and not (
+            isinstance(input_categories, int) and input_categories > 2
+        ):
+            raise ValueError(
+                f"input_categories must be an int > 2 or None, got {input_categories!r}"
+            )
         self.input_dim, self.num_params, self.context_dim = input_dim, num_params, context_dim
-        degrees_in = made_degrees(input_dim, order)
-        self.register_buffer("degrees", degrees_in)
-        cycle = max(input_dim - 1, 1)
-        degrees = [degrees_in]
-        for h in hidden_dims:
-            degrees.append(torch.arange(h) % cycle + 1)
-        layers: list[nn.Module] = []
-        for d_in, d_out in itertools.pairwise(degrees):
-            layers.append(_MaskedLinear((d_out[:, None] >= d_in[None, :]).long()))
-        out_mask = (degrees_in[:, None] > degrees[-1][None, :]).long()
-        last = _MaskedLinear(out_mask.repeat(num_params, 1))  # parameter-major rows
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.hidden = nn.ModuleList(layers)
-        self.output = last
+        self.num_masks, self.input_categories = num_masks, input_categories
+        g = None if seed is None else torch.Generator().manual_seed(seed)
+        orders, masks = [], [[] for _ in range(len(hidden_dims) + 1)]
+        for m in range(num_masks):
+            degree_in = made_degrees(input_dim, order if m == 0 else "random", generator=g)
+            layer_degrees = [degree_in]
+            for h in hidden_dims:
+                if degrees == "cyclic":
+                    layer_degrees.append(torch.arange(h) % max(input_dim - 1, 1) + 1)
+                else:
+                    low = min(int(layer_degrees[-1].min()), input_dim - 1)
+                    high = max(input_dim, low + 1)
+                    layer_degrees.append(torch.randint(low, high, (h,), generator=g))
+            for i, (d_in, d_out) in enumerate(itertools.pairwise(layer_degrees)):
+                mask = (d_out[:, None] >= d_in[None, :]).long()
+                if i == 0 and input_categories:
+                    mask = mask.repeat_interleave(input_categories, dim=1)
+                masks[i].append(mask)
+            out = (degree_in[:, None] > layer_degrees[-1][None, :]).long()
+            masks[-1].append(out.repeat(num_params, 1))  # parameter-major rows
+            orders.append(torch.argsort(degree_in))
+        self.register_buffer("orders", torch.stack(orders))
+        self.hidden = nn.ModuleList(_MaskedLinear(torch.stack(stack)) for stack in masks[:-1])
+        self.output = _MaskedLinear(torch.stack(masks[-1]))
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
         self.activation = activation()
         self.context_layer = (
             nn.Linear(context_dim, hidden_dims[0], bias=False) if context_dim else None
         )
+        self._register_load_state_dict_pre_hook(_upgrade_state_dict)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.hidden[0](x)
+    @property
+    def degrees(self) -> torch.Tensor:
+        """Input degrees ``(input_dim,)`` of mask set 0 (``degrees[orders[0][k]] = k + 1``)."""
+        return torch.argsort(self.orders[0]) + 1
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
+    ) -> torch.Tensor:
+        if self.input_categories:
+            x = F.one_hot(x.long(), self.input_categories).to(self.output.weight.dtype)
+            x = x.flatten(-2)
+        return self.forward_features(x, context, mask_index=mask_index)
+
+    def forward_features(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
+    ) -> torch.Tensor:
+        """As :meth:`forward`, with categorical inputs already one-hot encoded and flattened,
+        ``(*batch, input_dim * input_categories)``."""
+        if not 0 <= mask_index < self.num_masks:
+            raise ValueError(f"mask_index must be in [0, {self.num_masks}), got {mask_index!r}")
+        h = self.hidden[0](x, mask_index)
         if self.context_layer is not None:
             context = _cat_context(x, context, self.context_dim)
             h = h + self.context_layer(context)
+        elif context is not None:
+            raise ValueError("this network takes no context (context_dim=0), got one")
         h = self.activation(h)
         for layer in self.hidden[1:]:
-            h = self.activation(layer(h))
-        out = self.output(h)
+            h = self.activation(layer(h, mask_index))
+        out = self.output(h, mask_index)
         return out.reshape((*out.shape[:-1], self.num_params, self.input_dim))
+
+
+def _upgrade_state_dict(state_dict, prefix, *args) -> None:
+    """Load a single-mask ``state_dict`` saved before mask sets (``degrees``, 2-D masks)."""
+    degrees = state_dict.pop(prefix + "degrees", None)
+    if degrees is not None:
+        state_dict[prefix + "orders"] = torch.argsort(degrees)[None]
+    for key in list(state_dict):
+        if key.startswith(prefix) and key.endswith(".mask") and state_dict[key].dim() == 2:
+            state_dict[key] = state_dict[key][None]
 
 
 class BoundContext(nn.Module):

@@ -1,35 +1,20 @@
-"""Learnable bijections (Pyro ``TransformModule`` s) with exact inverses and log-determinants."""
+"""Learnable bijections (Pyro ``TransformModule`` s) with exact inverses and log-determinants.
 
-from pyrogen.transforms.actnorm import ActNorm
-from pyrogen.transforms.autoregressive import (
-    ConditionalInverseAutoregressive,
-    ConditionalMaskedAutoregressive,
-    InverseAutoregressive,
-    MaskedAutoregressive,
-)
-from pyrogen.transforms.base import Bijector, ConditionalBijector
-from pyrogen.transforms.coupling import AffineCoupling, ConditionalAffineCoupling, soft_bound
-from pyrogen.transforms.image import ImageCoupling, MultiScale
-from pyrogen.transforms.linear import Invertible1x1Conv, LULinear, Permute
-from pyrogen.transforms.planar import Planar
-from pyrogen.transforms.squeeze import Squeeze
+Structures (:class:`Coupling`, :class:`Autoregressive`) produce the parameters of an
+elementwise map (:class:`Affine`, :class:`Additive`, :class:`RationalQuadraticSpline`);
+the named layers (:class:`AffineCoupling`, :class:`MaskedAutoregressive` ...) are those
+structures with the affine map.
+"""
+# ruff: noqa: F403 - each module lists its public names in __all__
 
-__all__ = [
-    "ActNorm",
-    "AffineCoupling",
-    "Bijector",
-    "ConditionalAffineCoupling",
-    "ConditionalBijector",
-    "ConditionalInverseAutoregressive",
-    "ConditionalMaskedAutoregressive",
-    "ImageCoupling",
-    "InverseAutoregressive",
-    "Invertible1x1Conv",
-    "LULinear",
-    "MaskedAutoregressive",
-    "MultiScale",
-    "Permute",
-    "Planar",
-    "Squeeze",
-    "soft_bound",
-]
+from pyrogen.transforms import autoregressive, base, coupling, elementwise, image, linear, planar
+from pyrogen.transforms.autoregressive import *
+from pyrogen.transforms.base import *
+from pyrogen.transforms.coupling import *
+from pyrogen.transforms.elementwise import *
+from pyrogen.transforms.image import *
+from pyrogen.transforms.linear import *
+from pyrogen.transforms.planar import *
+
+_MODULES = (autoregressive, base, coupling, elementwise, image, linear, planar)
+__all__ = sorted({name for module in _MODULES for name in module.__all__})

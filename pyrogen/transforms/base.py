@@ -1,48 +1,87 @@
-"""Base class of every pyrogen bijection: one fused method per direction, one cache."""
+"""Base classes: a bijection with one fused method per direction and a round-trip cache; the
+composition of bijections; conditioning on a context."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 import weakref
+from collections.abc import Sequence
 
 import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
+from torch.distributions import constraints
 
 from pyrogen.util import check_tensor
 
-__all__ = ["Bijector", "ConditionalBijector"]
+__all__ = "Bijector Compose Conditional ConditionalBijector ConditionalCompose Conditioned".split()
 
 _TOKENS = itertools.count()
+
+
+def traced() -> bool:
+    """Whether a ``torch.func`` transform (vmap, grad, jacrev ...) is running: no data-dependent
+    checks and no cache then."""
+    return torch._C._are_functorch_transforms_active()
+
+
+class _RoundTrip:
+    """``b = op(a)`` with its forward log-det, and what it was computed from."""
+
+    def __init__(self, inverse: bool, a, b, ladj, params: tuple, others: tuple) -> None:
+        self.inverse, self.a, self.b, self.ladj, self.token = inverse, a, b, ladj, next(_TOKENS)
+        self.grad, self.params, self.others = torch.is_grad_enabled(), params, others
+        self.values = tuple(p.detach().clone() for p in params)
+        self.versions = (a._version, b._version, *(t._version for t in others))
+
+    def valid(self, params: tuple, others: tuple) -> bool:
+        now = (self.a._version, self.b._version, *(t._version for t in others))
+        return (
+            self.grad == torch.is_grad_enabled()
+            and (len(params), len(others)) == (len(self.params), len(self.others))
+            and all(map(operator.is_, params + others, self.params + self.others))
+            and now == self.versions
+            and all(map(torch.equal, params, self.values))
+        )
 
 
 class Bijector(TransformModule):
     r"""Base class of pyrogen's learnable bijections.
 
-    A subclass implements two fused methods,
+    A subclass implements ``forward_and_ladj(x) -> (y, ladj)`` with :math:`y = f(x)`,
+    :math:`\mathrm{ladj} = \log|\det \partial f / \partial x|`, and
+    ``inverse_and_ladj(y) -> (x, ladj)`` with the inverse's log-determinant; this class derives
+    torch's ``_call``, ``_inverse`` and ``log_abs_det_jacobian`` from them.
 
-    - ``forward_and_ladj(x) -> (y, ladj)`` with :math:`y = f(x)` and
-      :math:`\mathrm{ladj} = \log|\det \partial f(x) / \partial x|`, and
-    - ``inverse_and_ladj(y) -> (x, ladj)`` with :math:`x = f^{-1}(y)` and
-      :math:`\mathrm{ladj} = \log|\det \partial f^{-1}(y) / \partial y|`,
+    What is cached: only the **round trip** of the last call. After ``y = f(x)`` (or
+    ``x = f.inv(y)``) the layer keeps ``(x, y, ladj)`` and serves ``f.inv(y)`` (``f(x)``) and
+    ``log_abs_det_jacobian(x, y)`` from it, so sampling then scoring the sample, or scoring data
+    then asking for the log-det, costs one pass. A call in the same direction is always computed.
+    The entry is served only while all of these hold, and is dropped otherwise:
 
-    and this class derives torch's ``_call``, ``_inverse`` and ``log_abs_det_jacobian`` from them.
-    It owns the only cache: the last ``(x, y, ladj)`` computed in either direction, keyed on the
-    identity of the tensor, so that sampling then scoring the same sample (or scoring then
-    asking for the log-det) costs one pass. The cache is always on (size 1); ``with_cache``
-    returns ``self``. Unlike torch's and Pyro's caches, an entry is dropped as soon as
-    ``backward()`` runs through it or a parameter is modified in place, so re-scoring the same
-    data tensor after an optimizer step never returns results of the old parameters (nor a
-    freed graph). Inputs are validated (:func:`pyrogen.util.check_tensor`) on every uncached
-    call.
+    - ``y`` (``x``) is the very tensor this layer returned, and neither was modified in place;
+    - the gradient mode is the one it was computed in;
+    - every parameter is the same object with the same values (compared with a copy taken at
+      the call: this sees ``ClippedAdam``'s ``p.data`` writes, ``load_state_dict``,
+      ``pyro.module(..., update_module_params=True)``, ``torch.func.functional_call``), and
+      buffers are the same objects at the same version;
+    - no ``backward()`` has run through its graph.
+
+    Under ``torch.func`` transforms nothing is cached and the finite-input check (data-dependent
+    control flow) is skipped. ``with_cache`` returns ``self``. One pass without any cache:
+    :meth:`pyrogen.distributions.FlowDistribution.rsample_and_log_prob`.
 
     Shapes:
         x: ``(*batch, *event_shape)``.  y: ``(*batch, *forward_shape(event_shape))``.
         ladj: ``(*batch,)``, in nats.
     Args:
-        event_shape: the event shape of the domain (the input of the forward map); ``None``
-            marks a size that may vary (image height and width of a 1x1 convolution).
+        event_shape: the domain's event shape; ``None`` marks a size that may vary.
+    Raises:
+        TypeError, ValueError: (:func:`pyrogen.util.check_tensor`) inputs of the wrong dtype,
+            device or shape, or non-finite ones while Pyro validation is on.
     """
 
     __repr__ = nn.Module.__repr__
@@ -51,10 +90,9 @@ class Bijector(TransformModule):
     def __init__(self, event_shape: tuple[int | None, ...]) -> None:
         super().__init__(cache_size=0)
         self.event_shape = tuple(event_shape)
+        self.domain = self.codomain = constraints.independent(constraints.real, len(event_shape))
         self._cache: tuple | None = None
-        self._param_tuple: tuple[torch.Tensor, ...] | None = None
 
-    # -- the two methods a subclass writes ------------------------------------------------------
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``y = f(x)`` and ``log|det df/dx|`` of shape ``(*batch,)``."""
         raise NotImplementedError
@@ -63,115 +101,160 @@ class Bijector(TransformModule):
         """Return ``x = f^{-1}(y)`` and ``log|det df^{-1}/dy|`` of shape ``(*batch,)``."""
         raise NotImplementedError
 
-    # -- derived --------------------------------------------------------------------------------
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, (nn.Parameter, nn.Module)):
-            self.__dict__["_param_tuple"] = None
-        super().__setattr__(name, value)
+    # -- the round-trip cache -------------------------------------------------------------------
+    def _state(self) -> tuple[tuple, tuple]:
+        """Parameters (checked by identity and value) and other tensors the result depends on
+        (buffers, a bound context: checked by identity and version)."""
+        modules = list(self.modules())  # one walk (a module tree walk costs ~50 us)
+        params = (p for m in modules for p in m._parameters.values() if p is not None)
+        buffers = (b for m in modules for b in m._buffers.values() if b is not None)
+        return tuple(params), tuple(buffers)
 
-    def _params(self) -> tuple[torch.Tensor, ...]:
-        """Parameters, then floating buffers, walked once (module traversal costs ~50 us)."""
-        params = self._param_tuple
-        if params is None:
-            floating = (b for b in self.buffers() if b.is_floating_point())
-            params = self._param_tuple = (*self.parameters(), *floating)
-        return params
-
-    def _reference_parameter(self) -> torch.Tensor | None:
-        params = self._params()
-        return params[0] if params else None
-
-    def _versions(self) -> tuple[int, ...]:
-        return tuple(p._version for p in self._params())
-
-    def _lookup(self, value: torch.Tensor, slot: int):
-        """The cached triple if ``value`` is its entry ``slot`` and the entry is still valid."""
-        cache = self._cache
-        if cache is None or value is not cache[slot] or cache[3] != self._versions():
-            return None
-        return cache
-
-    def _store(
-        self, x, y, ladj, computed: tuple[torch.Tensor, ...], versions: tuple[int, ...]
-    ) -> None:
-        """Cache ``(x, y, ladj)``; forget it as soon as backward runs through it.
-
-        A cached graph is freed by ``backward()``, and the optimizer step that follows changes
-        the parameters (``ClippedAdam`` writes through ``p.data``, invisible to ``_version``),
-        so an entry that backward has passed through must never be served again.
-        """
-        # the hook must not hold the entry's tensors: hook -> tensors -> graph -> hook would be a
-        # reference cycle through autograd nodes that Python's collector cannot see (a leak of
-        # every step's graph); it holds a weak reference to the owner and an integer token
-        token = next(_TOKENS)
-        self._cache = (x, y, ladj, versions, token)
-        ref = weakref.ref(self)
+    def _store(self, entry: _RoundTrip, computed: tuple[torch.Tensor, ...]) -> None:
+        self._cache = None if traced() else entry
+        # drop the entry when backward runs through it (its graph is then freed); the hook holds
+        # a weak reference and a token, not the tensors (a cycle through autograd nodes that
+        # Python's collector cannot see would leak every step's graph)
+        ref, token = weakref.ref(self), entry.token
 
         def forget(_grad_outputs):
             owner = ref()
-            if owner is not None and owner._cache is not None and owner._cache[4] == token:
+            if owner is not None and owner._cache is not None and owner._cache.token == token:
                 owner._cache = None
 
         for t in computed:
-            if t.grad_fn is not None:
+            if t.grad_fn is not None and self._cache is not None:
                 t.grad_fn.register_prehook(forget)
 
+    def _served(self, output, inverse: bool, source=None) -> _RoundTrip | None:
+        """The entry ``output = op(source)`` made in direction ``inverse``, if still valid."""
+        entry = self._cache
+        if entry is None or entry.b is not output or entry.inverse != inverse or traced():
+            return None
+        if (source is not None and entry.a is not source) or not entry.valid(*self._state()):
+            return None
+        return entry
+
+    def _round_trip_call(self, v: torch.Tensor, inverse: bool) -> torch.Tensor:
+        entry = self._served(v, not inverse)  # v is what the other direction produced
+        if entry is not None:
+            return entry.a
+        shape = self.forward_shape(self.event_shape) if inverse else self.event_shape
+        self._check_input(v, "y" if inverse else "x", shape)
+        out, ladj = self.inverse_and_ladj(v) if inverse else self.forward_and_ladj(v)
+        params, others = ((), ()) if traced() else self._state()
+        self._store(
+            _RoundTrip(inverse, v, out, -ladj if inverse else ladj, params, others), (out, ladj)
+        )
+        return out
+
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        cache = self._lookup(x, 0)
-        if cache is not None:
-            return cache[1]
-        check_tensor(x, "x", self.event_shape, like=self._reference_parameter())
-        versions = self._versions()
-        y, ladj = self.forward_and_ladj(x)
-        self._store(x, y, ladj, (y, ladj), versions)
-        return y
+        return self._round_trip_call(x, False)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        cache = self._lookup(y, 1)
-        if cache is not None:
-            return cache[0]
-        check_tensor(y, "y", self.forward_shape(self.event_shape), like=self._reference_parameter())
-        versions = self._versions()
-        x, ladj_inverse = self.inverse_and_ladj(y)
-        ladj = -ladj_inverse
-        self._store(x, y, ladj, (x, ladj), versions)
-        return x
+        return self._round_trip_call(y, True)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Forward log-determinant at ``x`` (nats), shape ``(*batch,)``; cached when possible."""
-        cache = self._lookup(x, 0)
-        if cache is None:
-            self._call(x)
-            cache = self._cache
-        assert cache is not None
-        return cache[2]
+        """Forward log-determinant at ``x`` (nats), shape ``(*batch,)``: served when ``(x, y)``
+        is the round trip of the last call, otherwise computed from ``x``."""
+        entry = self._served(y, False, x) or self._served(x, True, y)
+        if entry is not None:
+            return entry.ladj
+        self._check_input(x, "x", self.event_shape)
+        return self.forward_and_ladj(x)[1]
+
+    def _check_input(self, value: torch.Tensor, name: str, event_shape) -> None:
+        like = next(iter(self.parameters()), None)
+        check_tensor(value, name, event_shape, like=like, check_finite=False if traced() else None)
 
     def clear_cache(self) -> None:
-        """Drop the cached ``(x, y, ladj)`` (and the list of parameters, e.g. after replacing a
-        submodule of the conditioner)."""
+        """Drop the cached round trip."""
         self._cache = None
-        self._param_tuple = None
 
     def with_cache(self, cache_size: int = 1) -> Bijector:
-        """The cache of a :class:`Bijector` is always on; returns ``self``."""
+        """The round-trip cache of a :class:`Bijector` is always on; returns ``self``."""
         return self
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state["_cache"] = None
-        state["_param_tuple"] = None
         return state
 
 
-class ConditionalBijector(ConditionalTransformModule):
-    """Base of conditional bijections: ``condition(context)`` returns a plain :class:`Bijector`.
+class Compose(Bijector, nn.ModuleList):
+    r"""Composition of bijections in list order (the first is applied first to base noise).
 
-    Follows Pyro's :class:`~pyro.distributions.conditional.ConditionalTransformModule`; the
-    returned transform shares this module's parameters.
+    Its fused methods call every part's once (one cache entry and one input check per call).
+    Parts are ``flow[i]``, saved under ``"i."`` as in Pyro's ``ComposeTransformModule``.
+
+    Raises:
+        ValueError: an empty list or a part that is not a :class:`Bijector`.
     """
 
-    __repr__ = nn.Module.__repr__
+    def __init__(self, parts: Sequence[Bijector]) -> None:
+        parts = list(parts)
+        bad = [i for i, part in enumerate(parts) if not isinstance(part, Bijector)]
+        if not parts or bad:
+            raise ValueError(f"parts must be a non-empty list of pyrogen Bijectors, got {parts}")
+        super().__init__(parts[0].event_shape)
+        self.extend(parts)
 
-    def condition(self, context: torch.Tensor) -> Bijector:  # pragma: no cover - abstract
-        """Return the bijection for the given ``context`` of shape ``(*batch, context_dim)``."""
-        raise NotImplementedError
+    def forward_shape(self, shape):
+        return functools.reduce(lambda s, part: part.forward_shape(s), self, shape)
+
+    def inverse_shape(self, shape):
+        return functools.reduce(lambda s, part: part.inverse_shape(s), reversed(list(self)), shape)
+
+    def _run(self, x, context, inverse: bool):
+        ladj = 0
+        for part in reversed(list(self)) if inverse else self:
+            fused = part.inverse_and_ladj if inverse else part.forward_and_ladj
+            x, part_ladj = fused(x, context) if isinstance(part, Conditional) else fused(x)
+            ladj = ladj + part_ladj
+        return x, ladj
+
+    def forward_and_ladj(self, x, context=None):
+        return self._run(x, context, False)
+
+    def inverse_and_ladj(self, y, context=None):
+        return self._run(y, context, True)
+
+
+class Conditional(ConditionalTransformModule):
+    """Mixin making a layer conditional, ``class ConditionalX(Conditional, X)``: ``X``'s fused
+    methods pass ``context`` to the conditioner (``conditioner(x, context)``), and
+    ``condition(context)`` returns a plain :class:`Bijector` sharing the parameters (Pyro's
+    ``ConditionalTransformModule`` interface)."""
+
+    def condition(self, context: torch.Tensor) -> Bijector:
+        """The bijection for ``context`` of shape ``(*batch, context_dim)``."""
+        return Conditioned(self, context)
+
+
+class Conditioned(Bijector):
+    """A conditional layer with its ``context`` bound (the cache also checks the context);
+    raises TypeError if ``context`` is not a tensor."""
+
+    def __init__(self, layer: Conditional, context: torch.Tensor) -> None:
+        if not isinstance(context, torch.Tensor):
+            raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
+        super().__init__(layer.event_shape)
+        self.layer, self.context = layer, context
+        self.forward_shape, self.inverse_shape = layer.forward_shape, layer.inverse_shape
+
+    def _state(self) -> tuple[tuple, tuple]:
+        params, others = self.layer._state()
+        return params, (*others, self.context)
+
+    def forward_and_ladj(self, x):
+        return self.layer.forward_and_ladj(x, self.context)
+
+    def inverse_and_ladj(self, y):
+        return self.layer.inverse_and_ladj(y, self.context)
+
+
+class ConditionalCompose(Conditional, Compose):
+    """A :class:`Compose` whose conditional parts all receive its context."""
+
+
+ConditionalBijector = Conditional

@@ -1,5 +1,6 @@
 """AutoFlow: initialization, accuracy on a conjugate model, Pyro interfaces, persistence."""
 
+import functools
 import io
 
 import pyro
@@ -257,3 +258,28 @@ def test_runs_on_cuda(device):
         assert all(p.device.type == "cuda" for p in guide.flow.parameters())
     finally:
         A = a_cpu
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        "nsf",
+        "spline_coupling",
+        "planar",
+        functools.partial(flows.nsf, num_layers=2, num_bins=4),
+        functools.partial(flows.spline_coupling, num_layers=1, hidden_dims=[8]),
+    ],
+    ids=str,
+)
+def test_any_builder_of_the_contract_trains(flow):
+    y = Y.to(torch.get_default_dtype())
+    guide = AutoFlow(model, flow=flow)
+    guide(y)
+    before = [p.detach().clone() for p in guide.flow.parameters()]
+    train(guide, y, 3)
+    assert any(not torch.equal(b, a) for b, a in zip(before, guide.flow.parameters(), strict=True))
+
+
+def test_coupling_builder_on_one_latent_dimension_names_the_flow():
+    with pytest.raises(ValueError, match="flow='realnvp' with 1 latent"):
+        AutoFlow(_model_of_dim(1), flow="realnvp")(Y.to(torch.get_default_dtype()))

@@ -47,3 +47,34 @@ def test_dense_context_broadcasts():
 def test_zero_initialised_last_layer():
     assert MADE(4, [8])(torch.randn(3, 4)).abs().max() == 0
     assert DenseNN(4, [8], 2)(torch.randn(3, 4)).abs().max() == 0
+
+
+@pytest.mark.parametrize("degrees", ["cyclic", "random"])
+def test_every_mask_set_is_autoregressive_in_its_own_order(degrees):
+    made = MADE(5, [16, 16], num_params=3, degrees=degrees, num_masks=3, seed=1)
+    made.activation = torch.nn.Tanh()
+    with torch.no_grad():
+        for p in made.parameters():
+            p.add_(torch.randn_like(p))
+    x = torch.randn(5)
+    orders = []
+    for m in range(3):
+        jac = torch.autograd.functional.jacobian(lambda v, m=m: made(v, mask_index=m), x)
+        deg = torch.argsort(made.orders[m]) + 1
+        allowed = deg[:, None] > deg[None, :]
+        assert (jac[:, ~allowed] == 0).all()
+        assert (jac.abs().sum(0)[allowed] > 0).any()
+        orders.append(made.orders[m].tolist())
+    assert orders[0] == [0, 1, 2, 3, 4] and len({tuple(o) for o in orders}) > 1
+    with pytest.raises(ValueError, match="mask_index"):
+        made(x, mask_index=3)
+
+
+def test_categorical_inputs_are_one_hot_encoded():
+    made = MADE(3, [8], num_params=4, input_categories=4)
+    with torch.no_grad():
+        made.output.weight.normal_()
+    x = torch.tensor([[0.0, 3.0, 1.0]])
+    onehot = torch.nn.functional.one_hot(x.long(), 4).flatten(-2).float()
+    torch.testing.assert_close(made(x), made.forward_features(onehot.to(x.dtype)))
+    assert made(x).shape == (1, 4, 3)

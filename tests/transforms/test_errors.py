@@ -12,6 +12,7 @@ from pyrogen.transforms import (
     AffineCoupling,
     ConditionalAffineCoupling,
     ConditionalMaskedAutoregressive,
+    ImageCoupling,
     InverseAutoregressive,
     Invertible1x1Conv,
     LULinear,
@@ -163,3 +164,43 @@ def test_planar_stays_invertible_for_any_parameters():
     # u^T w is close to -1 here (an ill-conditioned map): float32 keeps about 4 digits
     tol = {} if x.dtype == torch.float64 else {"atol": 1e-4, "rtol": 1e-4}
     torch.testing.assert_close(f.inv(f(x).clone()), x, **tol)
+
+
+def test_conditioner_with_the_wrong_number_of_channels_raises():
+    """A conditioner without declared channel counts returning C instead of 2C channels was
+    broadcast (a log-det of half the right value); now it is an error naming both counts."""
+
+    class Net(torch.nn.Module):  # no in_channels / out_channels attributes to check upfront
+        def forward(self, x):
+            return torch.zeros_like(x)  # C channels, while the affine map needs 2C
+
+    f = ImageCoupling(2, Net())
+    with pytest.raises(ValueError, match="returned 2 channels, expected 4"):
+        f(torch.randn(3, 2, 4, 4))
+
+
+def test_conditioner_with_the_wrong_number_of_features_raises():
+    f = AffineCoupling(1, torch.nn.Linear(1, 3), input_dim=3)
+    with pytest.raises(ValueError, match="returned 3 features, expected 4"):
+        f(torch.randn(5, 3))
+
+
+@pytest.mark.parametrize("net, dim", [(lambda: DenseNN(2, [8], 3), 2), (lambda: MADE(3, [8]), 3)])
+def test_context_given_to_a_network_without_one_raises(net, dim):
+    with pytest.raises(ValueError, match="takes no context"):
+        net()(torch.randn(4, dim), torch.randn(4, 2))
+
+
+def test_elementwise_map_and_conditioner_must_agree():
+    from pyrogen.transforms import Autoregressive, RationalQuadraticSpline
+
+    with pytest.raises(ValueError, match="num_params must be 11"):
+        Autoregressive(MADE(3, [8], num_params=2), RationalQuadraticSpline(4))
+    with pytest.raises(ValueError, match="num_bins"):
+        RationalQuadraticSpline(1)
+    with pytest.raises(ValueError, match="bound"):
+        RationalQuadraticSpline(4, float("inf"))
+    with pytest.raises(ValueError, match="cheap"):
+        Autoregressive(MADE(3, [8]), cheap="both")
+    with pytest.raises(ValueError, match="mask_index"):
+        MADE(3, [8], num_masks=2)(torch.randn(3), mask_index=2)
