@@ -24,8 +24,8 @@ layer, and the parametrization of the elementwise affine map (``x = (y - mu) e^{
 Papamakarios et al. 2017, against ``x = y e^{s} + mu`` in the data-to-noise direction as in Pyro,
 nflows and zuko).
 
-Run: ``python benchmarks/bench_maf_quality.py --threads 1 --seeds 0 1 2 --out outputs/maf_quality.json``
-(minutes per model and seed on one core); ``--models`` picks a subset by name, ``--quick`` runs a
+Run: ``python benchmarks/bench_maf_quality.py --threads 1 --seeds 0 1 2 --out out.json``
+(about 15 s per model and seed on one core); ``--models`` picks a subset by name, ``--quick`` runs a
 few steps of everything (the smoke test).
 """
 
@@ -36,7 +36,6 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import sys
