@@ -306,7 +306,7 @@ def run_one(factory, x_train, x_test, *, steps: int, seed: int) -> dict:
         loss_t.backward()
         opt.step()
         sched.step()
-        loss = float(loss_t)
+        loss = float(loss_t.detach())
     seconds = time.perf_counter() - t0
     model.eval()
     test = evaluate(model, x_test, EVAL_DRAWS)
