@@ -286,7 +286,7 @@ def evaluate(model: LogitSpaceModel, x: torch.Tensor, num_draws: int) -> float:
     )
 
 
-def run_one(factory, x_train, x_test, *, steps: int, seed: int) -> dict:
+def run_one(factory, x_train, x_test, *, steps: int, seed: int, num_draws: int) -> dict:
     torch.manual_seed(seed)
     model = factory()
     num_params = sum(p.numel() for p in model.parameters())
@@ -309,7 +309,7 @@ def run_one(factory, x_train, x_test, *, steps: int, seed: int) -> dict:
         loss = float(loss_t.detach())
     seconds = time.perf_counter() - t0
     model.eval()
-    test = evaluate(model, x_test, EVAL_DRAWS)
+    test = evaluate(model, x_test, num_draws)
     return {
         "params": num_params,
         "test_nats": test,
@@ -318,6 +318,47 @@ def run_one(factory, x_train, x_test, *, steps: int, seed: int) -> dict:
         "final_batch_loss": loss,
         "seconds": seconds,
     }
+
+
+def run_all(names, x_train, x_test, steps, seeds, num_draws) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for name in names:
+        group, factory = MODELS[name]
+        runs = {}
+        for seed in seeds:
+            runs[seed] = run_one(
+                factory, x_train, x_test, steps=steps, seed=seed, num_draws=num_draws
+            )
+            r = runs[seed]
+            figure = f"{r['test_nats']:8.2f}" if "test_nats" in r else r["failed"]
+            print(f"  {name:42s} seed {seed}: test {figure}", flush=True)
+        results[name] = {
+            "group": group,
+            "params": next(iter(runs.values()))["params"],
+            "runs": runs,
+            **summarize(list(runs.values())),
+        }
+    return results
+
+
+def print_table(results: dict, num_test: int, num_draws: int, steps: int, seeds) -> None:
+    print(
+        f"\nDigits 8x8 test log-likelihood ({num_test} images, {num_draws} dequantization"
+        f" draws), {steps} steps, seeds {seeds}; higher nats is better"
+    )
+    print(
+        f"{'model':44s} {'params':>7s} {'nats/img':>9s} {'sd':>5s} {'bits/dim':>8s} "
+        f"{'train':>8s} {'s/run':>6s}"
+    )
+    for name, r in results.items():
+        if "test_nats_mean" not in r:
+            print(f"{name:44s} {r['params']:7d}  failed: {r['failed']}")
+            continue
+        print(
+            f"{name:44s} {r['params']:7d} {r['test_nats_mean']:9.2f} {r['test_nats_std']:5.2f} "
+            f"{r['test_bits_per_dim_mean']:8.4f} {r['train_nats_mean']:8.2f} "
+            f"{r['seconds_mean']:6.1f}"
+        )
 
 
 def _versions() -> dict:
@@ -364,40 +405,16 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"unknown --models {unknown}; known: {list(MODELS)}")
 
     x_train, x_test, _, _ = load_digits(dtype=torch.float32)
+    num_draws = 1 if args.quick else EVAL_DRAWS
+    if args.quick:
+        x_train, x_test = x_train[:256], x_test[:64]
+    old_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
-    results: dict[str, dict] = {}
-    for name in names:
-        group, factory = MODELS[name]
-        runs = {}
-        for seed in args.seeds:
-            runs[seed] = run_one(factory, x_train, x_test, steps=args.steps, seed=seed)
-            r = runs[seed]
-            figure = f"{r['test_nats']:8.2f}" if "test_nats" in r else r["failed"]
-            print(f"  {name:42s} seed {seed}: test {figure}", flush=True)
-        results[name] = {
-            "group": group,
-            "params": next(iter(runs.values()))["params"],
-            "runs": runs,
-            **summarize(list(runs.values())),
-        }
-
-    print(
-        f"\nDigits 8x8 test log-likelihood ({x_test.shape[0]} images, {EVAL_DRAWS} dequantization"
-        f" draws), {args.steps} steps, seeds {args.seeds}; higher nats is better"
-    )
-    print(
-        f"{'model':44s} {'params':>7s} {'nats/img':>9s} {'sd':>5s} {'bits/dim':>8s} "
-        f"{'train':>8s} {'s/run':>6s}"
-    )
-    for name, r in results.items():
-        if "test_nats_mean" not in r:
-            print(f"{name:44s} {r['params']:7d}  failed: {r['failed']}")
-            continue
-        print(
-            f"{name:44s} {r['params']:7d} {r['test_nats_mean']:9.2f} {r['test_nats_std']:5.2f} "
-            f"{r['test_bits_per_dim_mean']:8.4f} {r['train_nats_mean']:8.2f} "
-            f"{r['seconds_mean']:6.1f}"
-        )
+    try:
+        results = run_all(names, x_train, x_test, args.steps, args.seeds, num_draws)
+    finally:
+        torch.set_default_dtype(old_dtype)
+    print_table(results, x_test.shape[0], num_draws, args.steps, args.seeds)
     report = {
         "command": [sys.executable, *sys.argv] if argv is None else ["bench_maf_quality", *argv],
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -415,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
             "hidden": list(HIDDEN),
             "optimizer": f"Adam lr {LR}, cosine decay over {args.steps} steps",
             "batch_size": BATCH,
-            "eval_draws": EVAL_DRAWS,
+            "eval_draws": num_draws,
             "seeds": args.seeds,
             "dtype": "float32",
         },
