@@ -5,8 +5,9 @@ every transform (written here independently): inverse round trips, shapes for se
 shapes, log-determinants against autograd and finite-difference Jacobians in both directions,
 the Jacobian structure of autoregressive, coupling, elementwise and permutation layers,
 conditioning with a batched context, gradients reaching every parameter through ``log_prob``
-and through ``rsample``, ``eval()`` equal to ``train()``, ``J_f J_{f^{-1}} = I`` and a
-``state_dict`` round trip through ``torch.load(weights_only=True)``.
+and through ``rsample``, ``eval()`` equal to ``train()``, ``J_f J_{f^{-1}} = I``, a
+``state_dict`` round trip through ``torch.load(weights_only=True)``, and a ``repr`` that shows
+every submodule.
 
 ``CASES`` is the one table: ``(name, factory, meta)``, one line per transform. ``factory()``
 builds the module (a plain or conditional transform); :func:`build` perturbs every parameter
@@ -21,8 +22,8 @@ away from the identity initialization. ``meta`` keys:
   copied, the others change elementwise given them), ``("elementwise",)`` or
   ``("permutation",)``.
 - ``perturbation``: standard deviation of the noise added to every parameter (default 0.3).
-- ``xfail``: ``{check: reason}`` for a check that fails on purpose-documented grounds today
-  (strict: it must fail, so that a fix is noticed and the mark removed).
+- ``xfail``: ``{check: reason}`` for a check that the case fails today, with the reason
+  (strict: a fix makes the test fail until the mark is removed).
 """
 
 from __future__ import annotations
@@ -249,7 +250,6 @@ def cases(check: str, where: Callable[[dict], bool] = lambda meta: True) -> list
     return out
 
 
-IDS = [name for name, _, _ in CASES]
 BATCH_SHAPES = [(), (3,), (2, 3)]
 DIRECTIONS = ["forward", "inverse"]
 
@@ -565,3 +565,11 @@ def test_state_dict_round_trip(name):
     y = data(name, (4,), seed=5)
     y = f(y).detach()
     assert torch.equal(g.inv(y.clone()), f.inv(y.clone()))
+
+
+@pytest.mark.parametrize("name", cases("repr"))
+def test_repr_shows_every_submodule(name):
+    module, _ = build(name)
+    text = repr(module)
+    for child_name, child in module.named_modules():
+        assert type(child).__name__ in text, f"repr hides {child_name or 'the module'}"
