@@ -237,6 +237,12 @@ _VARIANTS = {
     "+ mixing none": Spec(mixing="none"),
     "+ random order per layer, mixing none": Spec(order="random", mixing="none"),
     "+ random order per layer, reverse": Spec(order="random"),
+    "+ random order per layer, mixing lu": Spec(order="random", mixing="lu"),
+    "+ random order, mixing none, torch init": Spec(order="random", mixing="none", init="torch"),
+    "+ random order, reverse, data-direction affine": Spec(order="random", param="data"),
+    "+ random order, mixing none, data-direction affine": Spec(
+        order="random", mixing="none", param="data"
+    ),
     "+ tanh": Spec(activation=nn.Tanh),
     "+ Pyro hidden degrees": Spec(degrees="pyro"),
     "+ torch init of last layer": Spec(init="torch"),
