@@ -1,0 +1,41 @@
+"""The MAF quality benchmark runs end to end in its quick mode and writes its report."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_maf_quality_quick(tmp_path):
+    bench = load(ROOT / "benchmarks" / "bench_maf_quality.py")
+    out = tmp_path / "maf_quality.json"
+    threads = torch.get_num_threads()
+    report = bench.main(["--quick", "--threads", str(threads), "--out", str(out)])
+    assert torch.get_default_dtype() == torch.float64  # restored after the float32 runs
+    assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
+    results = report["results"]
+    assert set(results) == set(bench.MODELS)
+    for name, r in results.items():
+        assert math.isfinite(r["test_nats_mean"]), name
+        assert r["test_bits_per_dim_mean"] > 0, name
+    # the same networks in every library: Pyro, pyrogen, nflows and zuko have equal sizes
+    peers = [r["params"] for r in results.values() if r["group"] == "peer"]
+    assert len(set(peers)) == 1, peers
+    for key in ("command", "date", "machine", "versions", "protocol"):
+        assert key in report
+    assert report["machine"]["torch_threads"] == threads
