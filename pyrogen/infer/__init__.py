@@ -1,11 +1,12 @@
 """Inference: objectives for ``pyro.infer.SVI`` (IWAE, annealed and free-bits ELBOs,
-contrastive divergence, adversarial GAN and AVB training), importance-weighted likelihood
-estimation, and autoguides with flows."""
+contrastive divergence, mean-field training of deep Boltzmann machines, adversarial GAN and
+AVB training), importance-weighted likelihood estimation, and autoguides with flows."""
 
 from pyrogen.infer.adversarial import GAN, gradient_penalty
 from pyrogen.infer.autoguide import AutoFlow
 from pyrogen.infer.avb import AVB
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
+from pyrogen.infer.dbm import MeanFieldPCD
 from pyrogen.infer.elbo import AnnealedELBO, FreeBitsELBO, KLTerm, kl_terms
 from pyrogen.infer.importance import (
     LogLikelihood,
@@ -30,6 +31,7 @@ __all__ = [
     "LinearWarmup",
     "LogLikelihood",
     "LogWeights",
+    "MeanFieldPCD",
     "fit_rbm",
     "gradient_penalty",
     "importance_log_weights",
