@@ -6,7 +6,7 @@ from pyrogen.infer.adversarial import GAN, gradient_penalty
 from pyrogen.infer.autoguide import AutoFlow
 from pyrogen.infer.avb import AVB
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
-from pyrogen.infer.dbm import MeanFieldPCD
+from pyrogen.infer.dbm import MeanFieldPCD, pretrain_dbm
 from pyrogen.infer.elbo import AnnealedELBO, FreeBitsELBO, KLTerm, kl_terms
 from pyrogen.infer.importance import (
     LogLikelihood,
@@ -37,4 +37,5 @@ __all__ = [
     "importance_log_weights",
     "kl_terms",
     "log_likelihood",
+    "pretrain_dbm",
 ]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
+import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import ELBO
+from pyro.infer import ELBO, SVI
+from pyro.optim import Adam
 
-from pyrogen.distributions import DeepBoltzmannMachine
+from pyrogen.distributions import BernoulliRBM, DeepBoltzmannMachine
+from pyrogen.infer.contrastive import ContrastiveDivergence
 from pyrogen.util import check_count
 
-__all__ = ["MeanFieldPCD"]
+__all__ = ["MeanFieldPCD", "pretrain_dbm"]
 
 
 def _dbm(fn):
@@ -163,3 +167,105 @@ class MeanFieldPCD(ELBO):
         if surrogate.requires_grad:
             surrogate.backward()
         return value
+
+
+def _fit_tied_rbm(data, n_hidden, *, visible_copies, hidden_copies, loss, epochs, batch_size, lr):
+    """An RBM whose visible (or hidden) layer is ``visible_copies`` (``hidden_copies``) copies of
+    one layer sharing weights and biases, trained by ``loss`` with SVI; returns ``(W, b, c)``."""
+    n_visible = data.shape[1]
+    mean = data.mean(0).clamp(0.01, 0.99)
+    doubled = data.repeat(1, visible_copies)
+
+    def model(batch):
+        w = pyro.param("weight", lambda: 0.01 * torch.randn(n_visible, n_hidden).to(data))
+        b = pyro.param("visible_bias", lambda: torch.logit(mean))
+        c = pyro.param("hidden_bias", lambda: data.new_zeros(n_hidden))
+        rbm = BernoulliRBM(
+            w.repeat(visible_copies, hidden_copies),
+            b.repeat(visible_copies),
+            c.repeat(hidden_copies),
+        )
+        with pyro.plate("data", len(doubled), subsample=torch.arange(len(batch))):
+            pyro.sample("v", rbm, obs=batch)
+
+    with pyro.get_param_store().scope():
+        svi = SVI(model, lambda batch: None, Adam({"lr": lr}), loss)
+        for epoch in range(epochs):
+            perm = torch.randperm(len(doubled), device=data.device)
+            for i in range(0, len(doubled), batch_size):
+                value = svi.step(doubled[perm[i : i + batch_size]])
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"non-finite loss {value} in epoch {epoch}")
+        return tuple(
+            pyro.param(n).detach().clone() for n in ("weight", "visible_bias", "hidden_bias")
+        )
+
+
+def pretrain_dbm(
+    data: torch.Tensor,
+    hidden_sizes: Sequence[int],
+    *,
+    epochs: int = 100,
+    batch_size: int = 50,
+    lr: float = 0.01,
+    loss: Callable[[], ContrastiveDivergence] | None = None,
+    **kwargs,
+) -> DeepBoltzmannMachine:
+    r"""Greedy layer-wise pretraining of a deep Boltzmann machine (Salakhutdinov and Hinton
+    2009, section 3.1).
+
+    The RBMs of a stack are trained bottom-up on the activations below (binary draws of
+    :math:`p(h \mid \text{below})`), and modified so that composing them does not count a
+    layer's input twice: the bottom RBM has two copies of the visible layer sharing weights
+    (:math:`p(h^1 \mid v) = \sigma(c + 2 W_0^\top v)`), the top RBM two copies of its hidden
+    layer (:math:`p(h^{L-1} \mid h^L) = \sigma(b + 2 W_{L-1} h^L)`), and middle RBMs (for
+    ``L > 2``) are ordinary RBMs whose weights are halved when composed. The DBM takes the
+    weights, the bottom RBM's visible biases, the top RBM's hidden biases, and the average of the
+    two biases offered to each middle layer. Fine-tune with :class:`MeanFieldPCD`.
+
+    Shapes:
+        data: ``(N, n_visible)`` binary.
+    Args:
+        data: training data.
+        hidden_sizes: ``[n_1, ..., n_L]`` with ``L >= 2``.
+        epochs, batch_size, lr: per RBM (Adam).
+        loss: a factory of the CD loss for each RBM (default: PCD-1 with 50 chains).
+        kwargs: passed to :class:`~pyrogen.distributions.DeepBoltzmannMachine`.
+    Raises:
+        ValueError: non-binary data, fewer than 2 hidden layers, bad counts.
+    References:
+        Salakhutdinov, Hinton (2009). Deep Boltzmann Machines. AISTATS.
+        http://proceedings.mlr.press/v5/salakhutdinov09a.html
+    """
+    if data.dim() != 2 or not bool(((data == 0) | (data == 1)).all()):
+        raise ValueError("data must be a (N, n_visible) tensor of zeros and ones")
+    hidden_sizes = [check_count(h, "hidden_sizes entries") for h in hidden_sizes]
+    if len(hidden_sizes) < 2:
+        raise ValueError(f"hidden_sizes must have at least 2 layers, got {hidden_sizes}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        check_count(value, name)
+    make = loss or (lambda: ContrastiveDivergence(1, persistent=True, num_chains=50))
+    weights, biases_below, biases_above = [], [], []
+    below = data
+    last = len(hidden_sizes) - 1
+    for i, n in enumerate(hidden_sizes):
+        copies_v, copies_h = (2, 1) if i == 0 else ((1, 2) if i == last else (1, 1))
+        w, b, c = _fit_tied_rbm(
+            below,
+            n,
+            visible_copies=copies_v,
+            hidden_copies=copies_h,
+            loss=make(),
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+        )
+        weights.append(w if i in (0, last) else w / 2)
+        biases_below.append(b)
+        biases_above.append(c)
+        with torch.no_grad():
+            below = torch.bernoulli(torch.sigmoid(c + copies_v * (below @ w)))
+    biases = [biases_below[0]]
+    biases += [(biases_above[i] + biases_below[i + 1]) / 2 for i in range(last)]
+    biases.append(biases_above[-1])
+    return DeepBoltzmannMachine(weights, biases, **kwargs)

@@ -199,6 +199,7 @@ def _data():
     return torch.where(flips, 1 - picks, picks)
 
 
+@pytest.mark.slow
 def test_mean_field_pcd_learns_a_better_model_than_initialization():
     data = _data()
     pyro.set_rng_seed(0)
