@@ -246,7 +246,8 @@ class MADE(TorchDistribution):
         Raises:
             ValueError: a value of the wrong shape; with validation on, outside the support.
         """
-        return conditional_log_prob(self, value, self._log_prob)
+        validate = self._validate_sample if self._validate_args else None
+        return conditional_log_prob(self, value, self._log_prob, validate)
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:

@@ -263,17 +263,18 @@ def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
     return context
 
 
-def conditional_log_prob(dist, value, log_prob_fn):
+def conditional_log_prob(dist, value, log_prob_fn, validate=None):
     """``log_prob`` of an autoregressive distribution with an optional ``dist.context``:
-    converts and checks ``value`` (:func:`prepare_value`), validates it, broadcasts it against
+    converts and checks ``value`` (:func:`prepare_value`), calls ``validate(value)`` (the
+    distribution's support check, when validation is on), broadcasts it against
     the context's batch shape, calls ``log_prob_fn(value, context)`` (shape: their common batch
     shape) and broadcasts the result to ``broadcast(value batch, batch_shape)``."""
     k = len(dist.event_shape)
     value, shape = prepare_value(value, dist.event_shape, dist.batch_shape, dist.like)
     if shape.numel() == 0:
         return dist.like.new_zeros(shape)
-    if dist._validate_args:
-        dist._validate_sample(value)
+    if validate is not None:
+        validate(value)
     context = dist.context
     if context is not None:
         full = torch.broadcast_shapes(value.shape[: value.dim() - k], context.shape[:-1])

@@ -132,6 +132,7 @@ class BoltzmannMachine(EnergyModel):
 
     def energy(self, y: torch.Tensor) -> torch.Tensor:
         """:math:`E(y)` in nats, shape ``(*sample, *batch)``."""
+        y = y.to(self.weight.dtype)
         wy = (self.weight @ y.unsqueeze(-1)).squeeze(-1)
         return -0.5 * (y * wy).sum(-1) - (self.bias * y).sum(-1)
 

@@ -19,11 +19,13 @@ __all__ = ["DeepBoltzmannMachine"]
 
 def _down(weight: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """``W h``: ``(..., n_above) -> (..., n_below)``."""
+    h = h.to(weight.dtype)
     return h @ weight.T if weight.dim() == 2 else (weight @ h.unsqueeze(-1)).squeeze(-1)
 
 
 def _up(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``x^T W``: ``(..., n_below) -> (..., n_above)``."""
+    x = x.to(weight.dtype)
     return x @ weight if weight.dim() == 2 else (x.unsqueeze(-2) @ weight).squeeze(-2)
 
 

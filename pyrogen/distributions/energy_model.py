@@ -11,7 +11,7 @@ from pyro.distributions import TorchDistribution
 from pyrogen.distributions.annealing import AnnealingPath, annealed_importance_sampling
 from pyrogen.distributions.base import all_binary_states, check_expand, prepare_value
 
-__all__ = ["EnergyModel"]
+__all__ = ["EnergyMixin", "EnergyModel"]
 
 
 class EnergyModel(TorchDistribution):
@@ -235,3 +235,7 @@ class EnergyModel(TorchDistribution):
         states = all_binary_states(n, self.like)
         states = states.reshape((2**n,) + (1,) * len(self.batch_shape) + (n,))
         return states.expand((2**n, *self.batch_shape, n)) if expand else states
+
+
+EnergyMixin = EnergyModel
+"""Former name of :class:`EnergyModel` (kept as an alias)."""

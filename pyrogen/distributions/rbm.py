@@ -85,12 +85,14 @@ class _RBM(EnergyModel):
 
     def _visible_input(self, v: torch.Tensor) -> torch.Tensor:
         """The visible units' input to the hidden layer, ``v^T W`` (Gaussian: ``(v/sigma)^T W``)."""
+        v = v.to(self.weight.dtype)
         if self.weight.dim() == 2:
             return v @ self.weight
         return (v.unsqueeze(-2) @ self.weight).squeeze(-2)
 
     def _hidden_input(self, h: torch.Tensor) -> torch.Tensor:
         """``W h``, shape ``(*, n_visible)``."""
+        h = h.to(self.weight.dtype)
         if self.weight.dim() == 2:
             return h @ self.weight.T
         return (self.weight @ h.unsqueeze(-1)).squeeze(-1)

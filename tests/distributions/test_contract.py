@@ -554,3 +554,19 @@ def test_score_errors(case, batch):
     if case.discrete:
         with pytest.raises(ValueError):
             d.log_prob(torch.full(d.event_shape, float(case.num_categories)))
+
+
+@pytest.mark.parametrize("value_dtype", [torch.int64, torch.float64, torch.bool])
+def test_deep_belief_net_converts_value_dtypes(value_dtype):
+    """A DBN is not a distribution; its upward pass still takes any value dtype."""
+    rbms = [
+        pd.BernoulliRBM(torch.randn(6, 4).float(), torch.zeros(6).float(), torch.zeros(4).float()),
+        pd.BernoulliRBM(torch.randn(4, 3).float(), torch.zeros(4).float(), torch.zeros(3).float()),
+    ]
+    dbn = pd.DeepBeliefNet(rbms)
+    v = torch.bernoulli(torch.full((5, 6), 0.5)).float()
+    expected = dbn.propagate_up(v)
+    actual = dbn.propagate_up(v.to(value_dtype))
+    for a, e in zip(actual, expected, strict=True):
+        assert a.dtype == torch.float32
+        assert_close(a, e)
