@@ -33,7 +33,7 @@ biases at the data's logits).
    A summary table compares RBMs, the DBN and the DBM: test log-likelihood (nats per image),
    its standard error (test-set spread and AIS combined) and training seconds.
 
-Run: ``python examples/rbm_digits.py`` (about 5 minutes on 2 CPU cores), ``--smoke`` for a
+Run: ``python examples/rbm_digits.py`` (about 16 minutes on 2 busy CPU cores), ``--smoke`` for a
 short check. Writes ``outputs/rbm_digits.json``, ``outputs/rbm_digits.png`` (data and samples)
 and ``outputs/ebm_two_moons.png``.
 """

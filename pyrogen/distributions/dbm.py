@@ -67,8 +67,9 @@ class DeepBoltzmannMachine(EnergyModel):
     lower bound). Train with :class:`~pyrogen.infer.MeanFieldPCD`.
 
     Shapes:
-        ``weights[k]``: ``(*batch, n_l, n_{k+1})``; ``biases[k]``: ``(*batch, n_l)``;
-        values ``(*sample, *batch, n_0)``; hidden states ``[(*, n_1), ..., (*, n_L)]``.
+        weights: entry ``l`` is ``(*batch, n_l, n_{l+1})``.
+        biases: entry ``l`` is ``(*batch, n_l)``.
+        values: ``(*sample, *batch, n_0)``; hidden layer ``l`` is ``(*sample, *batch, n_l)``.
     Args:
         weights: :math:`W_0, \dots, W_{L-1}` (``L >= 2``).
         biases: :math:`b_0, \dots, b_L`.
