@@ -105,19 +105,6 @@ def test_bench_objectives_quick():
 
 
 @pytest.mark.slow
-def test_rbm_digits_smoke(tmp_path):
-    example = load(ROOT / "examples" / "rbm_digits.py")
-    out = example.main(["--smoke", "--out", str(tmp_path)])
-    for name in ("pyrogen CD-1", "pyrogen CD-25", "pyrogen PCD-1", "scikit-learn BernoulliRBM"):
-        assert -64 * math.log(2) - 1 < out[name]["test_ll"] < 0
-    for check in out["ais_check"].values():
-        assert abs(check["difference"]) < 5 * check["stderr"] + 0.05
-    assert math.isfinite(out["ebm_two_moons"]["test_ll"])
-    assert (tmp_path / "rbm_digits.png").stat().st_size > 0
-    assert (tmp_path / "ebm_two_moons.png").stat().st_size > 0
-
-
-@pytest.mark.slow
 def test_gan_eight_gaussians_smoke(tmp_path):
     example = load(ROOT / "examples" / "gan_eight_gaussians.py")
     results = example.main(["--smoke", "--out", str(tmp_path)])

@@ -1,13 +1,21 @@
-"""Distributions for deep generative models: restricted and fully visible Boltzmann machines,
-continuous energy-based models, deep belief nets, annealed importance sampling of their
-partition functions, and MADE and PixelCNN autoregressive distributions."""
+"""Distributions for deep generative models: restricted, fully visible and deep Boltzmann
+machines, continuous energy-based models and the one contract they share
+(:class:`EnergyModel`), deep belief nets, annealed importance sampling of partition
+functions, and MADE and PixelCNN autoregressive distributions."""
 
-from pyrogen.distributions.annealing import annealed_importance_sampling, salakhutdinov_schedule
+from pyrogen.distributions.annealing import (
+    AnnealingPath,
+    BipartitePath,
+    annealed_importance_sampling,
+    salakhutdinov_schedule,
+)
 from pyrogen.distributions.autoregressive import MADE, MADENetwork
 from pyrogen.distributions.base import AISEstimate
 from pyrogen.distributions.boltzmann import BoltzmannMachine
+from pyrogen.distributions.dbm import DeepBoltzmannMachine
 from pyrogen.distributions.dbn import DeepBeliefNet
 from pyrogen.distributions.energy import EnergyBasedDistribution
+from pyrogen.distributions.energy_model import EnergyModel
 from pyrogen.distributions.flow import FlowDistribution
 from pyrogen.distributions.pixelcnn import PixelCNN
 from pyrogen.distributions.rbm import BernoulliRBM, GaussianBernoulliRBM
@@ -15,10 +23,14 @@ from pyrogen.distributions.rbm import BernoulliRBM, GaussianBernoulliRBM
 __all__ = [
     "MADE",
     "AISEstimate",
+    "AnnealingPath",
     "BernoulliRBM",
+    "BipartitePath",
     "BoltzmannMachine",
     "DeepBeliefNet",
+    "DeepBoltzmannMachine",
     "EnergyBasedDistribution",
+    "EnergyModel",
     "FlowDistribution",
     "GaussianBernoulliRBM",
     "MADENetwork",

@@ -1,4 +1,5 @@
-"""Annealed importance sampling (AIS) of the partition function of binary energy models."""
+"""Annealed importance sampling (AIS) of partition functions, written once against the
+:class:`AnnealingPath` interface that every energy model provides."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import torch.nn.functional as F
 from pyrogen.distributions.base import AISEstimate
 from pyrogen.util import check_count
 
-__all__ = ["annealed_importance_sampling", "salakhutdinov_schedule"]
+__all__ = [
+    "AnnealingPath",
+    "BipartitePath",
+    "annealed_importance_sampling",
+    "base_rate_bias",
+    "salakhutdinov_schedule",
+]
 
 
 def salakhutdinov_schedule(num_betas: int, like: torch.Tensor) -> torch.Tensor:
@@ -35,72 +42,96 @@ def salakhutdinov_schedule(num_betas: int, like: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def _base_bias(model, data: torch.Tensor | None, base_visible_bias: torch.Tensor | None):
-    like = model._params()[0]
-    n = model.event_shape[0]
-    if base_visible_bias is not None:
-        return torch.as_tensor(base_visible_bias, dtype=like.dtype, device=like.device).expand(
-            (*model.batch_shape, n)
-        )
+def base_rate_bias(
+    data: torch.Tensor | None,
+    base_bias: torch.Tensor | None,
+    shape: torch.Size,
+    like: torch.Tensor,
+) -> torch.Tensor:
+    """Biases :math:`b_A` of an independent-Bernoulli AIS base model, shape ``shape``:
+    ``base_bias`` if given, else the logits of ``data``'s mean activations (the base-rate model
+    of Salakhutdinov and Murray 2008, clamped to [0.001, 0.999]), else zeros."""
+    n = shape[-1]
+    if base_bias is not None:
+        return torch.as_tensor(base_bias, dtype=like.dtype, device=like.device).expand(shape)
     if data is not None:
         mean = data.reshape(-1, n).to(like).mean(0).clamp(1e-3, 1 - 1e-3)
-        return torch.logit(mean).expand((*model.batch_shape, n))
-    return like.new_zeros((*model.batch_shape, n))
+        return torch.logit(mean).expand(shape)
+    return like.new_zeros(shape)
 
 
-class RBMPath:
-    """Annealing path of Salakhutdinov and Murray (2008) for a Bernoulli RBM: from the
-    independent-visible base model with biases ``b_A`` (hidden units free) to the RBM,
-    :math:`\\log f_\\beta(v) = (1-\\beta) b_A^\\top v + \\beta b^\\top v + \\sum_j
-    \\operatorname{softplus}(\\beta (c_j + (v^\\top W)_j))`, with block Gibbs transitions."""
+class AnnealingPath:
+    r"""The interface AIS needs: a chain of unnormalized densities :math:`f_\beta`,
+    :math:`\beta \in [0, 1]`, from a base with known normalizer (:math:`\beta = 0`) to the
+    model (:math:`\beta = 1`), and a Markov kernel leaving each :math:`f_\beta` invariant.
 
-    def __init__(self, rbm, base_bias: torch.Tensor) -> None:
-        self.rbm, self.base_bias = rbm, base_bias
+    Every energy model returns one from ``annealing_path``; states ``x`` are whatever the path
+    anneals over (visible units, or the even layers of a layered model).
+
+    Shapes:
+        ``sample_base(num_chains)``: ``(num_chains, *batch, *state)``;
+        ``log_f(x, beta)``: ``(num_chains, *batch)``; ``base_log_partition()``: ``batch``.
+    """
 
     def base_log_partition(self) -> torch.Tensor:
-        return F.softplus(self.base_bias).sum(-1) + self.rbm.n_hidden * math.log(2.0)
+        r""":math:`\log Z_0` of :math:`f_0`, nats."""
+        raise NotImplementedError
+
+    def sample_base(self, num_chains: int) -> torch.Tensor:
+        """Exact draws from :math:`f_0 / Z_0`."""
+        raise NotImplementedError
+
+    def log_f(self, x: torch.Tensor, beta) -> torch.Tensor:
+        r""":math:`\log f_\beta(x)`, nats."""
+        raise NotImplementedError
+
+    def transition(self, x: torch.Tensor, beta) -> torch.Tensor:
+        r"""One Markov step leaving :math:`f_\beta` invariant."""
+        raise NotImplementedError
+
+
+class BipartitePath(AnnealingPath):
+    r"""Annealing path of a binary model whose units split into two groups, ``even`` and
+    ``odd``, with no connections inside a group (an RBM: visible / hidden; a deep Boltzmann
+    machine: even / odd layers). The odd units are summed out analytically:
+
+    .. math::
+        \log f_\beta(x) = (1-\beta)\, b_A^\top x + \beta\, b_e^\top x +
+        \sum_j \operatorname{softplus}\big(\beta\, (b_o + \text{odd_input}(x))_j\big),
+
+    where :math:`x` are the even units; :math:`\beta = 0` is independent Bernoullis with
+    biases :math:`b_A` on the even units and uniform odd units, :math:`\beta = 1` the model's
+    marginal of the even units (Salakhutdinov and Murray 2008; Salakhutdinov and Hinton 2009).
+    The kernel is one block-Gibbs sweep: odd units given even, then even given odd.
+
+    Args:
+        base_bias: :math:`b_A`, ``(*batch, n_even)``.
+        even_bias, odd_bias: :math:`b_e` ``(*batch, n_even)``, :math:`b_o` ``(*batch, n_odd)``.
+        odd_input: even states ``(..., n_even)`` -> input to the odd units ``(..., n_odd)``.
+        even_input: odd states -> input to the even units.
+    """
+
+    def __init__(self, base_bias, even_bias, odd_bias, odd_input, even_input) -> None:
+        self.base_bias, self.even_bias, self.odd_bias = base_bias, even_bias, odd_bias
+        self.odd_input, self.even_input = odd_input, even_input
+
+    def base_log_partition(self) -> torch.Tensor:
+        n_odd = self.odd_bias.shape[-1]
+        return F.softplus(self.base_bias).sum(-1) + n_odd * math.log(2.0)
 
     def sample_base(self, num_chains: int) -> torch.Tensor:
         probs = torch.sigmoid(self.base_bias).expand((num_chains, *self.base_bias.shape))
         return torch.bernoulli(probs)
 
-    def log_f(self, v: torch.Tensor, beta) -> torch.Tensor:
-        rbm = self.rbm
-        linear = ((1 - beta) * self.base_bias + beta * rbm.visible_bias) * v
-        return linear.sum(-1) + F.softplus(beta * (rbm.hidden_bias + rbm._visible_input(v))).sum(-1)
+    def log_f(self, x: torch.Tensor, beta) -> torch.Tensor:
+        linear = ((1 - beta) * self.base_bias + beta * self.even_bias) * x
+        odd = F.softplus(beta * (self.odd_bias + self.odd_input(x)))
+        return linear.sum(-1) + odd.sum(-1)
 
-    def transition(self, v: torch.Tensor, beta) -> torch.Tensor:
-        rbm = self.rbm
-        h = torch.bernoulli(torch.sigmoid(beta * (rbm.hidden_bias + rbm._visible_input(v))))
-        logits = (1 - beta) * self.base_bias + beta * (rbm.visible_bias + rbm._hidden_input(h))
-        return torch.bernoulli(torch.sigmoid(logits))
-
-
-class BoltzmannPath:
-    """Geometric path from independent units with biases ``b_A`` to a Boltzmann machine:
-    :math:`\\log f_\\beta(y) = (1-\\beta) b_A^\\top y - \\beta E(y)`, Gibbs-sweep transitions."""
-
-    def __init__(self, bm, base_bias: torch.Tensor) -> None:
-        self.bm, self.base_bias = bm, base_bias
-
-    def base_log_partition(self) -> torch.Tensor:
-        return F.softplus(self.base_bias).sum(-1)
-
-    def sample_base(self, num_chains: int) -> torch.Tensor:
-        probs = torch.sigmoid(self.base_bias).expand((num_chains, *self.base_bias.shape))
-        return torch.bernoulli(probs)
-
-    def log_f(self, y: torch.Tensor, beta) -> torch.Tensor:
-        return (1 - beta) * (self.base_bias * y).sum(-1) - beta * self.bm.energy(y)
-
-    def transition(self, y: torch.Tensor, beta) -> torch.Tensor:
-        bm = self.bm
-        y = y.clone()
-        for i in range(bm.num_units):
-            field = bm.bias[..., i] + (bm.weight[..., i, :] * y).sum(-1)
-            logits = (1 - beta) * self.base_bias[..., i] + beta * field
-            y[..., i] = torch.bernoulli(torch.sigmoid(logits))
-        return y
+    def transition(self, x: torch.Tensor, beta) -> torch.Tensor:
+        h = torch.bernoulli(torch.sigmoid(beta * (self.odd_bias + self.odd_input(x))))
+        logits = (1 - beta) * self.base_bias + beta * (self.even_bias + self.even_input(h))
+        return torch.bernoulli(torch.sigmoid(logits).expand(x.shape))
 
 
 @torch.no_grad()
@@ -112,12 +143,13 @@ def annealed_importance_sampling(
     data: torch.Tensor | None = None,
     base_visible_bias: torch.Tensor | None = None,
 ) -> AISEstimate:
-    r"""Estimate :math:`\log Z` of a binary energy model by annealed importance sampling.
+    r"""Estimate :math:`\log Z` of an energy model by annealed importance sampling.
 
     What it computes (Neal 2001): ``num_chains`` independent chains start from a tractable
     base model :math:`p_A` (independent units with biases :math:`b_A`, known :math:`Z_A`) and
-    move through intermediate distributions :math:`f_{\beta_k}` (the path of Salakhutdinov and
-    Murray 2008 for RBMs: base and model terms mixed by :math:`\beta`), one Markov transition
+    move through intermediate distributions :math:`f_{\beta_k}` (the model's
+    ``annealing_path``, an :class:`AnnealingPath`; for RBMs and deep Boltzmann machines the
+    :class:`BipartitePath` of Salakhutdinov and Murray 2008), one Markov transition
     leaving :math:`f_{\beta_k}` invariant per step; the weights
     :math:`\log w = \sum_k \log f_{\beta_k}(x_{k-1}) - \log f_{\beta_{k-1}}(x_{k-1})` give
     :math:`\hat Z = Z_A \cdot \operatorname{mean}(w)`, an unbiased estimate of ``Z``. The
@@ -132,15 +164,16 @@ def annealed_importance_sampling(
         data: ``(N, n)`` visible training data (optional). Returned tensors: ``batch_shape``
         (``log_weights``: ``(num_chains, *batch_shape)``).
     Args:
-        model: a :class:`~pyrogen.distributions.BernoulliRBM` or
-            :class:`~pyrogen.distributions.BoltzmannMachine`.
+        model: an :class:`~pyrogen.distributions.EnergyModel` (anything with
+            ``annealing_path(data=..., base_visible_bias=...)``), or an
+            :class:`AnnealingPath` itself.
         num_chains: independent AIS runs (> 0).
         num_betas: annealing steps (>= 3).
         data: visible data for the base-rate initialization.
         base_visible_bias: explicit base biases :math:`b_A` (overrides ``data``).
     Raises:
         ValueError: ``num_chains < 1`` or ``num_betas < 3``.
-        NotImplementedError: a model without an AIS path (e.g. a Gaussian-Bernoulli RBM).
+        NotImplementedError: a model without an annealing path (a Gaussian-Bernoulli RBM).
     References:
         Neal (2001). Annealed Importance Sampling. https://doi.org/10.1023/A:1008923215028
         Salakhutdinov, Murray (2008). On the Quantitative Analysis of Deep Belief Networks.
@@ -153,17 +186,23 @@ def annealed_importance_sampling(
         True
     """
     check_count(num_chains, "num_chains")
-    path = model._ais_path(_base_bias(model, data, base_visible_bias))
-    betas = salakhutdinov_schedule(num_betas, model._params()[0])
+    if isinstance(model, AnnealingPath):
+        if data is not None or base_visible_bias is not None:
+            raise ValueError("data and base_visible_bias apply to a model, not to a path")
+        path = model
+    else:
+        path = model.annealing_path(data=data, base_visible_bias=base_visible_bias)
+    base_log_z = path.base_log_partition()
+    betas = salakhutdinov_schedule(num_betas, base_log_z)
     x = path.sample_base(num_chains)
-    log_w = torch.zeros(x.shape[:-1], dtype=betas.dtype, device=betas.device)
+    log_w = 0.0
     for k in range(1, len(betas)):
-        log_w += path.log_f(x, betas[k]) - path.log_f(x, betas[k - 1])
+        log_w = log_w + (path.log_f(x, betas[k]) - path.log_f(x, betas[k - 1]))
         if k < len(betas) - 1:
             x = path.transition(x, betas[k])
     lse1 = torch.logsumexp(log_w, 0)
     lse2 = torch.logsumexp(2 * log_w, 0)
-    estimate = path.base_log_partition() + lse1 - math.log(num_chains)
+    estimate = base_log_z + lse1 - math.log(num_chains)
     rel_var = (lse2 - 2 * lse1 + math.log(num_chains)).exp() - 1
     stderr = (rel_var.clamp(min=0) / num_chains).sqrt()
     return AISEstimate(estimate, stderr, log_w)

@@ -9,7 +9,13 @@ from typing import ClassVar
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from pyrogen.distributions.base import discrete_log_prob, discrete_support
+from pyrogen.distributions.base import (
+    check_context,
+    check_expand,
+    conditional_log_prob,
+    discrete_log_prob,
+    discrete_support,
+)
 from pyrogen.nn.networks import MADE as _MADE
 from pyrogen.util import check_count
 
@@ -130,14 +136,19 @@ class MADE(TorchDistribution):
 
     Shapes:
         values: ``(*sample, *batch, D)``; ``context``: ``(*batch, context_dim)``;
-        ``log_prob``: ``(*sample, *batch)``.
+        ``log_prob``: ``broadcast(value.shape[:-1], batch_shape)`` (the value broadcasts
+        against the context, e.g. one image per data point against a context per particle and
+        data point). Integer, boolean or other-precision values are converted to the
+        network's dtype.
     Args:
         network: a :class:`MADENetwork`.
         context: its context, if it has one.
         mask_index: which mask set (``None``: the ensemble over all of them).
     Raises:
-        ValueError: a ``mask_index`` out of range, a missing context; with validation on,
-            values outside ``0..num_categories-1`` or of the wrong shape.
+        ValueError: a ``mask_index`` out of range, a missing, unexpected or misshapen context;
+            values of the wrong shape; with validation on, values outside
+            ``0..num_categories-1``.
+        TypeError: a context whose dtype differs from the network's.
     References:
         Germain, Gregor, Murray, Larochelle (2015). MADE: Masked Autoencoder for Distribution
         Estimation. https://arxiv.org/abs/1502.03509
@@ -166,8 +177,7 @@ class MADE(TorchDistribution):
             raise ValueError(
                 f"mask_index must be in [0, {network.num_masks}) or None, got {mask_index!r}"
             )
-        if network.context_dim and context is None:
-            raise ValueError(f"this MADE needs a context of shape (*batch, {network.context_dim})")
+        context = check_context(context, network.context_dim, network.output.weight, "MADE")
         self.network, self.context, self.mask_index = network, context, mask_index
         batch_shape = context.shape[:-1] if context is not None else torch.Size()
         super().__init__(batch_shape, torch.Size([network.input_dim]), validate_args=validate_args)
@@ -176,32 +186,43 @@ class MADE(TorchDistribution):
     def support(self):
         return discrete_support(self.network.num_categories, 1)
 
+    @property
+    def like(self) -> torch.Tensor:
+        return self.network.output.weight
+
     def expand(self, batch_shape, _instance=None):
+        """The same distribution with batch shape ``batch_shape`` (the context is not copied).
+
+        Raises:
+            ValueError: ``batch_shape`` is not an expansion of ``batch_shape``.
+        """
+        batch_shape = check_expand(self.batch_shape, batch_shape)
         new = self._get_checked_instance(MADE, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.network, new.mask_index = self.network, self.mask_index
-        new.context = (
-            None
-            if self.context is None
-            else self.context.expand(batch_shape + self.context.shape[-1:])
-        )
+        new.network, new.mask_index, new.context = self.network, self.mask_index, self.context
         super(MADE, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
-    def _log_prob_mask(self, x: torch.Tensor, m: int) -> torch.Tensor:
-        logits = self.network(x, self.context, mask_index=m)
+    def _log_prob_mask(self, x: torch.Tensor, context, m: int) -> torch.Tensor:
+        logits = self.network(x, context, mask_index=m)
         return discrete_log_prob(logits, x, self.network.num_categories).sum(-1)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Exact log-probability in nats (one network pass per mask set used)."""
-        if self._validate_args:
-            self._validate_sample(value)
+    def _log_prob(self, value: torch.Tensor, context) -> torch.Tensor:
         if self.mask_index is not None:
-            return self._log_prob_mask(value, self.mask_index)
+            return self._log_prob_mask(value, context, self.mask_index)
         masks = range(self.network.num_masks)
-        stacked = torch.stack([self._log_prob_mask(value, m) for m in masks])
+        stacked = torch.stack([self._log_prob_mask(value, context, m) for m in masks])
         return torch.logsumexp(stacked, 0) - math.log(self.network.num_masks)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Exact log-probability in nats (one network pass per mask set used), shape
+        ``broadcast(value.shape[:-1], batch_shape)``.
+
+        Raises:
+            ValueError: a value of the wrong shape; with validation on, outside the support.
+        """
+        validate = self._validate_sample if self._validate_args else None
+        return conditional_log_prob(self, value, self._log_prob, validate)
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -210,6 +231,8 @@ class MADE(TorchDistribution):
         shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         like = net.output.weight
         x = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        if x.numel() == 0:
+            return x
         if self.mask_index is not None:
             chosen = torch.full(shape[:-1], self.mask_index, device=like.device)
         else:

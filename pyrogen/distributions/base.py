@@ -1,5 +1,5 @@
-"""Shared machinery of pyrogen's energy-based distributions: parameter checks, exact
-enumeration of binary layers, and the honest-normalization contract of ``log_prob``."""
+"""Shared helpers of pyrogen's distributions: parameter and value checks, ``expand`` and
+``log_prob`` shape rules, and exact enumeration of binary and categorical events."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import torch
 
 __all__ = [
     "AISEstimate",
-    "EnergyMixin",
     "all_binary_states",
+    "all_discrete_states",
     "broadcast_params",
+    "check_context",
+    "check_expand",
+    "conditional_log_prob",
     "discrete_log_prob",
     "discrete_support",
     "enumerated_logsumexp",
+    "prepare_value",
     "sample_enumerated",
 ]
 
@@ -150,111 +154,130 @@ def sample_enumerated(
         returns ``sample_shape + batch_shape + (n,)``.
     """
     states = all_binary_states(n, like)
+    if torch.Size(sample_shape).numel() == 0 or torch.Size(batch_shape).numel() == 0:
+        return like.new_zeros((*sample_shape, *batch_shape, n))
     logits = log_f(_batched(states, len(batch_shape))).expand((2**n, *batch_shape))
     logits = logits.movedim(0, -1)
     index = torch.distributions.Categorical(logits=logits).sample(sample_shape)
     return states[index]
 
 
-class EnergyMixin:
-    """``log_prob`` that is normalized or raises; ``log_partition``; ``attach_log_partition``.
+def all_discrete_states(num_categories: int, event_shape: torch.Size, like: torch.Tensor):
+    """Every array of shape ``event_shape`` with values in ``0..num_categories-1``, in
+    lexicographic order of the flattened event (first unit most significant).
 
-    A subclass defines ``free_energy(value)`` (nats), ``_enumerable()``,
-    ``_exact_log_partition()``, ``_params()`` and, for AIS, ``_ais_path(base)``.
+    Shapes:
+        returns ``(num_categories ** n, *event_shape)`` with ``like``'s dtype and device.
     """
+    n = int(torch.Size(event_shape).numel())
+    codes = torch.arange(num_categories**n, device=like.device)
+    powers = num_categories ** torch.arange(n - 1, -1, -1, device=like.device)
+    digits = (codes.unsqueeze(-1) // powers) % num_categories
+    return digits.to(like.dtype).reshape(-1, *event_shape)
 
-    max_enumerable_units = 20
 
-    def _init_energy(self, log_partition: torch.Tensor | None) -> None:
-        self._attached = None
-        self._log_z_cache = None
-        if log_partition is not None:
-            self.attach_log_partition(log_partition)
+def check_expand(old: torch.Size, new) -> torch.Size:
+    """The batch shape ``new`` for :meth:`expand` of a distribution of batch shape ``old``,
+    with the rule of ``torch.Tensor.expand``: ``new`` has at least as many dims, and each of
+    ``old``'s (right-aligned) sizes is 1 or equals ``new``'s.
 
-    def unnormalized_log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """:math:`-F(v)`: the log density up to the constant :math:`-\\log Z` (nats)."""
-        return -self.free_energy(value)
-
-    def attach_log_partition(self, log_partition) -> EnergyMixin:
-        """Use ``log_partition`` (nats, broadcastable to ``batch_shape``; e.g. the
-        ``log_partition`` of an :class:`AISEstimate`) as ``log Z`` in ``log_prob`` when it
-        cannot be enumerated. Returns ``self``.
-
-        Raises:
-            ValueError: a non-finite value or a shape that does not broadcast.
-        """
-        value = torch.as_tensor(log_partition, dtype=self._params()[0].dtype)
-        value = value.to(self._params()[0].device).detach()
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"log_partition must be finite, got {value}")
-        try:
-            value = value.expand(self.batch_shape)
-        except RuntimeError as e:
-            raise ValueError(
-                f"log_partition of shape {tuple(value.shape)} does not broadcast to the batch "
-                f"shape {tuple(self.batch_shape)}"
-            ) from e
-        self._attached = value
-        return self
-
-    def _cache_key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version) for p in self._params())
-
-    def log_partition(self, method: str = "exact", **kwargs):
-        """:math:`\\log Z` in nats.
-
-        Args:
-            method: ``"exact"`` (enumeration, at most ``max_enumerable_units`` units in the
-                enumerated layer; returns a tensor of shape ``batch_shape``) or ``"ais"``
-                (annealed importance sampling; returns an :class:`AISEstimate`; keyword
-                arguments go to :func:`~pyrogen.distributions.annealed_importance_sampling`).
-        Raises:
-            ValueError: an unknown ``method``, or ``"exact"`` on a model too large to enumerate.
-        """
-        if method == "ais":
-            from pyrogen.distributions.annealing import annealed_importance_sampling
-
-            return annealed_importance_sampling(self, **kwargs)
-        if method != "exact":
-            raise ValueError(f"method must be 'exact' or 'ais', got {method!r}")
-        if kwargs:
-            raise TypeError(f"method='exact' takes no options, got {sorted(kwargs)}")
-        if not self._enumerable():
-            raise ValueError(
-                f"{type(self).__name__} is too large for an exact log Z (more than "
-                f"{self.max_enumerable_units} units in the layer to enumerate); use "
-                "method='ais'"
-            )
-        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self._params())
-        key = self._cache_key()
-        if not grad and self._log_z_cache is not None and self._log_z_cache[0] == key:
-            return self._log_z_cache[1]
-        value = self._exact_log_partition()
-        if not grad:
-            self._log_z_cache = (key, value)
-        return value
-
-    def _normalizer(self) -> torch.Tensor:
-        if self._enumerable():
-            return self.log_partition()
-        if self._attached is not None:
-            return self._attached
+    Raises:
+        ValueError: ``new`` is not an expansion of ``old``, e.g. ``(2, 4) -> (2, 2, 1)``.
+    """
+    new = torch.Size(new)
+    ok = len(new) >= len(old) and all(
+        o in (1, n) for o, n in zip(reversed(old), reversed(new), strict=False)
+    )
+    if not ok:
         raise ValueError(
-            f"{type(self).__name__}.log_prob needs log Z, which is too costly to enumerate "
-            f"here (more than {self.max_enumerable_units} units in the smaller layer). "
-            "Estimate it and attach it: `est = d.log_partition(method='ais', num_chains=100, "
-            "num_betas=10000); d.attach_log_partition(est.log_partition)`, or use "
-            "d.unnormalized_log_prob(v) if a constant offset does not matter"
+            f"cannot expand a distribution of batch shape {tuple(old)} to {tuple(new)} (each "
+            "existing size must be 1 or kept, and no dimension may be removed)"
         )
+    return new
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Normalized :math:`\\log p(v) = -F(v) - \\log Z` in nats (see the class docstring for
-        where ``log Z`` comes from). Shape ``(*sample, *batch)``.
 
-        Raises:
-            ValueError: no exact or attached ``log Z``; with validation on, a value outside the
-                support or of the wrong shape.
-        """
-        if self._validate_args:
-            self._validate_sample(value)
-        return -self.free_energy(value) - self._normalizer()
+def prepare_value(
+    value, event_shape: torch.Size, batch_shape: torch.Size, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Size]:
+    """Check a value's shape, convert its dtype to ``like``'s, and return it with the shape of
+    its ``log_prob``: ``broadcast(value.shape[:-event_dim], batch_shape)``.
+
+    Integer, boolean and floating values of another precision are converted to the parameters'
+    dtype (a discrete value is exact in any float dtype); the log-probability has the
+    parameters' dtype.
+
+    Raises:
+        TypeError: ``value`` is not a tensor.
+        ValueError: the rightmost dims differ from ``event_shape``, the batch dims do not
+            broadcast with ``batch_shape``, or ``value`` is on another device.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+    k = len(event_shape)
+    if value.dim() < k or value.shape[value.dim() - k :] != event_shape:
+        raise ValueError(
+            f"value must have shape (*batch, {', '.join(map(str, event_shape))}), got "
+            f"{tuple(value.shape)}"
+        )
+    if value.device != like.device:
+        raise ValueError(f"value is on {value.device} but the parameters are on {like.device}")
+    try:
+        shape = torch.broadcast_shapes(value.shape[: value.dim() - k], batch_shape)
+    except RuntimeError as e:
+        raise ValueError(
+            f"value of shape {tuple(value.shape)} does not broadcast with batch_shape "
+            f"{tuple(batch_shape)} + event_shape {tuple(event_shape)}"
+        ) from e
+    if value.dtype != like.dtype:
+        value = value.to(like.dtype)
+    return value, shape
+
+
+def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
+    """Validate the ``context`` of a conditional distribution: ``None`` exactly when
+    ``context_dim == 0``, else a tensor ``(*batch, context_dim)`` of ``like``'s dtype and device.
+
+    Raises:
+        ValueError: a missing or unexpected context, or a wrong last dim or device.
+        TypeError: a non-tensor, or a dtype other than the network's.
+    """
+    if not context_dim:
+        if context is not None:
+            raise ValueError(f"this {owner} takes no context, got one")
+        return None
+    if context is None:
+        raise ValueError(f"this {owner} needs a context of shape (*batch, {context_dim})")
+    if not isinstance(context, torch.Tensor):
+        raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
+    if context.dim() < 1 or context.shape[-1] != context_dim:
+        raise ValueError(
+            f"context must have shape (*batch, {context_dim}), got {tuple(context.shape)}"
+        )
+    if context.dtype != like.dtype:
+        raise TypeError(
+            f"context has dtype {context.dtype} but the network has dtype {like.dtype}; "
+            f"convert one of them (e.g. context.to({like.dtype}))"
+        )
+    if context.device != like.device:
+        raise ValueError(f"context is on {context.device} but the network is on {like.device}")
+    return context
+
+
+def conditional_log_prob(dist, value, log_prob_fn, validate=None):
+    """``log_prob`` of an autoregressive distribution with an optional ``dist.context``:
+    converts and checks ``value`` (:func:`prepare_value`), calls ``validate(value)`` (the
+    distribution's support check, when validation is on), broadcasts it against
+    the context's batch shape, calls ``log_prob_fn(value, context)`` (shape: their common batch
+    shape) and broadcasts the result to ``broadcast(value batch, batch_shape)``."""
+    k = len(dist.event_shape)
+    value, shape = prepare_value(value, dist.event_shape, dist.batch_shape, dist.like)
+    if shape.numel() == 0:
+        return dist.like.new_zeros(shape)
+    if validate is not None:
+        validate(value)
+    context = dist.context
+    if context is not None:
+        full = torch.broadcast_shapes(value.shape[: value.dim() - k], context.shape[:-1])
+        value = value.expand(full + dist.event_shape)
+        context = context.expand(full + context.shape[-1:])
+    return log_prob_fn(value, context).expand(shape)

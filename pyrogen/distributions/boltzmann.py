@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
-from pyro.distributions import TorchDistribution, constraints
+import torch.nn.functional as F
+from pyro.distributions import constraints
 
-from pyrogen.distributions.base import (
-    EnergyMixin,
-    broadcast_params,
-    enumerated_logsumexp,
-    sample_enumerated,
-)
+from pyrogen.distributions.annealing import AnnealingPath, base_rate_bias
+from pyrogen.distributions.base import broadcast_params, enumerated_logsumexp, sample_enumerated
+from pyrogen.distributions.energy_model import EnergyModel
 from pyrogen.util import check_count
 
 __all__ = ["BoltzmannMachine"]
 
 
-class BoltzmannMachine(EnergyMixin, TorchDistribution):
+class _GeometricPath(AnnealingPath):
+    """Geometric path from independent units with biases ``b_A`` to a Boltzmann machine:
+    :math:`\\log f_\\beta(y) = (1-\\beta) b_A^\\top y - \\beta E(y) / T`, Gibbs-sweep
+    transitions."""
+
+    def __init__(self, bm: BoltzmannMachine, base_bias: torch.Tensor) -> None:
+        self.bm, self.base_bias = bm, base_bias
+
+    def base_log_partition(self) -> torch.Tensor:
+        return F.softplus(self.base_bias).sum(-1)
+
+    def sample_base(self, num_chains: int) -> torch.Tensor:
+        probs = torch.sigmoid(self.base_bias).expand((num_chains, *self.base_bias.shape))
+        return torch.bernoulli(probs)
+
+    def log_f(self, y: torch.Tensor, beta) -> torch.Tensor:
+        return (1 - beta) * (self.base_bias * y).sum(-1) - beta * self.bm.free_energy(y)
+
+    def transition(self, y: torch.Tensor, beta) -> torch.Tensor:
+        return self.bm.gibbs_sweep(y, beta=beta, base_bias=self.base_bias)
+
+
+class BoltzmannMachine(EnergyModel):
     r"""Fully visible Boltzmann machine over binary vectors.
 
     What it computes: with :math:`y \in \{0,1\}^n`, a symmetric weight matrix ``W`` with zero
     diagonal and biases ``b``,
 
     .. math::
-        E(y) = -\tfrac12 y^\top W y - b^\top y, \qquad p(y) = e^{-E(y)} / Z,
+        E(y) = -\tfrac12 y^\top W y - b^\top y, \qquad p(y) = e^{-E(y)/T} / Z,
 
-    ``free_energy`` is :math:`E` itself (no hidden units). ``log Z`` is exact by enumerating
+    at the temperature :math:`T > 0` (default 1); ``free_energy`` is :math:`E(y)/T` (no hidden
+    units), so :math:`Z = \sum_y e^{-E(y)/T}`. ``log Z`` is exact by enumerating
     all :math:`2^n` states when ``n <= 20``, otherwise an attached estimate (see
     :class:`~pyrogen.distributions.BernoulliRBM`). Exact sampling for ``n <= 20``; otherwise
     ``num_gibbs_steps`` sweeps of single-site Gibbs sampling with
-    :math:`p(y_i = 1 \mid y_{-i}) = \sigma(b_i + \sum_j W_{ij} y_j)`, from uniform random
+    :math:`p(y_i = 1 \mid y_{-i}) = \sigma((b_i + \sum_j W_{ij} y_j) / T)`, from uniform random
     states.
 
     Shapes:
@@ -40,11 +62,14 @@ class BoltzmannMachine(EnergyMixin, TorchDistribution):
     Args:
         weight: ``W`` (symmetric, zero diagonal).
         bias: ``b``.
+        temperature: :math:`T`, a finite number > 0 (high: near uniform; low: near the
+            minimum-energy states).
         num_gibbs_steps: Gibbs sweeps per ``sample`` when exact sampling is impossible.
         log_partition: an estimate of ``log Z`` to use when it cannot be enumerated.
         validate_args: validation of values and parameters.
     Raises:
-        ValueError: shapes that disagree, ``num_gibbs_steps < 1``; with validation on, a weight
+        ValueError: shapes that disagree, ``num_gibbs_steps < 1``, a temperature that is not a
+            finite positive number; with validation on, a weight
             that is not symmetric with zero diagonal, or non-binary values.
     References:
         Ackley, Hinton, Sejnowski (1985). A Learning Algorithm for Boltzmann Machines.
@@ -59,13 +84,14 @@ class BoltzmannMachine(EnergyMixin, TorchDistribution):
 
     arg_constraints: ClassVar[dict] = {"weight": constraints.real, "bias": constraints.real}
     support = constraints.independent(constraints.boolean, 1)
-    has_rsample = False
+    has_enumerate_support = True
 
     def __init__(
         self,
         weight: torch.Tensor,
         bias: torch.Tensor,
         *,
+        temperature: float = 1.0,
         num_gibbs_steps: int = 100,
         log_partition: torch.Tensor | None = None,
         validate_args: bool | None = None,
@@ -78,6 +104,14 @@ class BoltzmannMachine(EnergyMixin, TorchDistribution):
         )
         self.weight, self.bias = params["weight"], params["bias"]
         self.num_gibbs_steps = check_count(num_gibbs_steps, "num_gibbs_steps")
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        self.temperature = float(temperature)
         super().__init__(batch_shape, torch.Size([n]), validate_args=validate_args)
         if self._validate_args:
             w = self.weight
@@ -85,40 +119,56 @@ class BoltzmannMachine(EnergyMixin, TorchDistribution):
                 raise ValueError("weight must be symmetric (W == W^T)")
             if bool((torch.diagonal(w, dim1=-2, dim2=-1) != 0).any()):
                 raise ValueError("weight must have a zero diagonal")
-        self._init_energy(log_partition)
+        if log_partition is not None:
+            self.attach_log_partition(log_partition)
 
     @property
     def num_units(self) -> int:
         return self.bias.shape[-1]
 
-    def _params(self) -> tuple[torch.Tensor, ...]:
-        return (self.weight, self.bias)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(BoltzmannMachine, _instance)
-        batch_shape = torch.Size(batch_shape)
-        torch.broadcast_shapes(batch_shape, self.batch_shape)
-        new.weight, new.bias = self.weight, self.bias  # unexpanded: every method broadcasts
-        new.num_gibbs_steps = self.num_gibbs_steps
-        super(BoltzmannMachine, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._init_energy(None if self._attached is None else self._attached.expand(batch_shape))
-        new._validate_args = self._validate_args
-        return new
+    @property
+    def like(self) -> torch.Tensor:
+        return self.weight
 
     def energy(self, y: torch.Tensor) -> torch.Tensor:
         """:math:`E(y)` in nats, shape ``(*sample, *batch)``."""
+        y = y.to(self.weight.dtype)
         wy = (self.weight @ y.unsqueeze(-1)).squeeze(-1)
         return -0.5 * (y * wy).sum(-1) - (self.bias * y).sum(-1)
 
     def free_energy(self, y: torch.Tensor) -> torch.Tensor:
-        """Equal to :meth:`energy` (a fully visible model has no units to sum out)."""
-        return self.energy(y)
+        """:math:`E(y) / T` in nats (a fully visible model has no units to sum out)."""
+        return self.energy(y) / self.temperature
 
-    def _enumerable(self) -> bool:
+    @property
+    def has_exact_log_partition(self) -> bool:
         return self.num_units <= self.max_enumerable_units
 
-    def _exact_log_partition(self) -> torch.Tensor:
-        return enumerated_logsumexp(lambda y: -self.energy(y), self.num_units, self.weight)
+    def exact_log_partition(self) -> torch.Tensor:
+        """:math:`\\log Z` by enumerating the :math:`2^n` states.
+
+        Raises:
+            ValueError: ``n > max_enumerable_units``.
+        """
+        if not self.has_exact_log_partition:
+            raise ValueError(
+                f"a BoltzmannMachine of {self.num_units} units is too large for an exact log Z "
+                f"(at most {self.max_enumerable_units}); use log_partition(method='ais')"
+            )
+        return enumerated_logsumexp(lambda y: -self.free_energy(y), self.num_units, self.weight)
+
+    def gibbs_sweep(self, y: torch.Tensor, *, beta=1.0, base_bias=None) -> torch.Tensor:
+        """One sweep of single-site Gibbs updates (units in order) leaving
+        :math:`p_\\beta(y) \\propto e^{(1-\\beta) b_A^\\top y - \\beta E(y)/T}` invariant
+        (``beta=1``: the model). Shapes: ``y``, returns: ``(*sample, *batch, n)``."""
+        y = y.clone()
+        for i in range(self.num_units):
+            field = (self.bias[..., i] + (self.weight[..., i, :] * y).sum(-1)) / self.temperature
+            logits = beta * field
+            if base_bias is not None:
+                logits = logits + (1 - beta) * base_bias[..., i]
+            y[..., i] = torch.bernoulli(torch.sigmoid(logits))
+        return y
 
     def markov_chain(self, value: torch.Tensor, num_steps: int) -> torch.Tensor:
         """``num_steps`` sweeps of single-site Gibbs sampling (units in order) from ``value``.
@@ -127,12 +177,11 @@ class BoltzmannMachine(EnergyMixin, TorchDistribution):
             value, returns: ``(*sample, *batch, n)``.
         """
         check_count(num_steps, "num_steps", minimum=0)
-        y = value.detach().clone()
+        y = value.detach().to(self.like.dtype)
+        y = y.expand(torch.broadcast_shapes(y.shape, (*self.batch_shape, self.num_units)))
         with torch.no_grad():
             for _ in range(num_steps):
-                for i in range(self.num_units):
-                    logits = self.bias[..., i] + (self.weight[..., i, :] * y).sum(-1)
-                    y[..., i] = torch.bernoulli(torch.sigmoid(logits))
+                y = self.gibbs_sweep(y)
         return y
 
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -143,16 +192,19 @@ class BoltzmannMachine(EnergyMixin, TorchDistribution):
         """
         shape = torch.Size(sample_shape)
         with torch.no_grad():
-            if self._enumerable():
+            if self.has_exact_log_partition:
                 return sample_enumerated(
-                    lambda y: -self.energy(y), self.num_units, shape, self.batch_shape, self.bias
+                    self.unnormalized_log_prob, self.num_units, shape, self.batch_shape, self.bias
                 )
             init = torch.bernoulli(
                 self.bias.new_full(shape + self.batch_shape + self.event_shape, 0.5)
             )
             return self.markov_chain(init, self.num_gibbs_steps)
 
-    def _ais_path(self, base_visible_bias: torch.Tensor | None):
-        from pyrogen.distributions.annealing import BoltzmannPath
-
-        return BoltzmannPath(self, base_visible_bias)
+    def annealing_path(self, *, data=None, base_visible_bias=None) -> AnnealingPath:
+        """Geometric path from independent units with biases :math:`b_A`
+        (``base_visible_bias``, else the base rate of ``data``, else 0) to the model:
+        :math:`\\log f_\\beta(y) = (1-\\beta) b_A^\\top y - \\beta E(y)/T`, with
+        :meth:`gibbs_sweep` transitions."""
+        shape = torch.Size((*self.batch_shape, self.num_units))
+        return _GeometricPath(self, base_rate_bias(data, base_visible_bias, shape, self.weight))

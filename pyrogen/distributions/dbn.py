@@ -59,8 +59,9 @@ class DeepBeliefNet:
 
     def propagate_up(self, v: torch.Tensor, *, sample: bool = False) -> list[torch.Tensor]:
         """Activations of every layer for data ``v``: ``[v, h1, h2, ...]`` (mean activations
-        :math:`p(h = 1 \\mid \\text{below})`, or binary draws with ``sample=True``)."""
-        out = [v]
+        :math:`p(h = 1 \\mid \\text{below})`, or binary draws with ``sample=True``); integer,
+        boolean or other-precision ``v`` is converted to the parameters' dtype."""
+        out = [v.to(self.layers[0].weight.dtype)]
         with torch.no_grad():
             for layer in self.layers:
                 probs = layer.hidden_given_visible(out[-1]).base_dist.probs

@@ -3,18 +3,84 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-from pyro.distributions import TorchDistribution, constraints
+from pyro.distributions import constraints
 from torch import nn
 
+from pyrogen.distributions.annealing import AnnealingPath
+from pyrogen.distributions.energy_model import EnergyModel
 from pyrogen.util import check_count
 
 __all__ = ["EnergyBasedDistribution"]
 
 
-class EnergyBasedDistribution(TorchDistribution):
+def _value_and_grad(energy: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        e = energy(x)
+        (g,) = torch.autograd.grad(e.sum(), x)
+    return e.detach(), g
+
+
+def langevin(
+    energy: Callable, x: torch.Tensor, num_steps: int, step_size: float, adjusted: bool, k: int
+) -> torch.Tensor:
+    """``num_steps`` ULA (or MALA) steps on ``energy`` from ``x``; ``k`` event dims."""
+    eps = step_size
+    x = x.detach()
+    e, g = _value_and_grad(energy, x)
+    dims = tuple(range(-k, 0))
+    for _ in range(num_steps):
+        proposal = x - eps * g + math.sqrt(2 * eps) * torch.randn_like(x)
+        e_new, g_new = _value_and_grad(energy, proposal)
+        if not adjusted:
+            x, e, g = proposal, e_new, g_new
+            continue
+        forward = ((proposal - x + eps * g) ** 2).sum(dims) / (4 * eps)
+        backward = ((x - proposal + eps * g_new) ** 2).sum(dims) / (4 * eps)
+        log_accept = (e - e_new) - backward + forward
+        accept = torch.rand_like(log_accept).log() < log_accept
+        mask = accept.reshape(accept.shape + (1,) * k)
+        x = torch.where(mask, proposal, x)
+        e = torch.where(accept, e_new, e)
+        g = torch.where(mask, g_new, g)
+    return x.detach()
+
+
+class _GaussianPath(AnnealingPath):
+    """From :math:`\\mathcal N(0, s^2 I)` to the EBM: :math:`\\log f_\\beta(x) =
+    -(1-\\beta) |x|^2 / (2 s^2) - \\beta E(x)`, one MALA step per transition."""
+
+    def __init__(self, ebm: EnergyBasedDistribution) -> None:
+        self.ebm, self.s = ebm, ebm.init_scale
+
+    def base_log_partition(self) -> torch.Tensor:
+        d = self.ebm.event_shape.numel()
+        like = self.ebm.like
+        value = 0.5 * d * math.log(2 * math.pi * self.s**2)
+        return torch.full(self.ebm.batch_shape, value, dtype=like.dtype, device=like.device)
+
+    def sample_base(self, num_chains: int) -> torch.Tensor:
+        shape = (num_chains, *self.ebm.batch_shape, *self.ebm.event_shape)
+        like = self.ebm.like
+        return self.s * torch.randn(shape, dtype=like.dtype, device=like.device)
+
+    def _energy(self, beta) -> Callable:
+        dims = tuple(range(-len(self.ebm.event_shape), 0))
+        return lambda x: (1 - beta) * (x**2).sum(dims) / (2 * self.s**2) + beta * self.ebm.energy(x)
+
+    def log_f(self, x: torch.Tensor, beta) -> torch.Tensor:
+        return -self._energy(beta)(x)
+
+    def transition(self, x: torch.Tensor, beta) -> torch.Tensor:
+        k = len(self.ebm.event_shape)
+        return langevin(self._energy(beta), x, 1, self.ebm.step_size, True, k)
+
+
+class EnergyBasedDistribution(EnergyModel):
     r"""A continuous distribution :math:`p(x) = e^{-E_\theta(x)} / Z` defined by any energy
     network, sampled by Langevin dynamics.
 
@@ -30,11 +96,14 @@ class EnergyBasedDistribution(TorchDistribution):
     q(x' \mid x)})`, which makes ``p`` exactly invariant. ULA is biased by :math:`O(\epsilon)`;
     both need enough steps to mix (the defaults suit energies whose modes are a few units
     apart at unit scale, like the toy densities in :mod:`pyrogen.datasets`). ``log_prob`` needs
-    ``log Z``: pass or attach an estimate (e.g. by quadrature in 2-D); otherwise it raises.
+    ``log Z``: pass it (``log_partition=``) or attach an estimate with
+    :meth:`attach_log_partition` (e.g. by quadrature in 2-D, or
+    ``log_partition(method="ais")``, which anneals from :math:`\mathcal N(0,
+    \text{init_scale}^2 I)` with one MALA step per temperature); otherwise it raises.
 
     Shapes:
         ``energy_fn``: ``(*batch, *event_shape) -> (*batch,)``.
-        Values: ``(*sample, *event_shape)`` (``batch_shape`` is ``()``).
+        Values: ``(*sample, *batch, *event_shape)`` (``batch_shape`` is ``()`` unless expanded).
     Args:
         energy_fn: an ``nn.Module`` (or callable) returning the energy in nats.
         event_shape: the shape of one draw, e.g. ``(2,)``.
@@ -84,17 +153,26 @@ class EnergyBasedDistribution(TorchDistribution):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         self.step_size, self.init_scale = float(step_size), float(init_scale)
         self.adjusted = bool(adjusted)
-        self.log_partition_value = log_partition
         event_shape = torch.Size(event_shape)
         if len(event_shape) != 1:
             self.support = constraints.independent(constraints.real, len(event_shape))
-        super().__init__(torch.Size(), event_shape, validate_args=validate_args)
+        super().__init__(
+            torch.Size(), event_shape, log_partition=log_partition, validate_args=validate_args
+        )
 
-    def _like(self) -> torch.Tensor:
+    @property
+    def like(self) -> torch.Tensor:
+        """The energy network's first parameter (dtype and device), else an empty default."""
         if isinstance(self.energy_fn, nn.Module):
             for p in self.energy_fn.parameters():
                 return p
         return torch.empty(())
+
+    @property
+    def log_partition_value(self) -> float | None:
+        """The attached ``log Z`` as a number (``None`` if none)."""
+        z = self.attached_log_partition
+        return None if z is None else float(z.reshape(-1)[0]) if z.numel() else None
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`E(x)` in nats, shape ``(*sample,)``.
@@ -110,36 +188,21 @@ class EnergyBasedDistribution(TorchDistribution):
             )
         return e
 
-    def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`-E(x)` (nats, up to :math:`-\\log Z`)."""
-        return -self.energy(x)
-
     def free_energy(self, x: torch.Tensor) -> torch.Tensor:
         """Equal to :meth:`energy` (no latent units)."""
         return self.energy(x)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`-E(x) - \\log Z` with the ``log_partition`` given at construction.
+    def annealing_path(self, *, data=None, base_visible_bias=None) -> AnnealingPath:
+        """Path from :math:`\\mathcal N(0, \\text{init_scale}^2 I)` to the model,
+        :math:`\\log f_\\beta = -(1-\\beta) |x|^2/(2 s^2) - \\beta E(x)`, one MALA step
+        (``step_size``) per temperature.
 
         Raises:
-            ValueError: no ``log_partition`` was given.
+            ValueError: ``data`` or ``base_visible_bias`` (binary-model options) given.
         """
-        if self.log_partition_value is None:
-            raise ValueError(
-                "EnergyBasedDistribution.log_prob needs log Z: pass log_partition= (e.g. from "
-                "numerical integration on a grid in low dimension), or use "
-                "unnormalized_log_prob(x) if a constant offset does not matter"
-            )
-        if self._validate_args:
-            self._validate_sample(x)
-        return -self.energy(x) - self.log_partition_value
-
-    def _grad_energy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            e = self.energy(x)
-            (g,) = torch.autograd.grad(e.sum(), x)
-        return e.detach(), g
+        if data is not None or base_visible_bias is not None:
+            raise ValueError("data and base_visible_bias apply to binary models only")
+        return _GaussianPath(self)
 
     def markov_chain(self, value: torch.Tensor, num_steps: int) -> torch.Tensor:
         """Run ``num_steps`` Langevin steps (ULA, or MALA if ``adjusted``) from ``value``.
@@ -148,33 +211,16 @@ class EnergyBasedDistribution(TorchDistribution):
             value, returns: ``(*sample, *event_shape)``. No gradient flows to the parameters.
         """
         check_count(num_steps, "num_steps", minimum=0)
-        eps = self.step_size
-        x = value.detach()
-        e, g = self._grad_energy(x)
-        event_dims = tuple(range(-len(self.event_shape), 0))
-        for _ in range(num_steps):
-            proposal = x - eps * g + math.sqrt(2 * eps) * torch.randn_like(x)
-            e_new, g_new = self._grad_energy(proposal)
-            if not self.adjusted:
-                x, e, g = proposal, e_new, g_new
-                continue
-            forward = ((proposal - x + eps * g) ** 2).sum(event_dims) / (4 * eps)
-            backward = ((x - proposal + eps * g_new) ** 2).sum(event_dims) / (4 * eps)
-            log_accept = (e - e_new) - backward + forward
-            accept = torch.rand_like(log_accept).log() < log_accept
-            mask = accept.reshape(accept.shape + (1,) * len(self.event_shape))
-            x = torch.where(mask, proposal, x)
-            e = torch.where(accept, e_new, e)
-            g = torch.where(mask, g_new, g)
-        return x.detach()
+        k = len(self.event_shape)
+        return langevin(self.energy, value, num_steps, self.step_size, self.adjusted, k)
 
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
         """``num_steps`` Langevin steps from :math:`\\mathcal N(0, \\text{init_scale}^2 I)`.
 
         Shapes:
-            returns ``sample_shape + event_shape``.
+            returns ``sample_shape + batch_shape + event_shape``.
         """
-        like = self._like()
-        shape = torch.Size(sample_shape) + self.event_shape
+        like = self.like
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         init = self.init_scale * torch.randn(shape, dtype=like.dtype, device=like.device)
         return self.markov_chain(init, self.num_steps)

@@ -7,7 +7,13 @@ from typing import ClassVar
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from pyrogen.distributions.base import discrete_log_prob, discrete_support
+from pyrogen.distributions.base import (
+    check_context,
+    check_expand,
+    conditional_log_prob,
+    discrete_log_prob,
+    discrete_support,
+)
 from pyrogen.nn.masked_conv import PixelCNNNetwork
 
 __all__ = ["PixelCNN"]
@@ -25,15 +31,18 @@ class PixelCNN(TorchDistribution):
 
     Shapes:
         values: ``(*sample, *batch, C, H, W)``; ``context``: ``(*batch, context_dim)``;
-        ``log_prob``: ``(*sample, *batch)``.
+        ``log_prob``: ``broadcast(value.shape[:-3], batch_shape)`` (the value broadcasts
+        against the context, as for a VAE decoder under vectorized particles). Integer, boolean
+        or other-precision values are converted to the network's dtype.
     Args:
         network: a :class:`~pyrogen.nn.PixelCNNNetwork`.
         image_shape: ``(C, H, W)`` with ``C`` the network's ``data_channels``.
         context: the conditioning vectors, if the network takes them.
     Raises:
-        ValueError: an ``image_shape`` whose channels disagree with the network, a missing
-            context; with validation on, values outside ``0..num_categories-1`` or of the
-            wrong shape.
+        ValueError: an ``image_shape`` whose channels disagree with the network, a missing,
+            unexpected or misshapen context, values of the wrong shape; with validation on,
+            values outside ``0..num_categories-1``.
+        TypeError: a context whose dtype differs from the network's.
     References:
         van den Oord, Kalchbrenner, Kavukcuoglu (2016). Pixel Recurrent Neural Networks.
         https://arxiv.org/abs/1601.06759
@@ -65,10 +74,7 @@ class PixelCNN(TorchDistribution):
             raise ValueError(
                 f"image_shape must be ({network.data_channels}, H, W), got {tuple(image_shape)}"
             )
-        if network.context_dim and context is None:
-            raise ValueError(
-                f"this PixelCNN needs a context of shape (*batch, {network.context_dim})"
-            )
+        context = check_context(context, network.context_dim, network.out.weight, "PixelCNN")
         self.network, self.context = network, context
         batch_shape = context.shape[:-1] if context is not None else torch.Size()
         super().__init__(batch_shape, image_shape, validate_args=validate_args)
@@ -77,25 +83,36 @@ class PixelCNN(TorchDistribution):
     def support(self):
         return discrete_support(self.network.num_categories, 3)
 
+    @property
+    def like(self) -> torch.Tensor:
+        return self.network.out.weight
+
     def expand(self, batch_shape, _instance=None):
+        """The same distribution with batch shape ``batch_shape`` (the context is not copied).
+
+        Raises:
+            ValueError: ``batch_shape`` is not an expansion of ``batch_shape``.
+        """
+        batch_shape = check_expand(self.batch_shape, batch_shape)
         new = self._get_checked_instance(PixelCNN, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.network = self.network
-        new.context = (
-            None
-            if self.context is None
-            else self.context.expand(batch_shape + self.context.shape[-1:])
-        )
+        new.network, new.context = self.network, self.context
         super(PixelCNN, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Exact :math:`\\log p(x)` in nats (one network pass)."""
-        if self._validate_args:
-            self._validate_sample(value)
-        logits = self.network(value, self.context)
+    def _log_prob(self, value: torch.Tensor, context) -> torch.Tensor:
+        logits = self.network(value, context)
         return discrete_log_prob(logits, value, self.network.num_categories).sum((-3, -2, -1))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Exact :math:`\\log p(x)` in nats (one network pass), shape
+        ``broadcast(value.shape[:-3], batch_shape)``.
+
+        Raises:
+            ValueError: a value of the wrong shape; with validation on, outside the support.
+        """
+        validate = self._validate_sample if self._validate_args else None
+        return conditional_log_prob(self, value, self._log_prob, validate)
 
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
@@ -103,6 +120,8 @@ class PixelCNN(TorchDistribution):
         shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         like = self.network.out.weight
         x = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        if x.numel() == 0:
+            return x
         c, h, w = self.event_shape
         for i in range(h):
             for j in range(w):

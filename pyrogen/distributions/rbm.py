@@ -7,20 +7,25 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pyro.distributions import Bernoulli, Normal, TorchDistribution, constraints
+from pyro.distributions import Bernoulli, Normal, constraints
 
-from pyrogen.distributions.base import (
-    EnergyMixin,
-    broadcast_params,
-    enumerated_logsumexp,
-    sample_enumerated,
-)
+from pyrogen.distributions.annealing import BipartitePath, base_rate_bias
+from pyrogen.distributions.base import broadcast_params, enumerated_logsumexp, sample_enumerated
+from pyrogen.distributions.energy_model import EnergyModel
 from pyrogen.util import check_count
 
 __all__ = ["BernoulliRBM", "GaussianBernoulliRBM"]
 
 
-class _RBM(EnergyMixin, TorchDistribution):
+def _too_large(model) -> str:
+    return (
+        f"{type(model).__name__} is too large for an exact log Z (more than "
+        f"{model.max_enumerable_units} units in the layer to enumerate); use "
+        "log_partition(method='ais')"
+    )
+
+
+class _RBM(EnergyModel):
     """Shared parts of the two RBMs: shapes, conditionals, block Gibbs, exact enumeration."""
 
     arg_constraints: ClassVar[dict] = {
@@ -59,8 +64,16 @@ class _RBM(EnergyMixin, TorchDistribution):
         for name, value in params.items():
             setattr(self, name, value)
         self.num_gibbs_steps = check_count(num_gibbs_steps, "num_gibbs_steps")
-        super().__init__(batch_shape, torch.Size([n_visible]), validate_args=validate_args)
-        self._init_energy(log_partition)
+        super().__init__(
+            batch_shape,
+            torch.Size([n_visible]),
+            log_partition=log_partition,
+            validate_args=validate_args,
+        )
+
+    @property
+    def like(self) -> torch.Tensor:
+        return self.weight
 
     @property
     def n_visible(self) -> int:
@@ -70,31 +83,16 @@ class _RBM(EnergyMixin, TorchDistribution):
     def n_hidden(self) -> int:
         return self.weight.shape[-1]
 
-    def _params(self) -> tuple[torch.Tensor, ...]:
-        return tuple(getattr(self, k) for k in self.arg_constraints)
-
-    def expand(self, batch_shape, _instance=None):
-        # parameters stay unexpanded (every method broadcasts), so that a plate's expansion
-        # does not copy the weight matrix once per data point
-        new = self._get_checked_instance(type(self), _instance)
-        batch_shape = torch.Size(batch_shape)
-        torch.broadcast_shapes(batch_shape, self.batch_shape)
-        for name in self.arg_constraints:
-            setattr(new, name, getattr(self, name))
-        new.num_gibbs_steps = self.num_gibbs_steps
-        super(_RBM, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._init_energy(None if self._attached is None else self._attached.expand(batch_shape))
-        new._validate_args = self._validate_args
-        return new
-
     def _visible_input(self, v: torch.Tensor) -> torch.Tensor:
         """The visible units' input to the hidden layer, ``v^T W`` (Gaussian: ``(v/sigma)^T W``)."""
+        v = v.to(self.weight.dtype)
         if self.weight.dim() == 2:
             return v @ self.weight
         return (v.unsqueeze(-2) @ self.weight).squeeze(-2)
 
     def _hidden_input(self, h: torch.Tensor) -> torch.Tensor:
         """``W h``, shape ``(*, n_visible)``."""
+        h = h.to(self.weight.dtype)
         if self.weight.dim() == 2:
             return h @ self.weight.T
         return (self.weight @ h.unsqueeze(-1)).squeeze(-1)
@@ -124,7 +122,7 @@ class _RBM(EnergyMixin, TorchDistribution):
     def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _exact_log_partition(self) -> torch.Tensor:
+    def _log_partition_by_hidden(self) -> torch.Tensor:
         return enumerated_logsumexp(
             self._log_marginal_hidden, self.n_hidden, self.weight, extra=self._log_z_constant()
         )
@@ -141,6 +139,8 @@ class _RBM(EnergyMixin, TorchDistribution):
             returns ``sample_shape + batch_shape + (n_visible,)``.
         """
         shape = torch.Size(sample_shape)
+        if (shape + self.batch_shape).numel() == 0:
+            return self.like.new_zeros(shape + self.batch_shape + self.event_shape)
         with torch.no_grad():
             if self._enumerate_hidden_ok():
                 h = sample_enumerated(
@@ -164,7 +164,7 @@ class BernoulliRBM(_RBM):
     \operatorname{softplus}(b_i + (W h)_i))` (or the same sum over ``v``). ``log_prob`` is the
     normalized :math:`-F(v) - \log Z` in nats: ``log Z`` is exact when the smaller layer has at
     most ``max_enumerable_units`` (20) units (the enumeration costs :math:`2^{\min(V, H)}`
-    passes, cached until a parameter changes); otherwise it is the estimate attached with
+    passes, recomputed on every call); otherwise it is the estimate attached with
     :meth:`attach_log_partition` (e.g. ``rbm.log_partition(method="ais")``), and without one
     ``log_prob`` raises instead of returning an unnormalized value. Conditionals are
     :math:`p(h_j = 1 \mid v) = \sigma(c_j + (v^\top W)_j)` and :math:`p(v_i = 1 \mid h) =
@@ -197,6 +197,7 @@ class BernoulliRBM(_RBM):
     """
 
     support = constraints.independent(constraints.boolean, 1)
+    has_enumerate_support = True
 
     def __init__(self, weight, visible_bias, hidden_bias, **kwargs) -> None:
         super().__init__(weight, visible_bias, hidden_bias, **kwargs)
@@ -224,16 +225,27 @@ class BernoulliRBM(_RBM):
             self.visible_bias + self._hidden_input(h)
         ).sum(-1)
 
-    def _exact_log_partition(self) -> torch.Tensor:
-        if self.n_hidden <= self.n_visible:
-            return super()._exact_log_partition()
-        return enumerated_logsumexp(lambda v: -self.free_energy(v), self.n_visible, self.weight)
-
-    def _enumerable(self) -> bool:
+    @property
+    def has_exact_log_partition(self) -> bool:
         return min(self.n_visible, self.n_hidden) <= self.max_enumerable_units
+
+    def exact_log_partition(self) -> torch.Tensor:
+        """:math:`\\log Z` by enumerating the smaller layer (:math:`2^{\\min(V, H)}` states),
+        shape: the parameters' batch shape.
+
+        Raises:
+            ValueError: both layers have more than ``max_enumerable_units`` units.
+        """
+        if not self.has_exact_log_partition:
+            raise ValueError(_too_large(self))
+        if self.n_hidden <= self.n_visible:
+            return self._log_partition_by_hidden()
+        return enumerated_logsumexp(lambda v: -self.free_energy(v), self.n_visible, self.weight)
 
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
+        if (shape + self.batch_shape).numel() == 0:
+            return self.like.new_zeros(shape + self.batch_shape + self.event_shape)
         if not self._enumerate_hidden_ok() and self.n_visible <= self.max_enumerable_units:
             with torch.no_grad():
                 return sample_enumerated(
@@ -249,10 +261,20 @@ class BernoulliRBM(_RBM):
         probs = self.visible_bias.new_full(shape + self.batch_shape + self.event_shape, 0.5)
         return torch.bernoulli(probs)
 
-    def _ais_path(self, base_visible_bias: torch.Tensor | None):
-        from pyrogen.distributions.annealing import RBMPath
-
-        return RBMPath(self, base_visible_bias)
+    def annealing_path(self, *, data=None, base_visible_bias=None) -> BipartitePath:
+        """The path of Salakhutdinov and Murray (2008) from independent visible units with
+        biases :math:`b_A` (``base_visible_bias``, else the base rate of ``data``, else 0; hidden
+        units free) to the RBM, with block-Gibbs transitions (a
+        :class:`~pyrogen.distributions.BipartitePath`, visible = even, hidden = odd)."""
+        shape = (*self.batch_shape, self.n_visible)
+        base = base_rate_bias(data, base_visible_bias, torch.Size(shape), self.weight)
+        return BipartitePath(
+            base,
+            self.visible_bias,
+            self.hidden_bias,
+            self._visible_input,
+            self._hidden_input,
+        )
 
 
 class GaussianBernoulliRBM(_RBM):
@@ -330,8 +352,19 @@ class GaussianBernoulliRBM(_RBM):
     def _log_z_constant(self) -> torch.Tensor:
         return (torch.log(self.scale) + 0.5 * math.log(2 * math.pi)).sum(-1)
 
-    def _enumerable(self) -> bool:
+    @property
+    def has_exact_log_partition(self) -> bool:
         return self.n_hidden <= self.max_enumerable_units
+
+    def exact_log_partition(self) -> torch.Tensor:
+        """:math:`\\log Z` by enumerating the hidden layer (Gaussian integral over ``v``).
+
+        Raises:
+            ValueError: more than ``max_enumerable_units`` hidden units.
+        """
+        if not self.has_exact_log_partition:
+            raise ValueError(_too_large(self))
+        return self._log_partition_by_hidden()
 
     def _random_visible(self, shape: torch.Size) -> torch.Tensor:
         full = shape + self.batch_shape + self.event_shape
@@ -339,8 +372,8 @@ class GaussianBernoulliRBM(_RBM):
             full, dtype=self.scale.dtype, device=self.scale.device
         )
 
-    def _ais_path(self, base_visible_bias: torch.Tensor | None):
+    def annealing_path(self, *, data=None, base_visible_bias=None):
         raise NotImplementedError(
-            "AIS is implemented for BernoulliRBM and BoltzmannMachine; a GaussianBernoulliRBM "
-            "with up to 20 hidden units has an exact log Z"
+            "AIS is implemented for binary models; a GaussianBernoulliRBM with up to 20 hidden "
+            "units has an exact log Z"
         )

@@ -1,12 +1,13 @@
 """Inference: objectives for ``pyro.infer.SVI`` (IWAE, annealed and free-bits ELBOs,
-contrastive divergence, adversarial GAN and AVB training), importance-weighted likelihood
-estimation, and autoguides with flows."""
+contrastive divergence, mean-field training of deep Boltzmann machines, adversarial GAN and
+AVB training), importance-weighted likelihood estimation, and autoguides with flows."""
 
 from pyrogen.infer.adversarial import GAN, gradient_penalty
 from pyrogen.infer.autoguide import AutoFlow
 from pyrogen.infer.avb import AVB
 from pyrogen.infer.checkpoint import load_checkpoint, save_checkpoint
 from pyrogen.infer.contrastive import ContrastiveDivergence, fit_rbm
+from pyrogen.infer.dbm import MeanFieldPCD, pretrain_dbm
 from pyrogen.infer.distributed import (
     DistributedOptim,
     DistributedSVI,
@@ -41,6 +42,7 @@ __all__ = [
     "LinearWarmup",
     "LogLikelihood",
     "LogWeights",
+    "MeanFieldPCD",
     "all_reduce_gradients",
     "broadcast_parameters",
     "fit_rbm",
@@ -50,6 +52,7 @@ __all__ = [
     "kl_terms",
     "load_checkpoint",
     "log_likelihood",
+    "pretrain_dbm",
     "save_checkpoint",
     "synchronize_errors",
 ]

@@ -268,3 +268,20 @@ def test_rbm_on_cuda(device):
     assert rbm.sample((5,)).device.type == device.type
     est = rbm.log_partition(method="ais", num_chains=50, num_betas=300)
     assert est.log_partition.device.type == device.type
+
+
+def test_langevin_ais_log_partition_of_a_gaussian_energy():
+    """AIS from the Gaussian base to E(x) = |x - m|^2 / (2 s^2) recovers log Z = 2 log(sqrt(2
+    pi) s) (MALA transitions on the annealing path)."""
+    m, s = torch.tensor([1.0, -0.5]), 0.7
+    ebm = EnergyBasedDistribution(
+        lambda x: ((x - m) ** 2).sum(-1) / (2 * s**2), (2,), step_size=0.2, init_scale=1.5
+    )
+    est = ebm.log_partition(method="ais", num_chains=200, num_betas=300)
+    exact = 2 * math.log(math.sqrt(2 * math.pi) * s)
+    assert float(est.stderr) < 0.1
+    assert abs(float(est.log_partition) - exact) < 4 * float(est.stderr) + 0.05
+    ebm.attach_log_partition(est.log_partition)
+    assert ebm.log_partition() == est.log_partition
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(ebm.log_prob(x), -ebm.energy(x) - est.log_partition)

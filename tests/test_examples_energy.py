@@ -1,0 +1,39 @@
+"""The energy-model example runs in its smoke mode and its models learn real structure."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIFORM = -64 * math.log(2)  # -44.36 nats: the uniform model over 8x8 binary images
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_rbm_digits_smoke(tmp_path):
+    example = load(ROOT / "examples" / "rbm_digits.py")
+    out = example.main(["--smoke", "--out", str(tmp_path)])
+    # one epoch on 200 images already beats the uniform model by far more than the noise
+    for name in ("pyrogen CD-1", "pyrogen CD-25", "pyrogen PCD-1", "scikit-learn BernoulliRBM"):
+        assert UNIFORM + 10 < out[name]["test_ll"] < 0
+    for check in out["ais_check"].values():
+        assert abs(check["difference"]) < 5 * check["stderr"] + 0.05
+    summary = out["summary"]
+    assert {"DBN 64-100-50 (AIS + bound)", "DBM 64-100-50 (AIS + bound)"} <= set(summary)
+    for row in summary.values():
+        assert UNIFORM + 10 < row["test_ll"] < 0
+        assert 0 < row["se"] < 2 and row["train_seconds"] > 0
+    assert out["dbm"]["log_partition_stderr"] < 1
+    assert math.isfinite(out["ebm_two_moons"]["test_ll"])
+    assert (tmp_path / "rbm_digits.png").stat().st_size > 0
+    assert (tmp_path / "ebm_two_moons.png").stat().st_size > 0
