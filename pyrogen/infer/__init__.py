@@ -14,6 +14,15 @@ from pyrogen.infer.importance import (
     log_likelihood,
 )
 from pyrogen.infer.iwae import IWAE
+from pyrogen.infer.kl import (
+    UnnormalizedDensity,
+    density_model,
+    empty_guide,
+    flow_distribution,
+    flow_guide,
+    sample_and_log_prob,
+    samples_model,
+)
 from pyrogen.infer.schedules import Constant, Cyclical, LinearWarmup
 
 __all__ = [
@@ -30,9 +39,16 @@ __all__ = [
     "LinearWarmup",
     "LogLikelihood",
     "LogWeights",
+    "UnnormalizedDensity",
+    "density_model",
+    "empty_guide",
     "fit_rbm",
+    "flow_distribution",
+    "flow_guide",
     "gradient_penalty",
     "importance_log_weights",
     "kl_terms",
     "log_likelihood",
+    "sample_and_log_prob",
+    "samples_model",
 ]
