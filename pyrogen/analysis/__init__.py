@@ -15,6 +15,7 @@ from pyrogen.analysis.metrics import (
     mode_coverage,
     precision_recall,
 )
+from pyrogen.analysis.ood import ood_auroc, ood_scores
 from pyrogen.analysis.plots import save_image_grid
 from pyrogen.analysis.posterior import (
     PSISDiagnostic,
@@ -41,6 +42,8 @@ __all__ = [
     "kl_diagnostics",
     "kl_per_dimension",
     "mode_coverage",
+    "ood_auroc",
+    "ood_scores",
     "precision_recall",
     "psis_khat",
     "save_image_grid",
