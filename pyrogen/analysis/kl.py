@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyro
 import torch
 
 from pyrogen.analysis.posterior import psis_khat
@@ -117,8 +118,6 @@ def kl_diagnostics(
     ):
         got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples)
         raise ValueError(f"samples must have shape (N, {tuple(event_shape)}), got {got}")
-
-    import pyro
 
     model = density_model(log_density, event_shape)
 
