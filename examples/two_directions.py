@@ -20,8 +20,8 @@ sequential direction: MAF samples in ``D`` network passes per layer (slow for re
 scores data in ``D`` passes (slow for forward KL); the funnel has ``--funnel-dim`` dimensions
 (default 10) so that the cost is visible.
 
-Run: ``python examples/two_directions.py`` (a few minutes on one core); ``--smoke`` runs in
-seconds. Writes ``two_directions.png`` (target and draws of every fit), ``two_directions.json``
+Run: ``python examples/two_directions.py`` (about 5 minutes of CPU time on one core with the
+defaults); ``--smoke`` runs in seconds. Writes ``two_directions.png`` (target and draws of every fit), ``two_directions.json``
 (command line, date, machine, versions, every number) into ``--out``.
 """
 

@@ -47,7 +47,7 @@ def ood_scores(
     Shapes:
         log_likelihood, background_log_likelihood: ``(N,)``.  reference: ``(N_ref,)``.
         returns: ``"log_likelihood"`` and ``"likelihood_ratio"`` ``(N,)``; ``"typicality"``
-        ``(N // M,)`` (a trailing partial batch is dropped).
+            ``(N // M,)`` (a trailing partial batch is dropped).
     Args:
         log_likelihood: per-example log-likelihoods under the model (nats).
         background_log_likelihood: the same examples under the background model.

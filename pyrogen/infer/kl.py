@@ -59,9 +59,9 @@ class UnnormalizedDensity(TorchDistribution):
     shifts the loss and not its gradient. It cannot be sampled: the guide provides the values.
 
     Shapes:
-        value: ``(*sample, *batch_shape, *event_shape)`` -> ``log_prob``
-        ``(*sample, *batch_shape)``; ``log_density`` must map ``(*any, *event_shape)`` to
-        ``(*any,)``.
+        value: ``(*sample, *batch_shape, *event_shape)``.
+        log_prob: ``(*sample, *batch_shape)``.
+        log_density: must map ``(*any, *event_shape)`` to ``(*any,)``.
     Args:
         log_density: callable, the target's log density up to a constant (nats).
         event_shape: shape of one point, e.g. ``(D,)``.
@@ -165,8 +165,8 @@ def sample_and_log_prob(
     pass as long as ``x`` is not copied (``.clone()``, slicing) in between.
 
     Shapes:
-        x: ``(*sample_shape, *batch_shape, *event_shape)``.  log q: ``(*sample_shape,
-        *batch_shape)``, nats.
+        x: ``(*sample_shape, *batch_shape, *event_shape)``.
+        log_q: ``(*sample_shape, *batch_shape)``, nats.
     Raises:
         TypeError: the distribution has no ``rsample``.
     """
