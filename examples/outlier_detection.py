@@ -33,9 +33,9 @@ and the typicality test of Nalisnick et al. (2019) on single images (``M = 1``) 
 of ``M = 10``.
 
 Run: ``OMP_NUM_THREADS=1 python examples/outlier_detection.py`` (about 4 minutes of CPU time
-on one core, 25 minutes of wall time on a busy machine); ``--smoke`` runs in seconds. Writes ``outlier_detection.json`` (every
-AUROC, settings, run time) and ``outlier_detection.png`` (score histograms per set) to
-``--out``.
+on one core, 25 minutes of wall time on a busy machine); ``--smoke`` runs in seconds. Writes
+``outlier_detection.json`` (every AUROC, settings, run time) and ``outlier_detection.png``
+(score histograms per set) to ``--out``.
 """
 
 from __future__ import annotations

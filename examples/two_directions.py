@@ -21,8 +21,9 @@ scores data in ``D`` passes (slow for forward KL); the funnel has ``--funnel-dim
 (default 10) so that the cost is visible.
 
 Run: ``python examples/two_directions.py`` (about 5 minutes of CPU time on one core with the
-defaults); ``--smoke`` runs in seconds. Writes ``two_directions.png`` (target and draws of every fit), ``two_directions.json``
-(command line, date, machine, versions, every number) into ``--out``.
+defaults); ``--smoke`` runs in seconds. Writes ``two_directions.png`` (target and draws of
+every fit), ``two_directions.json`` (command line, date, machine, versions, every number)
+into ``--out``.
 """
 
 from __future__ import annotations
