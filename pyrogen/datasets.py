@@ -1,4 +1,5 @@
-"""Offline data: real handwritten digits, dequantization for pixel data, toy 2-D densities.
+"""Offline data: real handwritten digits, dequantization for pixel data, toy 2-D densities,
+and target densities with known normalizers (re-exported from :mod:`pyrogen.targets`).
 
 Nothing here downloads. ``load_digits`` needs scikit-learn (extra ``data``), which ships the
 1797 UCI 8x8 digits inside the package.
@@ -11,7 +12,22 @@ import math
 import torch
 from torch.distributions import AffineTransform, ComposeTransform, SigmoidTransform
 
+from pyrogen.targets import (
+    Banana,
+    GaussianMixture,
+    NealsFunnel,
+    Ring,
+    Target,
+    TwoMoonsEnergy,
+)
+
 __all__ = [
+    "Banana",
+    "GaussianMixture",
+    "NealsFunnel",
+    "Ring",
+    "Target",
+    "TwoMoonsEnergy",
     "bits_per_dim",
     "checkerboard",
     "dequantize",

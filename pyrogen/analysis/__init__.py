@@ -3,6 +3,7 @@ posterior-collapse diagnostics, offline sample-quality metrics and their feature
 
 from pyrogen.analysis.collapse import active_units, kl_per_dimension
 from pyrogen.analysis.features import FeatureClassifier, digits_classifier, fit_feature_classifier
+from pyrogen.analysis.kl import KLDiagnostic, kl_diagnostics
 from pyrogen.analysis.metrics import (
     KernelDistance,
     PrecisionRecall,
@@ -14,6 +15,7 @@ from pyrogen.analysis.metrics import (
     mode_coverage,
     precision_recall,
 )
+from pyrogen.analysis.ood import ood_auroc, ood_scores
 from pyrogen.analysis.plots import save_image_grid
 from pyrogen.analysis.posterior import (
     PSISDiagnostic,
@@ -24,6 +26,7 @@ from pyrogen.analysis.posterior import (
 
 __all__ = [
     "FeatureClassifier",
+    "KLDiagnostic",
     "KernelDistance",
     "PSISDiagnostic",
     "PrecisionRecall",
@@ -36,8 +39,11 @@ __all__ = [
     "importance_resample",
     "inception_score",
     "kernel_distance",
+    "kl_diagnostics",
     "kl_per_dimension",
     "mode_coverage",
+    "ood_auroc",
+    "ood_scores",
     "precision_recall",
     "psis_khat",
     "save_image_grid",

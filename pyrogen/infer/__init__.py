@@ -24,6 +24,15 @@ from pyrogen.infer.importance import (
     log_likelihood,
 )
 from pyrogen.infer.iwae import IWAE
+from pyrogen.infer.kl import (
+    UnnormalizedDensity,
+    density_model,
+    empty_guide,
+    flow_distribution,
+    flow_guide,
+    sample_and_log_prob,
+    samples_model,
+)
 from pyrogen.infer.schedules import Constant, Cyclical, LinearWarmup
 
 __all__ = [
@@ -43,9 +52,14 @@ __all__ = [
     "LogLikelihood",
     "LogWeights",
     "MeanFieldPCD",
+    "UnnormalizedDensity",
     "all_reduce_gradients",
     "broadcast_parameters",
+    "density_model",
+    "empty_guide",
     "fit_rbm",
+    "flow_distribution",
+    "flow_guide",
     "gradient_penalty",
     "importance_log_weights",
     "is_main_process",
@@ -53,6 +67,8 @@ __all__ = [
     "load_checkpoint",
     "log_likelihood",
     "pretrain_dbm",
+    "sample_and_log_prob",
+    "samples_model",
     "save_checkpoint",
     "synchronize_errors",
 ]
