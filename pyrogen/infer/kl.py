@@ -40,6 +40,8 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import Transform, constraints
 
+from pyrogen.distributions import FlowDistribution
+
 __all__ = [
     "UnnormalizedDensity",
     "density_model",
@@ -131,8 +133,9 @@ def _like(flow: Transform, like: torch.Tensor | None) -> torch.Tensor:
 
 def flow_distribution(
     flow: Transform | Sequence[Transform], input_dim: int, *, like: torch.Tensor | None = None
-) -> dist.TransformedDistribution:
-    """The flow's distribution: a standard normal base on ``R^D`` pushed forward by ``flow``.
+) -> FlowDistribution:
+    """The flow's distribution: a standard normal base on ``R^D`` pushed forward by ``flow``,
+    as a :class:`~pyrogen.distributions.FlowDistribution` (fused ``rsample_and_log_prob``).
 
     Shapes:
         samples and values: ``(*sample, D)``.  ``log_prob``: ``(*sample,)``.
@@ -150,7 +153,7 @@ def flow_distribution(
     ref = _like(first, like)
     zeros = torch.zeros(input_dim, dtype=ref.dtype, device=ref.device)
     base = dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
-    return dist.TransformedDistribution(base, flow)
+    return FlowDistribution(base, flow)
 
 
 def sample_and_log_prob(

@@ -455,7 +455,7 @@ def test_resume_after_restart_is_bit_identical(trained, resumed, name):
     checkpoint = torch.load(path / f"{name}.pt", weights_only=True)
     assert checkpoint["world_size"] == WORLD
     if name == "annealed":
-        assert [w["losses"]["loss"]["step"] for w in checkpoint["workers"]] == [10, 10]
+        assert [w["losses"]["loss"]["num_steps"] for w in checkpoint["workers"]] == [10, 10]
     for rank in range(WORLD):
         # the restart restores this worker's own chains and random state at the checkpoint
         saved, loaded = ranks[rank][f"{name}_saved"], resumed[rank][f"{name}_loaded"]
