@@ -21,4 +21,6 @@ napoleon_use_ivar = True
 napoleon_custom_sections = [("Shapes", "params_style"), ("Cost", "notes_style")]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-suppress_warnings = ["ref.python"]
+# Annotations are strings (``from __future__ import annotations``); a bare name that two
+# modules define resolves to the one meant here.
+autodoc_type_aliases = {"MADE": "pyrogen.nn.networks.MADE"}

@@ -120,18 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
         elbo, log_px = evaluate(guide, x_test, 256)
         results[name] = {"test_elbo": elbo, "test_log_px_iw": log_px}
         print(f"{name:10s} {elbo:10.3f} {log_px:26.3f} {log_px - elbo:7.3f}")
-    description = (
-        f"Amortized guides on the banana latent variable model (500 training and 500 held-out "
-        f"data points, {steps} SVI steps of Trace_ELBO each). Held-out ELBO and "
-        "importance-weighted log p(x) (K = 256 draws from the guide), nats per data point."
-    )
     write_results(
         args.out / "amortized_flow_guide.json",
         {k: {**v, "gap": v["test_log_px_iw"] - v["test_elbo"]} for k, v in results.items()},
         title="Amortized flow guide",
         script=__file__,
         argv=argv,
-        description=description,
+        description=__doc__.split("\nRun:")[0],
         started=started,
     )
     return results
