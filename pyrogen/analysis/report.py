@@ -193,7 +193,7 @@ def _table(value: Any) -> list[str] | None:
         return None
     columns = list(dict.fromkeys(k for _, r in records for k in r))
     rows = [[" / ".join(key), *(_cell(r.get(c)) for c in columns)] for key, r in records]
-    return _list_table(["", *columns], rows)
+    return _list_table(["entry", *columns], rows)
 
 
 _UNDERLINES = "=-~^\"'"
