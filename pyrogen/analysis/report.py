@@ -229,7 +229,7 @@ def _meta_lines(meta: dict[str, Any] | None) -> list[str]:
         return [_NO_META, ""]
     machine = meta.get("machine", {})
     where = f"{machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores"
-    where += f", {machine.get('torch_threads', '?')} torch threads"
+    where += f", torch threads: {machine.get('torch_threads', '?')}"
     if machine.get("cuda"):
         where += f", {machine['cuda']}"
     versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
@@ -268,8 +268,9 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
     else:
         title, results, description, meta = Path(source).stem, record, "", None
     lines = [_HEADER.format(source=source), "", title, "=" * len(title), ""]
-    if description:
-        lines += [description, ""]
+    if description.strip():  # plain text (e.g. a docstring): a literal block cannot misparse
+        body = [f"    {line}".rstrip() for line in description.strip().splitlines()]
+        lines += ["What was measured:", "", ".. code-block:: text", "", *body, ""]
     lines += _meta_lines(meta)
     lines += _body(results, 0)
     while lines and lines[-1] == "":
