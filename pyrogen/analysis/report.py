@@ -259,6 +259,10 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
         the page, ending with one newline.
     Raises:
         TypeError: ``record`` is not a JSON object.
+    Example:
+        >>> page = render({"MAF": {"test_nats": -101.27, "epochs": 82}}, source="run.json")
+        >>> print(page.splitlines()[-5:])
+        ['     - test_nats', '     - epochs', '   * - MAF', '     - -101.27', '     - 82']
     """
     if not isinstance(record, dict):
         raise TypeError(f"record must be a JSON object, got {type(record).__name__}")
