@@ -148,14 +148,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return " ".join(_cell(v) for v in value)
     if value is None:
-        return "-"
+        return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
         return f"{value:.6g}" if value != 0 and abs(value) < 1e-3 else f"{value:.5g}"
-    return str(value).replace("|", "\\|").replace("*", "\\*")
+    text = str(value).replace("\\", "\\\\")
+    for special in "|*`_":  # inline markup characters stay literal
+        text = text.replace(special, "\\" + special)
+    return text or "n/a"
 
 
 def _records(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict]]:
@@ -174,7 +177,7 @@ def _records(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, 
 
 def _list_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = [".. list-table::", "   :header-rows: 1", ""]
-    for row in [header, *rows]:
+    for row in [[_cell(h) for h in header], *rows]:
         lines.append(f"   * - {row[0]}")
         lines += [f"     - {c}" for c in row[1:]]
     return [*lines, ""]
@@ -192,7 +195,7 @@ def _table(value: Any) -> list[str] | None:
     except TypeError:
         return None
     columns = list(dict.fromkeys(k for _, r in records for k in r))
-    rows = [[" / ".join(key), *(_cell(r.get(c)) for c in columns)] for key, r in records]
+    rows = [[_cell(" / ".join(key)), *(_cell(r.get(c)) for c in columns)] for key, r in records]
     return _list_table(["entry", *columns], rows)
 
 
@@ -200,7 +203,7 @@ _UNDERLINES = "=-~^\"'"
 
 
 def _section(key: str, value: Any, level: int) -> list[str]:
-    title = str(key)
+    title = _cell(str(key))
     lines = [title, _UNDERLINES[min(level, len(_UNDERLINES) - 1)] * len(title), ""]
     return lines + _body(value, level)
 
@@ -216,7 +219,7 @@ def _body(value: Any, level: int) -> list[str]:
     lines: list[str] = []
     scalars = {k: v for k, v in value.items() if _is_scalar(v)}
     if scalars:
-        rows = [[str(k), _cell(v)] for k, v in scalars.items()]
+        rows = [[_cell(str(k)), _cell(v)] for k, v in scalars.items()]
         lines += _list_table(["quantity", "value"], rows)
     for key, sub in value.items():
         if key not in scalars:
@@ -260,9 +263,9 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
     Raises:
         TypeError: ``record`` is not a JSON object.
     Example:
-        >>> page = render({"MAF": {"test_nats": -101.27, "epochs": 82}}, source="run.json")
+        >>> page = render({"MAF": {"nats": -101.27, "epochs": 82}}, source="run.json")
         >>> print(page.splitlines()[-5:])
-        ['     - test_nats', '     - epochs', '   * - MAF', '     - -101.27', '     - 82']
+        ['     - nats', '     - epochs', '   * - MAF', '     - -101.27', '     - 82']
     """
     if not isinstance(record, dict):
         raise TypeError(f"record must be a JSON object, got {type(record).__name__}")
