@@ -18,6 +18,15 @@ def test_no_warning_is_suppressed_and_no_missing_file_is_named():
             assert (ROOT / name).exists() or (page.parent / name).exists(), (page, name)
 
 
+def test_user_guide_code_runs(capsys):
+    text = (DOCS / "guide.rst").read_text()
+    blocks = re.findall(r"^\.\. code-block:: python\n\n((?:(?: {4}.*)?\n)+)", text, flags=re.M)
+    assert blocks
+    for block in blocks:
+        exec(compile(re.sub(r"^ {4}", "", block, flags=re.M), "docs/guide.rst", "exec"), {})
+    assert "torch.Size([100])" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     sphinx_build = pytest.importorskip("sphinx.cmd.build")
