@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     write_results(
         args.out / "posteriordb_accuracy.json",
-        {"fits": results, "spread_over_seeds": seed_spread(results)},
+        record(results),
         title="Variational accuracy on posteriordb reference posteriors",
         script=__file__,
         argv=argv,
@@ -257,6 +257,22 @@ def main(argv: list[str] | None = None) -> dict:
         started=started,
     )
     return results
+
+
+def record(results: dict) -> dict:
+    """The JSON record: the headline figures of every fit, their spread over seeds, and the
+    error of every parameter (mean error in reference sds, relative sd error)."""
+    fits, per_parameter = {}, {}
+    for post, per_guide in results.items():
+        for guide_name, per_seed in per_guide.items():
+            for seed, r in per_seed.items():
+                headline = {k: v for k, v in r.items() if not isinstance(v, dict)}
+                fits.setdefault(post, {}).setdefault(guide_name, {})[str(seed)] = headline
+                errors = {f"mean error {k}": v for k, v in r["mean_error_sd"].items()}
+                errors |= {f"sd error {k}": v for k, v in r["sd_error"].items()}
+                per_parameter.setdefault(post, {}).setdefault(guide_name, {})[str(seed)] = errors
+    out = {"fits": fits, "spread_over_seeds": seed_spread(results)}
+    return {**out, "errors_per_parameter": per_parameter}
 
 
 def seed_spread(results: dict) -> dict:

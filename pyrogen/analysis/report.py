@@ -194,6 +194,12 @@ def _table(value: Any) -> list[str] | None:
         records = _records(value)
     except TypeError:
         return None
+    groups: dict[str, set] = {}
+    for key, r in records:
+        if len(key) > 1:
+            groups.setdefault(key[0], set()).update(r)
+    if len({frozenset(g) for g in groups.values()}) > 1:  # parts with other quantities
+        return None
     columns = list(dict.fromkeys(k for _, r in records for k in r))
     rows = [[_cell(" / ".join(key)), *(_cell(r.get(c)) for c in columns)] for key, r in records]
     return _list_table(["entry", *columns], rows)
