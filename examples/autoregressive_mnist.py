@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyrogen.analysis import active_units, save_image_grid
+from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.datasets import load_mnist5k
 from pyrogen.distributions import MADE, MADENetwork, PixelCNN
 from pyrogen.infer import log_likelihood
@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
     torch.set_default_dtype(torch.float32)
     x_train, x_test, _, _ = load_mnist5k(dtype=torch.float32)
     x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
@@ -222,8 +225,22 @@ def main(argv: list[str] | None = None) -> dict:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "autoregressive_mnist.json").write_text(json.dumps(results, indent=2))
-    save_image_grid(out / "autoregressive_mnist.png", samples, image_size=(28, 28))
+    write_results(
+        out / "autoregressive_mnist.json",
+        results,
+        title="Autoregressive likelihoods on MNIST-5k",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+    )
+    labelled = {f"{k} ({results[k]['test_nll']:.2f} nats test NLL)": v for k, v in samples.items()}
+    save_image_grid(
+        labelled,
+        out / "autoregressive_mnist.png",
+        image_size=(28, 28),
+        title="MNIST-5k: samples of each model (test negative log-likelihood per image)",
+    )
     return results
 
 

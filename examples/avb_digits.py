@@ -28,7 +28,6 @@ check. Writes ``outputs/avb_digits.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
+from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.datasets import load_digits
 from pyrogen.infer import AVB, log_likelihood
 from pyrogen.nn import DenseNN
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-samples", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
     if args.smoke:
         args.epochs, args.num_samples = 2, 20
     torch.set_default_dtype(torch.float32)
@@ -180,7 +183,15 @@ def main(argv: list[str] | None = None) -> dict:
     print("(nats per test image; AVB's test ELBO trusts its discriminator, log p(x) does not)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "avb_digits.json").write_text(json.dumps(results, indent=2))
+    write_results(
+        out / "avb_digits.json",
+        results,
+        title="Adversarial Variational Bayes on binarized digits",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+    )
     return results
 
 

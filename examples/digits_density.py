@@ -158,7 +158,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    from pyrogen.analysis.report import set_threads
+
+    set_threads(args.threads)
 
     pyro.set_rng_seed(args.seed)
     x_train, x_test, _, _ = load_digits(dtype=torch.float32)

@@ -30,7 +30,6 @@ a seconds-long check. Writes ``outputs/discrete_latents.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
 from pyro.optim import Adam
 from torch import nn
 
+from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.datasets import load_digits
 from pyrogen.infer import IWAE, AnnealedELBO, log_likelihood
 
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (100)")
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
     epochs = args.epochs or (2 if args.smoke else 100)
     draws = 10 if args.smoke else 200
     eval_samples = 20 if args.smoke else 1000
@@ -175,7 +178,15 @@ def main(argv: list[str] | None = None) -> dict:
         "epochs": epochs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "discrete_latents.json").write_text(json.dumps(out, indent=2))
+    write_results(
+        args.out / "discrete_latents.json",
+        out,
+        title="Discrete latents: gradient variance of guide estimators",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+    )
     return out
 
 

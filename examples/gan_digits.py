@@ -29,7 +29,6 @@ check. Writes ``outputs/gan_digits.json`` and ``outputs/gan_digits.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from pyrogen.analysis import (
     inception_score,
     save_image_grid,
 )
+from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.datasets import load_digits
 from pyrogen.infer import GAN
 
@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
     if args.smoke:
         args.steps = 5
     torch.set_default_dtype(torch.float32)
@@ -176,8 +179,25 @@ def main(argv: list[str] | None = None) -> dict:
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gan_digits.json").write_text(json.dumps(results, indent=2))
-    save_image_grid(out / "gan_digits.png", {"real (test)": x_test, **samples}, image_size=(8, 8))
+    write_results(
+        out / "gan_digits.json",
+        results,
+        title="GAN, WGAN-GP and VAE generators of digits",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+    )
+    rows = {"real test digits": x_test}
+    for k, v in samples.items():
+        r = results[k]
+        rows[f"{k}: classifier FD {r['classifier_fd']:.2f}, {r['classes_covered']} classes"] = v
+    save_image_grid(
+        rows,
+        out / "gan_digits.png",
+        image_size=(8, 8),
+        title="Digits: real test digits (top row), then samples of each generator",
+    )
     return results
 
 

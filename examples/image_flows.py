@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from torch import nn
 
 from pyrogen import flows
 from pyrogen.analysis import save_image_grid
+from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.datasets import bits_per_dim, dequantize, load_digits, load_mnist5k, logit_transform
 
 
@@ -157,12 +157,15 @@ def run(name, shape, levels, hidden, x_train, x_test, epochs, seed, out: Path) -
             with torch.no_grad():
                 for t in (1.0, 0.7):
                     x = flow.distribution(t).sample((12,)).clamp(0, levels - 1e-3).floor()
-                    grids[f"{model_name}, T={t}"] = x / (levels - 1)
+                    bpd = results[model_name]["test_bits_per_dim"]
+                    label = f"{model_name} samples, temperature {t} (test {bpd:.3f} bits/dim)"
+                    grids[label] = x / (levels - 1)
     save_image_grid(
+        {"real test images": x_test / (levels - 1), **grids},
         out / f"image_flows_{name}.png",
-        {"real (test)": x_test / (levels - 1), **grids},
         image_size=shape[1:],
         per_row=12,
+        title=f"{name}: test images (top row), then samples of the image flows",
     )
     return results
 
@@ -174,7 +177,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mnist-epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
     torch.set_default_dtype(torch.float32)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +213,15 @@ def main(argv: list[str] | None = None) -> dict:
                 f" {r['test_log_likelihood_nats']:>11.1f} {r['num_parameters']:>9d}"
                 f" {r['seconds']:>8.0f}"
             )
-    (out / "image_flows.json").write_text(json.dumps(results, indent=2))
+    write_results(
+        out / "image_flows.json",
+        results,
+        title="Multi-scale image flows against vector flows",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+    )
     return results
 
 

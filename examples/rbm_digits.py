@@ -249,7 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per RBM (100)")
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    from pyrogen.analysis.report import set_threads
+
+    set_threads(args.threads)
     epochs = args.epochs or (1 if args.smoke else 100)
     num_betas = 100 if args.smoke else 14500
     big = (25,) if args.smoke else (100, 500)

@@ -37,7 +37,6 @@ budget), ``--smoke`` for a seconds-long check. Writes ``outputs/vae_mnist.json``
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from torch import nn
 
 from pyrogen import flows
 from pyrogen.analysis import active_units
+from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.datasets import load_mnist5k
 from pyrogen.infer import IWAE, log_likelihood
 
@@ -194,11 +194,15 @@ def save_grid(models: dict[str, VAE], x_test: torch.Tensor, path: Path) -> None:
             recon = torch.sigmoid(vae.decode(vae.posterior(x_test[:32]).sample()))
             pairs = torch.stack([x_test[:32], recon], 1).reshape(8, 8, 28, 28)
             for ax, grid, title in zip(
-                row, (samples, pairs), (f"{name}: samples", f"{name}: test / recon"), strict=True
+                row,
+                (samples, pairs),
+                (f"{name}: samples", f"{name}: test image / reconstruction, in pairs"),
+                strict=True,
             ):
                 ax.imshow(grid.permute(0, 2, 1, 3).reshape(8 * 28, 8 * 28).numpy(), cmap="gray")
                 ax.set_title(title)
                 ax.axis("off")
+    fig.suptitle("MNIST-5k VAEs: decoder samples (left), test images and reconstructions (right)")
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
@@ -212,7 +216,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
     epochs = args.epochs or (1 if args.smoke else 20)
     eval_samples = args.eval_samples or (20 if args.smoke else 5000)
     snr_draws = 5 if args.smoke else 200
@@ -284,7 +291,15 @@ def main(argv: list[str] | None = None) -> dict:
     if shown:
         save_grid(shown, x_test, args.out / "vae_mnist.png")
     out = {"variants": results, "summary": summary, "epochs": epochs, "eval_samples": eval_samples}
-    (args.out / "vae_mnist.json").write_text(json.dumps(out, indent=2))
+    write_results(
+        args.out / "vae_mnist.json",
+        out,
+        title="VAEs on MNIST-5k: IWAE, DReG, IAF encoder, CVAE",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+    )
     return out
 
 

@@ -26,6 +26,28 @@ def test_digits_classifier_is_accurate_and_its_features_separate_real_from_noise
         assert frechet_distance(real_a, real_b) < 0.2 * frechet_distance(real_a, noise)
 
 
+@pytest.mark.slow
+def test_digits_classifier_is_trained_once_per_seed_and_dtype_and_gives_no_gradients():
+    import time
+
+    first = digits_classifier(seed=3, dtype=torch.float32)
+    start = time.perf_counter()
+    again = digits_classifier(seed=3, dtype=torch.float32)
+    assert time.perf_counter() - start < 0.5  # cached, not retrained
+    assert again is not first
+    for a, b in zip(first.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b) and not b.requires_grad
+    again.head.weight.data.add_(1.0)  # one caller's change does not reach the next
+    fresh = digits_classifier(seed=3, dtype=torch.float32)
+    assert torch.equal(fresh.head.weight, first.head.weight)
+    other = digits_classifier(seed=3, dtype=torch.float64)
+    assert other.head.weight.dtype == torch.float64
+    _, x_test, _, _ = load_digits(dtype=torch.float32)
+    real_a, real_b = first.features(x_test[:100] / 16), first.features(x_test[100:200] / 16)
+    assert not real_a.requires_grad and not first.probs(x_test / 16).requires_grad
+    assert float(frechet_distance(real_a, real_b)) >= 0  # no warning about gradients
+
+
 def test_fit_learns_a_separable_problem():
     torch.manual_seed(0)
     x = torch.randn(200, 2)
