@@ -62,16 +62,20 @@ def zuko_maf(d):
 def nflows_maf(d):
     from nflows.flows import MaskedAutoregressiveFlow
 
-    flow = MaskedAutoregressiveFlow(d, 256, NUM_LAYERS, num_blocks_per_layer=2)
-    return flow
+    # MADE [256, 256]: an input layer and one plain (non-residual) block
+    return MaskedAutoregressiveFlow(d, 256, NUM_LAYERS, num_blocks_per_layer=1,
+                                    use_residual_blocks=False)  # fmt: skip
 
 
 def normflows_maf(d):
     import normflows as nf
 
+    # normflows' MaskedAffineAutoregressive samples in its cheap direction (an IAF); Reverse
+    # makes it a MAF (cheap log_prob, sequential sampling), as in the other libraries
     layers = []
     for _ in range(NUM_LAYERS):
-        layers += [nf.flows.MaskedAffineAutoregressive(d, 256, num_blocks=2), nf.flows.Permute(d)]
+        made = nf.flows.MaskedAffineAutoregressive(d, 256, num_blocks=1, use_residual_blocks=False)
+        layers += [nf.flows.Reverse(made), nf.flows.Permute(d, mode="swap")]
     return nf.NormalizingFlow(nf.distributions.DiagGaussian(d), layers)
 
 

@@ -139,7 +139,7 @@ class Coupling(Bijector):
         kept, changed = x.split([first, size - first], dim=axis)[:: -1 if swap else 1]
         out = call(self.conditioner, kept, context)
         new, ladj = g(changed, unpack(out, axis, p, changed.shape[axis], what))
-        kept = kept.expand(new.shape[: new.dim() + axis] + kept.shape[new.dim() + axis :])
+        kept = kept.expand(new.shape[: new.dim() + axis] + kept.shape[kept.dim() + axis :])
         return torch.cat([new, kept] if swap else [kept, new], dim=axis), ladj.sum(dims)
 
     def forward_and_ladj(self, x, context=None):

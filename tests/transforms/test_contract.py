@@ -40,9 +40,12 @@ from pyrogen.nn import MADE, ConvNet, DenseNN
 from pyrogen.transforms import (
     ActNorm,
     AffineCoupling,
+    Autoregressive,
     ConditionalAffineCoupling,
+    ConditionalAutoregressive,
     ConditionalInverseAutoregressive,
     ConditionalMaskedAutoregressive,
+    Coupling,
     ImageCoupling,
     InverseAutoregressive,
     Invertible1x1Conv,
@@ -51,6 +54,8 @@ from pyrogen.transforms import (
     MultiScale,
     Permute,
     Planar,
+    QRLinear,
+    RationalQuadraticSpline,
     Squeeze,
 )
 
@@ -141,6 +146,43 @@ CASES: list[tuple[str, Factory, dict]] = [
         dict(event_shape=(4,), context_dim=3, structure=("autoregressive", [3, 1, 0, 2])),
     ),
     ("lu_linear", lambda: LULinear(4), dict(event_shape=(4,))),
+    ("qr_linear", lambda: QRLinear(4), dict(event_shape=(4,))),
+    (
+        "spline_coupling",
+        lambda: Coupling((4,), DenseNN(2, [8], 2 * 11), transform=RationalQuadraticSpline(4)),
+        dict(event_shape=(4,), structure=("coupling", _split(4, 2)), perturbation=0.15),
+    ),
+    (
+        "spline_maf",
+        lambda: Autoregressive(
+            MADE(4, [12], num_params=11, order=[1, 3, 0, 2]), RationalQuadraticSpline(4)
+        ),
+        dict(event_shape=(4,), structure=("autoregressive", [1, 3, 0, 2]), perturbation=0.15),
+    ),
+    (
+        "spline_iaf_conditional",
+        lambda: ConditionalAutoregressive(
+            MADE(3, [12], num_params=11, order=[2, 0, 1], context_dim=2),
+            RationalQuadraticSpline(4),
+            cheap="forward",
+        ),
+        dict(
+            event_shape=(3,),
+            context_dim=2,
+            structure=("autoregressive", [2, 0, 1]),
+            perturbation=0.15,
+        ),
+    ),
+    (
+        "flows.nsf",
+        lambda: flows.nsf(3, num_layers=2, hidden_dims=[8], num_bins=4),
+        dict(event_shape=(3,), perturbation=0.15),
+    ),
+    (
+        "flows.spline_coupling_conditional",
+        lambda: flows.spline_coupling(4, num_layers=2, hidden_dims=[8], num_bins=4, context_dim=2),
+        dict(event_shape=(4,), context_dim=2, perturbation=0.15),
+    ),
     (
         "permute",
         lambda: Permute([2, 0, 3, 1]),
