@@ -134,3 +134,21 @@ def test_errors():
         flow.distribution(temperature=0.0)
     with pytest.raises(ValueError, match="pixel_levels"):
         flows.glow((1, 4, 4), pixel_levels=1)
+
+
+def test_maf_draws_a_random_order_per_layer_and_saves_it():
+    """The default MAF gives every MADE its own order, kept in the state_dict."""
+    torch.manual_seed(0)
+    f = flows.maf(6, num_layers=3, hidden_dims=[16])
+    orders = [m.orders[0].tolist() for m in f.modules() if hasattr(m, "orders")]
+    assert len(orders) == 3 and len({tuple(o) for o in orders}) == 3
+    torch.manual_seed(1)
+    g = flows.maf(6, num_layers=3, hidden_dims=[16])
+    g.load_state_dict(f.state_dict())
+    assert [m.orders[0].tolist() for m in g.modules() if hasattr(m, "orders")] == orders
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(g(x), f(x))
+    natural = flows.maf(6, num_layers=2, order="natural")
+    assert all(
+        m.orders[0].tolist() == list(range(6)) for m in natural.modules() if hasattr(m, "orders")
+    )

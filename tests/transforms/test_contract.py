@@ -231,7 +231,7 @@ CASES: list[tuple[str, Factory, dict]] = [
     ),
     (
         "flows.maf_one_layer",
-        lambda: flows.maf(4, num_layers=1, hidden_dims=[12]),
+        lambda: flows.maf(4, num_layers=1, hidden_dims=[12], order="natural"),
         dict(event_shape=(4,), structure=("autoregressive", [0, 1, 2, 3])),
     ),
     ("flows.maf", lambda: flows.maf(4, num_layers=3, hidden_dims=[12]), dict(event_shape=(4,))),
