@@ -170,7 +170,7 @@ class AffineMAF(Bijector):
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """One factor setting of a pyrogen MAF; the defaults are ``flows.maf(order="natural")``'s
-    (two alternating orders: the defaults before per-layer random orders)."""
+    (the same two orders alternating in every layer pair)."""
 
     order: str = "natural"  # MADE variable order of every layer ("random": one per layer)
     mixing: str = "reverse"  # between layers: "reverse", "lu", "none"
