@@ -164,13 +164,16 @@ class ImageFlow(TorchDistribution, nn.Module):
         ``(*sample, *batch)``."""
         x = self._check_pixels(x)
         check_count(num_draws, "num_draws")
+        shape = torch.broadcast_shapes(x.shape[:-3], self.batch_shape)
+        if x.numel() == 0:  # torch's support check cannot reshape an empty batch
+            return x.new_zeros(shape)
         d = self.distribution()
         if self.pixel_levels is None:
             lp = d.log_prob(x)
         else:
             draws = [d.log_prob(x + torch.rand_like(x)) for _ in range(num_draws)]
             lp = torch.stack(draws).mean(0)
-        return lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
+        return lp.expand(shape)
 
     def bits_per_dim(self, x: torch.Tensor, *, num_draws: int = 1) -> torch.Tensor:
         """:meth:`log_prob` in bits per dimension, ``(*sample, *batch)``."""
