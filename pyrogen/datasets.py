@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import AffineTransform, ComposeTransform, SigmoidTransform
 
 from pyrogen.targets import (
     Banana,
@@ -152,44 +151,19 @@ def dequantize(x: torch.Tensor, *, generator: torch.Generator | None = None) -> 
     return x + noise
 
 
-def logit_transform(num_levels: int, *, alpha: float = 0.05) -> ComposeTransform:
-    r"""Map ``R^D`` onto the continuous pixel scale ``[0, num_levels)``, the inverse of the logit
-    preprocessing of RealNVP.
+def logit_transform(num_levels: int, *, alpha: float = 0.05):
+    """Alias of :class:`pyrogen.transforms.PixelLogit` (the inverse logit preprocessing onto
+    the pixel scale ``[0, num_levels)``); same arguments and errors."""
+    from pyrogen.transforms import PixelLogit
 
-    What it computes, elementwise: :math:`v = L\,(\sigma(z) - \alpha) / (1 - 2\alpha)`, so that
-    :math:`z = \operatorname{logit}(\alpha + (1 - 2\alpha) v / L)`. Append it to a flow
-    (``TransformedDistribution(base, [flow, logit_transform(L)])``): the log-determinant of the
-    preprocessing is then part of ``log_prob``, which is a density over pixels ``v`` (nats per
-    image in the original pixel space, comparable across preprocessings).
-
-    Shapes: elementwise (``event_dim = 0``).
-    Args:
-        num_levels: ``L``, the number of pixel levels (17 for digits, 256 for 8-bit).
-        alpha: boundary margin in ``(0, 0.5)``.
-    Raises:
-        ValueError: ``num_levels < 2`` or ``alpha`` outside ``(0, 0.5)``.
-    References:
-        Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP, Sec. 4.1.
-        https://arxiv.org/abs/1605.08803
-    """
-    if not isinstance(num_levels, int) or num_levels < 2:
-        raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
-    scale = num_levels / (1 - 2 * alpha)
-    return ComposeTransform([SigmoidTransform(), AffineTransform(-alpha * scale, scale)])
+    return PixelLogit(num_levels, alpha=alpha)
 
 
 def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
-    """Convert a log-likelihood per example (nats) to bits per dimension: ``-lp / (D ln 2)``.
+    """Alias of :func:`pyrogen.analysis.bits_per_dim`: nats per example to bits/dim."""
+    from pyrogen.analysis.likelihood import bits_per_dim as convert
 
-    Shapes: any (elementwise).
-    Raises:
-        ValueError: ``num_dims < 1``.
-    """
-    if not isinstance(num_dims, int) or num_dims < 1:
-        raise ValueError(f"num_dims must be a positive int, got {num_dims!r}")
-    return -log_prob / (num_dims * math.log(2.0))
+    return convert(log_prob, num_dims)
 
 
 def _check_n(n: int) -> None:

@@ -1,9 +1,11 @@
 """Analysis of fitted models: ArviZ InferenceData from SVI guides, PSIS diagnostics,
-posterior-collapse diagnostics, offline sample-quality metrics and their feature network."""
+posterior-collapse diagnostics, likelihood units (bits/dim), offline sample-quality metrics
+and their feature network."""
 
 from pyrogen.analysis.collapse import active_units, kl_per_dimension
 from pyrogen.analysis.features import FeatureClassifier, digits_classifier, fit_feature_classifier
 from pyrogen.analysis.kl import KLDiagnostic, kl_diagnostics
+from pyrogen.analysis.likelihood import bits_per_dim
 from pyrogen.analysis.metrics import (
     KernelDistance,
     PrecisionRecall,
@@ -31,6 +33,7 @@ __all__ = [
     "PSISDiagnostic",
     "PrecisionRecall",
     "active_units",
+    "bits_per_dim",
     "class_coverage",
     "digits_classifier",
     "fit_feature_classifier",

@@ -1,7 +1,7 @@
 """Distributions for deep generative models: restricted, fully visible and deep Boltzmann
 machines, continuous energy-based models and the one contract they share
 (:class:`EnergyModel`), deep belief nets, annealed importance sampling of partition
-functions, and MADE and PixelCNN autoregressive distributions."""
+functions, MADE and PixelCNN autoregressive distributions, and flow densities over images."""
 
 from pyrogen.distributions.annealing import (
     AnnealingPath,
@@ -17,6 +17,7 @@ from pyrogen.distributions.dbn import DeepBeliefNet
 from pyrogen.distributions.energy import EnergyBasedDistribution
 from pyrogen.distributions.energy_model import EnergyModel
 from pyrogen.distributions.flow import FlowDistribution
+from pyrogen.distributions.image import ImageFlow
 from pyrogen.distributions.pixelcnn import PixelCNN
 from pyrogen.distributions.rbm import BernoulliRBM, GaussianBernoulliRBM
 
@@ -33,6 +34,7 @@ __all__ = [
     "EnergyModel",
     "FlowDistribution",
     "GaussianBernoulliRBM",
+    "ImageFlow",
     "MADENetwork",
     "PixelCNN",
     "annealed_importance_sampling",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributions import AffineTransform, ComposeTransform, SigmoidTransform
 from torch.nn import functional as F
 
-__all__ = "Additive Affine Elementwise RationalQuadraticSpline soft_bound".split()
+__all__ = "Additive Affine Elementwise PixelLogit RationalQuadraticSpline soft_bound".split()
 
 
 def soft_bound(log_scale: torch.Tensor, bound: float | None) -> torch.Tensor:
@@ -183,3 +184,26 @@ class RationalQuadraticSpline(Elementwise):
 
     def inverse(self, y, params):
         return self._spline(y, params, True)
+
+
+class PixelLogit(ComposeTransform):
+    r"""Bijection of ``R`` onto the continuous pixel scale, the inverse of RealNVP's logit
+    preprocessing: :math:`v = L (\sigma(z) - \alpha) / (1 - 2\alpha)`, i.e.
+    :math:`z = \operatorname{logit}(\alpha + (1 - 2\alpha) v / L)`. Last in a flow's list, its
+    log-determinant makes ``log_prob`` a density over pixels ``v`` (nats per image).
+
+    Shapes: elementwise (``event_dim = 0``).  Args: num_levels ``L`` (17 for digits, 256 for
+    8-bit); alpha, the margin in ``(0, 0.5)``.
+    Raises: ValueError: ``num_levels`` not an int >= 2 or ``alpha`` outside ``(0, 0.5)``.
+    References: Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP, Sec.
+    4.1. https://arxiv.org/abs/1605.08803
+    """
+
+    def __init__(self, num_levels: int, *, alpha: float = 0.05, cache_size: int = 0) -> None:
+        if not isinstance(num_levels, int) or isinstance(num_levels, bool) or num_levels < 2:
+            raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
+        if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
+            raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+        scale = num_levels / (1 - 2 * alpha)
+        parts = [SigmoidTransform(), AffineTransform(-alpha * scale, scale)]
+        super().__init__(parts, cache_size=cache_size)

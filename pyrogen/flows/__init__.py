@@ -15,25 +15,23 @@ go straight into :class:`pyro.distributions.TransformedDistribution` or
   (:class:`~pyrogen.transforms.QRLinear`) or ``"none"`` between layers.
 
 The image builders
-(:func:`glow`, :func:`realnvp_image`) return an :class:`ImageFlow`, which adds the base
-distribution, pixel preprocessing, dequantization and bits/dim. Composition order is list
+(:func:`glow`, :func:`realnvp_image`) return a
+:class:`~pyrogen.distributions.ImageFlow`, a distribution over images that adds the base,
+pixel preprocessing, dequantization and bits/dim (``pyrogen.flows.ImageFlow`` is the same
+class). Composition order is list
 order: the first layer is applied first to base noise.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
-import pyro.distributions as dist
-import torch
 from torch import nn
-from torch.distributions import Transform
 
-from pyrogen.datasets import bits_per_dim, dequantize, logit_transform
-from pyrogen.nn import MADE, ConvNet, DenseNN
+from pyrogen.distributions.image import ImageFlow
+from pyrogen.flows.image import glow, realnvp_image
+from pyrogen.nn import MADE, DenseNN
 from pyrogen.transforms import (
-    ActNorm,
     Autoregressive,
     Bijector,
     Compose,
@@ -42,10 +40,7 @@ from pyrogen.transforms import (
     ConditionalCoupling,
     Coupling,
     Elementwise,
-    ImageCoupling,
-    Invertible1x1Conv,
     LULinear,
-    MultiScale,
     Permute,
     Planar,
     QRLinear,
@@ -387,259 +382,3 @@ def nsf(
     RationalQuadraticSpline(num_bins, bound)
     return _autoregressive(input_dim, num_layers, context_dim, hidden_dims, activation, mixing,
                            lambda: RationalQuadraticSpline(num_bins, bound), cheap)  # fmt: skip
-
-
-# -- image flows -------------------------------------------------------------------------------
-
-
-def _check_image_shape(
-    input_shape: Sequence[int], num_levels: int | None = None
-) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
-        raise ValueError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}")
-    if num_levels is None:
-        return shape
-    check_count(num_levels, "num_levels")
-    c, h, w = shape
-    f = 2**num_levels
-    if h % f or w % f:
-        raise ValueError(
-            f"height and width must be divisible by 2**num_levels={f} (pad the images), got {h}x{w}"
-        )
-    return c, h, w
-
-
-def _multiscale(input_shape, num_levels, make_steps, hidden_channels) -> MultiScale:
-    """Build the levels from the innermost out; ``make_steps(c, h, w)`` gives one level's steps
-    on the squeezed shape."""
-    c, h, w = _check_image_shape(input_shape, num_levels)
-    check_count(hidden_channels, "hidden_channels")
-    shapes = []
-    for _ in range(num_levels):
-        shapes.append((c, h, w))
-        c, h, w = 2 * c, h // 2, w // 2  # the kept half after squeeze and split
-    inner = None
-    for level, (c, h, w) in reversed(list(enumerate(shapes))):
-        steps = make_steps(4 * c, h // 2, w // 2)
-        if level == num_levels - 1:
-            inner = MultiScale(c, steps)
-        else:
-            prior = ConvNet(2 * c, hidden_channels, 4 * c)
-            inner = MultiScale(c, steps, inner=inner, prior=prior)
-    assert inner is not None
-    return inner
-
-
-def glow(
-    input_shape: Sequence[int],
-    *,
-    num_levels: int = 2,
-    num_steps: int = 8,
-    hidden_channels: int = 128,
-    additive: bool = False,
-    pixel_levels: int | None = 256,
-) -> ImageFlow:
-    """Glow: a multi-scale flow whose steps are ActNorm, an invertible 1x1 convolution and an
-    affine coupling with a channel mask, with a learned Gaussian prior at every split.
-
-    Each of the ``num_levels`` levels squeezes, applies ``num_steps`` steps (data-to-noise
-    order: ActNorm, 1x1 convolution, coupling) and factors out half of the channels under a
-    conditional Gaussian (see :class:`~pyrogen.transforms.MultiScale`); the last level does
-    not split. Coupling and prior networks are :class:`~pyrogen.nn.ConvNet`.
-
-    Cost: both directions one pass of every network. ActNorm initializes from the first data
-    batch it scores.
-
-    Shapes:
-        x: ``(*batch, C, H, W)``, with H and W divisible by 2 to the power ``num_levels``.
-    Args:
-        input_shape: ``(C, H, W)``.
-        num_levels: number of squeeze levels (>= 1).
-        num_steps: flow steps per level (>= 1).
-        hidden_channels: width of the coupling and prior networks.
-        additive: additive coupling (Glow's volume-preserving variant).
-        pixel_levels: number of pixel levels (256 for 8-bit, 17 for digits), or ``None`` for a
-            flow on real-valued data without the pixel preprocessing; see :class:`ImageFlow`.
-    Returns:
-        an :class:`ImageFlow`.
-    Raises:
-        ValueError: a bad ``input_shape`` (including sizes not divisible by
-            ``2**num_levels``) or non-positive counts.
-    References:
-        Kingma, Dhariwal (2018). Glow: Generative Flow with Invertible 1x1 Convolutions.
-        https://arxiv.org/abs/1807.03039
-    Example:
-        >>> flow = glow((1, 8, 8), num_levels=2, num_steps=2, hidden_channels=16, pixel_levels=17)
-        >>> flow.distribution().sample((3,)).shape
-        torch.Size([3, 1, 8, 8])
-    """
-    check_count(num_steps, "num_steps")
-
-    def steps(c: int, h: int, w: int) -> list:
-        layers = []
-        for _ in range(num_steps):
-            cond = ConvNet(c // 2, hidden_channels, (c - c // 2) * (1 if additive else 2))
-            coupling = ImageCoupling(c, cond, mask="channel", additive=additive)
-            # forward (noise-to-data) order is the reverse of Glow's data-to-noise step
-            layers = [coupling, Invertible1x1Conv(c), ActNorm((c, h, w)), *layers]
-        return layers
-
-    transform = _multiscale(input_shape, num_levels, steps, hidden_channels)
-    return ImageFlow(transform, input_shape, pixel_levels=pixel_levels)
-
-
-def realnvp_image(
-    input_shape: Sequence[int],
-    *,
-    num_levels: int = 2,
-    num_steps: int = 4,
-    hidden_channels: int = 64,
-    pixel_levels: int | None = 256,
-) -> ImageFlow:
-    """Image RealNVP: a multi-scale flow of affine couplings with alternating checkerboard and
-    channel masks (and ActNorm in place of batch normalization), with a learned Gaussian prior
-    at every split.
-
-    Each level squeezes, applies ``num_steps`` couplings (data-to-noise order: checkerboard
-    parity 0 and 1, then channel masks parity 0 and 1, repeating), each followed by ActNorm,
-    and factors out half of the channels (:class:`~pyrogen.transforms.MultiScale`).
-
-    Cost: both directions one pass of every network.
-
-    Shapes:
-        x: ``(*batch, C, H, W)``, with H and W divisible by 2 to the power ``num_levels``.
-    Args:
-        input_shape, num_levels, hidden_channels, pixel_levels: as in :func:`glow`.
-        num_steps: couplings per level (>= 1).
-    Returns:
-        an :class:`ImageFlow`.
-    Raises:
-        ValueError: as :func:`glow`.
-    References:
-        Dinh, Sohl-Dickstein, Bengio (2017). Density estimation using Real NVP.
-        https://arxiv.org/abs/1605.08803
-    Example:
-        >>> flow = realnvp_image((1, 8, 8), num_steps=2, hidden_channels=16, pixel_levels=17)
-        >>> flow.distribution().sample((3,)).shape
-        torch.Size([3, 1, 8, 8])
-    """
-    check_count(num_steps, "num_steps")
-
-    def steps(c: int, h: int, w: int) -> list:
-        layers = []
-        for i in range(num_steps):
-            kind = ("checkerboard", "checkerboard", "channel", "channel")[i % 4]
-            parity = i % 2
-            if kind == "checkerboard":
-                cond = ConvNet(c, hidden_channels, 2 * c)
-            else:
-                kept = c // 2 if parity == 0 else c - c // 2
-                cond = ConvNet(kept, hidden_channels, 2 * (c - kept))
-            coupling = ImageCoupling(c, cond, mask=kind, parity=parity)
-            layers = [ActNorm((c, h, w)), coupling, *layers]
-        return layers
-
-    transform = _multiscale(input_shape, num_levels, steps, hidden_channels)
-    return ImageFlow(transform, input_shape, pixel_levels=pixel_levels)
-
-
-class ImageFlow(nn.Module):
-    r"""A flow over images, with uniform dequantization and bits/dim accounting.
-
-    The model is :math:`\epsilon \sim N(0, I)` of shape ``(C, H, W)``, :math:`h = f(\epsilon)`
-    (``transform``, noise to data) and, with ``pixel_levels = L``, the inverse logit
-    preprocessing :math:`v = L (\sigma(h) - \alpha) / (1 - 2\alpha)` onto the continuous pixel
-    scale (:func:`pyrogen.datasets.logit_transform`), whose log-determinant is part of the
-    density. For integer pixels :math:`k`, uniform dequantization :math:`v = k + u`,
-    :math:`u \sim U[0, 1)^D`, gives the bound :math:`\log P(k) \ge \mathbb E_u \log p(k + u)`
-    (Theis et al. 2016). The map's range is slightly wider than :math:`[0, L)` per pixel; the
-    density's mass outside the cube :math:`[0, L)^D` is lost to the discrete model, so the
-    bound stays conservative.
-
-    - :meth:`distribution` is a ``TransformedDistribution`` over ``v`` (use it as
-      ``pyro.sample("x", flow.distribution(), obs=dequantize(k))`` with the module registered
-      through ``pyro.module``); its ``log_prob`` is an exact continuous density in nats.
-    - :meth:`log_prob` is the Monte Carlo estimate of the bound on :math:`\log P(k)` from
-      ``num_draws`` dequantizations (nats per image) and :meth:`bits_per_dim` converts it,
-      :math:`-\log P / (D \ln 2)` with :math:`D = C H W`.
-    - :meth:`sample` draws integer-valued-scale images :math:`v` at a temperature
-      :math:`T` (base :math:`N(0, T^2 I)`, Glow's reduced-temperature samples).
-
-    Shapes:
-        x: ``(*batch, C, H, W)``.  log_prob: ``(*batch,)``.
-    Args:
-        transform: a bijection on ``(C, H, W)`` (noise to data), e.g. from :func:`glow`.
-        input_shape: ``(C, H, W)``.
-        pixel_levels: ``L`` or ``None`` (no preprocessing: a density over real images).
-        alpha: margin of the logit preprocessing.
-    Raises:
-        ValueError: a bad ``input_shape`` or ``pixel_levels < 2``; in :meth:`log_prob`,
-            images of the wrong shape or pixels outside ``0..L-1``.
-    References:
-        Theis, van den Oord, Bethge (2016). A note on the evaluation of generative models.
-        https://arxiv.org/abs/1511.01844
-    """
-
-    def __init__(
-        self,
-        transform: Transform,
-        input_shape: Sequence[int],
-        *,
-        pixel_levels: int | None = 256,
-        alpha: float = 0.05,
-    ) -> None:
-        super().__init__()
-        _check_image_shape(input_shape)
-        if pixel_levels is not None:
-            check_count(pixel_levels, "pixel_levels", minimum=2)
-        self.transform = transform
-        self.input_shape = tuple(input_shape)
-        self.pixel_levels, self.alpha = pixel_levels, alpha
-        self.register_buffer("_anchor", torch.zeros(()))
-
-    @property
-    def num_dims(self) -> int:
-        """``D = C * H * W``."""
-        return math.prod(self.input_shape)
-
-    def distribution(self, temperature: float = 1.0) -> dist.TransformedDistribution:
-        """The density over continuous pixel values ``v`` (nats), base sd ``temperature``."""
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        # the buffer follows .to(device) and .double() of this module
-        base = dist.Normal(self._anchor.expand(self.input_shape), temperature).to_event(3)
-        parts = [self.transform]
-        if self.pixel_levels is not None:
-            parts.append(logit_transform(self.pixel_levels, alpha=self.alpha))
-        return dist.TransformedDistribution(base, parts)
-
-    def _check_pixels(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or tuple(x.shape[-3:]) != self.input_shape:
-            raise ValueError(
-                f"images must have shape (*batch, {', '.join(map(str, self.input_shape))}), "
-                f"got {tuple(getattr(x, 'shape', ()))}"
-            )
-        if self.pixel_levels is not None:
-            bad = (x < 0) | (x > self.pixel_levels - 1) | (x != x.round())
-            if bool(bad.any()):
-                raise ValueError(f"pixels must be integers in 0..{self.pixel_levels - 1}")
-
-    def log_prob(self, x: torch.Tensor, *, num_draws: int = 1) -> torch.Tensor:
-        """Dequantized bound on ``log P(x)`` (nats per image), averaged over ``num_draws``
-        uniform dequantizations (without pixel levels: the exact density of ``x``)."""
-        self._check_pixels(x)
-        check_count(num_draws, "num_draws")
-        d = self.distribution()
-        if self.pixel_levels is None:
-            return d.log_prob(x)
-        return torch.stack([d.log_prob(dequantize(x)) for _ in range(num_draws)]).mean(0)
-
-    def bits_per_dim(self, x: torch.Tensor, *, num_draws: int = 1) -> torch.Tensor:
-        """:meth:`log_prob` in bits per dimension, ``(*batch,)``."""
-        return bits_per_dim(self.log_prob(x, num_draws=num_draws), self.num_dims)
-
-    def sample(self, sample_shape: tuple = (), *, temperature: float = 1.0) -> torch.Tensor:
-        """Images on the continuous pixel scale, ``(*sample_shape, C, H, W)``."""
-        with torch.no_grad():
-            return self.distribution(temperature).sample(sample_shape)
