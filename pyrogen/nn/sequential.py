@@ -58,7 +58,7 @@ class _Prefix:
 
 def made_sequential(
     made: MADE,
-    solve: Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     target: torch.Tensor,
     context: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,10 +75,10 @@ def made_sequential(
     steps per layer.
 
     Shapes:
-        target: ``(*batch, D)`` (the values ``solve`` reads, e.g. the noise of a MAF).
+        target: ``(*batch, D)``, ``t`` (e.g. the noise of a MAF).
         context: ``(*batch, context_dim)``, broadcast against ``target``.
-        solve: ``(v, params (n, num_params)) -> (column (n,), ladj (n,))`` for variable ``v``
-            over the flattened batch of size ``n``.
+        step: ``(t_v (n, 1), params (n, 1, num_params)) -> (c_v (n, 1), ladj (n, 1))`` for one
+            variable over the flattened batch of size ``n``.
         returns: ``c`` and ``ladj``, both ``(*batch, D)``.
     Raises:
         ValueError: the MADE one-hot encodes categorical inputs (``input_categories``); a
@@ -90,7 +90,7 @@ def made_sequential(
         >>> made = MADE(3, [8], num_params=1)
         >>> _ = torch.nn.init.normal_(made.output.weight)
         >>> x = torch.randn(4, 3)
-        >>> c, _ = made_sequential(made, lambda v, p: (x[:, v] + p[:, 0], 0 * p[:, 0]), x)
+        >>> c, _ = made_sequential(made, lambda t, p: (t + p[..., 0], 0 * t), x)
         >>> torch.allclose(c, x + made(c)[..., 0, :], atol=1e-6)
         True
     """
@@ -107,6 +107,7 @@ def made_sequential(
         batch = torch.broadcast_shapes(batch, context.shape[:-1])
         context = context.expand(*batch, context.shape[-1]).reshape(-1, context.shape[-1])
     n = batch.numel()
+    flat = target.expand(*batch, D).reshape(n, D)
     grad = torch.is_grad_enabled()
     order = made.orders[0]
     degrees = unit_degrees(made)
@@ -149,7 +150,8 @@ def made_sequential(
         params = b_out[:, v].expand(n, -1)
         if e:
             params = torch.addmm(params, hidden[-1].prefix(e), w_out[:, v, :e].T)
-        columns[v], ladjs[v] = solve(v, params)
+        column, ladj = step(flat[:, v : v + 1], params[:, None, :])
+        columns[v], ladjs[v] = column[:, 0], ladj[:, 0]
         if k < D - 1:
             inputs.append(columns[v][:, None])
             fill(k + 1)

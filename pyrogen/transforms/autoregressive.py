@@ -72,24 +72,8 @@ class Autoregressive(Bijector):
         return call(self.conditioner, c, context).movedim(-2, -1)  # (*batch, D, P)
 
     def _solve(self, target, context, step) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fixed point of ``c <- step(target, params(c))``: degree-blocked through the MADE
-        (:func:`~pyrogen.nn.sequential.made_sequential`, about one pass), else ``D`` passes."""
-        if not self.conditioner.input_categories:
-            batch = target.shape[:-1]
-            if context is not None:
-                batch = torch.broadcast_shapes(batch, context.shape[:-1])
-            target = target.expand(*batch, self.input_dim)
-            flat = target.reshape(-1, self.input_dim)
-
-            def solve(v: int, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                c, ladj = step(flat[:, v : v + 1], params[:, None, :])
-                return c[:, 0], ladj[:, 0]
-
-            return made_sequential(self.conditioner, solve, target, context)
-        c, ladj = step(target, self._params(torch.zeros_like(target), context))
-        for _ in range(self.input_dim - 1):
-            c, ladj = step(target, self._params(c, context))
-        return c, ladj
+        """The fixed point of ``c <- step(target, params(c))``, each MADE unit computed once."""
+        return made_sequential(self.conditioner, step, target, context)
 
     def forward_and_ladj(self, x, context=None):
         if self.cheap == "forward":

@@ -124,6 +124,6 @@ def test_context_errors():
     made = MADE(3, [4], context_dim=2)
     x = torch.randn(2, 3)
     with pytest.raises(ValueError, match="context"):
-        made_sequential(made, lambda v, p: (p[:, 0], p[:, 0]), x)
+        made_sequential(made, lambda t, p: (t, t), x)
     with pytest.raises(ValueError, match="context"):
-        made_sequential(MADE(3, [4]), lambda v, p: (p[:, 0], p[:, 0]), x, torch.randn(2, 2))
+        made_sequential(MADE(3, [4]), lambda t, p: (t, t), x, torch.randn(2, 2))
