@@ -198,6 +198,14 @@ class PSISDiagnostic:
     num_samples: int
     log_weights: torch.Tensor
 
+    def __repr__(self) -> str:
+        """The scalar diagnostics and the weights' shape (not their values)."""
+        return (
+            f"PSISDiagnostic(khat={self.khat:.3f}, log_evidence={self.log_evidence:.4f}, "
+            f"ess={self.ess:.1f}, num_samples={self.num_samples}, "
+            f"log_weights=tensor(shape={tuple(self.log_weights.shape)}), status={self.status!r})"
+        )
+
     @property
     def status(self) -> str:
         """``"good"``, ``"ok after reweighting"`` or ``"unreliable"`` by the k-hat thresholds."""
