@@ -7,7 +7,7 @@ from pyro.infer import Predictive
 from pyro.optim import Adam
 from torch import nn
 
-from pyrogen.analysis import psis_khat
+from pyrogen.analysis import psis_khat, to_inference_data
 from pyrogen.distributions import BernoulliRBM
 from pyrogen.distributions.annealing import annealed_importance_sampling
 from pyrogen.infer import GAN, fit_rbm, log_likelihood
@@ -92,6 +92,9 @@ def test_progress_false_is_silent(capsys):
         num_samples=20,
         batch_size=5,
         progress=False,
+    )
+    to_inference_data(
+        _normal_model, _normal_guide, torch.tensor([0.5]), num_samples=5, progress=False
     )
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
