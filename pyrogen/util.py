@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_count", "check_module_class", "check_tensor"]
+__all__ = ["check_count", "check_module_class", "check_tensor", "progress_bar"]
 
 
 def check_tensor(
@@ -85,3 +85,27 @@ def check_module_class(value, name: str) -> type[torch.nn.Module]:
     if not (isinstance(value, type) and issubclass(value, torch.nn.Module)):
         raise TypeError(f"{name} must be an nn.Module class (e.g. torch.nn.Tanh), got {value!r}")
     return value
+
+
+def progress_bar(iterable, *, progress: bool | None = None, total: int | None = None, desc=None):
+    """``iterable`` wrapped in a ``tqdm`` progress bar written to stderr, or unchanged.
+
+    Args:
+        progress: ``True`` shows the bar, ``False`` never; ``None`` (default) shows it only
+            when stderr is an interactive terminal, so tests and CI logs stay quiet.
+        total, desc: passed to ``tqdm``.
+    Returns:
+        the iterable, wrapped when a bar is shown and ``tqdm`` is installed (it is imported
+        lazily; without it the iterable is returned unchanged).
+    """
+    import sys
+
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not progress:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is optional
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr)

@@ -15,6 +15,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrogen.infer.importance import guess_max_plate_nesting
+from pyrogen.util import progress_bar
 
 __all__ = ["PSISDiagnostic", "importance_resample", "psis_khat", "to_inference_data"]
 
@@ -78,7 +79,14 @@ def _dims(site: dict, shape: torch.Size) -> list[str]:
     return names
 
 
-def to_inference_data(model: Callable, guide: Callable, *args, num_samples: int = 1000, **kwargs):
+def to_inference_data(
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_samples: int = 1000,
+    progress: bool | None = None,
+    **kwargs,
+):
     """Turn a fitted SVI guide into an ArviZ ``InferenceData`` (Pyro's ``az.from_pyro`` takes MCMC
     only).
 
@@ -97,6 +105,8 @@ def to_inference_data(model: Callable, guide: Callable, *args, num_samples: int 
         model, guide: a Pyro model and a guide for it (any guide, e.g. an autoguide).
         args, kwargs: the model's positional and keyword arguments.
         num_samples: number of guide draws.
+        progress: a tqdm bar over the draws (``None``: only when stderr is a terminal;
+            ``False``: never).
     Returns:
         ``arviz.InferenceData``.
     Raises:
@@ -116,7 +126,7 @@ def to_inference_data(model: Callable, guide: Callable, *args, num_samples: int 
     }
     dims: dict[str, list[str]] = {}
     with torch.no_grad():
-        for _ in range(num_samples):
+        for _ in progress_bar(range(num_samples), progress=progress, desc="to_inference_data"):
             guide_trace, model_trace = _traces(model, guide, args, kwargs)
             guide_trace.compute_log_prob()
             log_q = sum(
@@ -197,6 +207,14 @@ class PSISDiagnostic:
     ess: float
     num_samples: int
     log_weights: torch.Tensor
+
+    def __repr__(self) -> str:
+        """The scalar diagnostics and the weights' shape (not their values)."""
+        return (
+            f"PSISDiagnostic(khat={self.khat:.3f}, log_evidence={self.log_evidence:.4f}, "
+            f"ess={self.ess:.1f}, num_samples={self.num_samples}, "
+            f"log_weights=tensor(shape={tuple(self.log_weights.shape)}), status={self.status!r})"
+        )
 
     @property
     def status(self) -> str:

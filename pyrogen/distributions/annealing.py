@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pyrogen.distributions.base import AISEstimate
-from pyrogen.util import check_count
+from pyrogen.util import check_count, progress_bar
 
 __all__ = [
     "AnnealingPath",
@@ -142,6 +142,7 @@ def annealed_importance_sampling(
     num_betas: int = 14500,
     data: torch.Tensor | None = None,
     base_visible_bias: torch.Tensor | None = None,
+    progress: bool | None = None,
 ) -> AISEstimate:
     r"""Estimate :math:`\log Z` of an energy model by annealed importance sampling.
 
@@ -171,6 +172,8 @@ def annealed_importance_sampling(
         num_betas: annealing steps (>= 3).
         data: visible data for the base-rate initialization.
         base_visible_bias: explicit base biases :math:`b_A` (overrides ``data``).
+        progress: a tqdm bar over the annealing steps (``None``: only when stderr is a
+            terminal; ``False``: never).
     Raises:
         ValueError: ``num_chains < 1`` or ``num_betas < 3``.
         NotImplementedError: a model without an annealing path (a Gaussian-Bernoulli RBM).
@@ -196,7 +199,8 @@ def annealed_importance_sampling(
     betas = salakhutdinov_schedule(num_betas, base_log_z)
     x = path.sample_base(num_chains)
     log_w = 0.0
-    for k in range(1, len(betas)):
+    steps = progress_bar(range(1, len(betas)), progress=progress, desc="AIS")
+    for k in steps:
         log_w = log_w + (path.log_f(x, betas[k]) - path.log_f(x, betas[k - 1]))
         if k < len(betas) - 1:
             x = path.transition(x, betas[k])

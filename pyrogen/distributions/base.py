@@ -42,6 +42,20 @@ class AISEstimate(NamedTuple):
     stderr: torch.Tensor
     log_weights: torch.Tensor
 
+    def __repr__(self) -> str:
+        """The estimate and its standard error, and the weights' shape (not their values)."""
+
+        def short(t):
+            t = torch.as_tensor(t)
+            return f"{t.item():.4f}" if t.numel() == 1 else f"tensor(shape={tuple(t.shape)})"
+
+        lw = torch.as_tensor(self.log_weights)
+        return (
+            f"AISEstimate(log_partition={short(self.log_partition)}, "
+            f"stderr={short(self.stderr)}, num_chains={lw.shape[0] if lw.dim() else 1}, "
+            f"log_weights=tensor(shape={tuple(lw.shape)}))"
+        )
+
 
 def discrete_support(num_categories: int, event_dim: int):
     """The support of ``event_dim``-dimensional arrays of values in ``0..num_categories-1``

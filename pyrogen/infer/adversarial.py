@@ -13,6 +13,7 @@ from pyro.optim import PyroOptim
 from torch import nn
 
 from pyrogen.infer.checks import check_state_keys, checked_grads, trace_params
+from pyrogen.util import check_count
 
 __all__ = ["GAN", "gradient_penalty"]
 
@@ -71,7 +72,7 @@ class GAN:
 
     Wrap the critic's layers in ``torch.nn.utils.parametrizations.spectral_norm`` for
     spectral normalization (Miyato et al. 2018). Draw samples from the trained generator with
-    ``pyro.infer.Predictive`` or by calling it.
+    :meth:`sample` (or ``pyro.infer.Predictive`` with ``return_sites=["_RETURN"]``).
 
     Every update checks its loss and gradients before its optimizer runs, so the one that goes
     non-finite raises and changes neither parameters nor optimizer state. To resume training,
@@ -124,6 +125,20 @@ class GAN:
         self.generator_optim, self.discriminator_optim = generator_optim, discriminator_optim
         self.loss, self.critic_steps, self.penalty_weight = loss, critic_steps, penalty_weight
         self.num_steps = 0
+
+    def sample(self, num_samples: int, *args, **kwargs) -> torch.Tensor:
+        """Draws from the generator, without gradients: what it returns for
+        ``generator(num_samples, *args, **kwargs)`` (the same as
+        ``Predictive(generator, num_samples=1, return_sites=["_RETURN"])(...)["_RETURN"][0]``).
+
+        Shapes:
+            returns ``(num_samples, *event_shape)``.
+        Raises:
+            ValueError: ``num_samples < 1``.
+        """
+        check_count(num_samples, "num_samples")
+        with torch.no_grad():
+            return self.generator(num_samples, *args, **kwargs)
 
     def _critic(self, x: torch.Tensor, *args) -> torch.Tensor:
         # update_module_params: after a param-store restore the critic uses the restored values

@@ -14,7 +14,7 @@ from pyro.util import warn_if_nan
 
 from pyrogen.distributions import BernoulliRBM
 from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads
-from pyrogen.util import check_count
+from pyrogen.util import check_count, progress_bar
 
 __all__ = ["ContrastiveDivergence", "fit_rbm"]
 
@@ -318,6 +318,8 @@ def fit_rbm(
     batch_size: int = 50,
     lr: float = 0.01,
     init_scale: float = 0.01,
+    seed: int | None = None,
+    progress: bool | None = None,
 ) -> BernoulliRBM:
     r"""Train a :class:`~pyrogen.distributions.BernoulliRBM` on binary data with ``pyro.infer.SVI``.
 
@@ -337,8 +339,14 @@ def fit_rbm(
         epochs, batch_size: passes over the data, mini-batch size (>= 1).
         lr: Adam learning rate (> 0).
         init_scale: standard deviation of the initial weights (>= 0).
+        seed: seeds torch's generator for the fit (``pyro.set_rng_seed``); two fits with the
+            same seed give identical parameters. ``None`` uses the current generator state.
+        progress: a tqdm bar over the epochs (``None``: only when stderr is a terminal;
+            ``False``: never).
     Returns:
-        the trained RBM (parameters detached).
+        the trained RBM (parameters detached); its attribute ``loss_history`` is a list of
+        ``epochs`` floats, the mean surrogate loss per mini-batch of each epoch (nats, a
+        free-energy gap, not a log-likelihood).
     Raises:
         ValueError: non-binary ``data``, a non-positive count or ``lr``.
     References:
@@ -365,13 +373,21 @@ def fit_rbm(
     def guide(batch):
         pass
 
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    history: list[float] = []
     with pyro.get_param_store().scope():
         svi = SVI(model, guide, Adam({"lr": lr}), loss)
-        for epoch in range(epochs):
+        for epoch in progress_bar(range(epochs), progress=progress, desc="fit_rbm"):
             perm = torch.randperm(len(data), device=data.device)
+            values = []
             for i in range(0, len(data), batch_size):
                 value = svi.step(data[perm[i : i + batch_size]])
                 if not math.isfinite(value):
                     raise FloatingPointError(f"non-finite loss {value} in epoch {epoch}")
+                values.append(value)
+            history.append(sum(values) / len(values))
         params = [pyro.param(n).detach().clone() for n in ("weight", "visible_bias", "hidden_bias")]
-    return BernoulliRBM(*params)
+    rbm = BernoulliRBM(*params)
+    rbm.loss_history = history
+    return rbm

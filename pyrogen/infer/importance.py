@@ -15,7 +15,7 @@ from pyro.infer.enum import get_importance_trace
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
 
-from pyrogen.util import check_count
+from pyrogen.util import check_count, progress_bar
 
 __all__ = [
     "LogLikelihood",
@@ -312,6 +312,7 @@ def log_likelihood(
     num_samples: int = 5000,
     batch_size: int = 500,
     max_plate_nesting: int | None = None,
+    progress: bool | None = None,
     **kwargs,
 ) -> LogLikelihood:
     r"""Importance-weighted estimate of :math:`\log p(x)` for every data point.
@@ -335,6 +336,8 @@ def log_likelihood(
         num_samples: ``S``, importance draws per data point (DESIGN: report K=5000).
         batch_size: particles per vectorized pass (memory ~ ``batch_size`` times one pass).
         max_plate_nesting: the model's plate nesting; guessed with one dry run when ``None``.
+        progress: a tqdm bar over the importance draws (``None``: only when stderr is a
+            terminal; ``False``: never).
     Raises:
         ValueError: ``num_samples < 1`` or ``batch_size < 1``.
     References:
@@ -361,6 +364,7 @@ def log_likelihood(
     lse1 = lse2 = global_term = None
     plates: tuple[str, ...] = ()
     done = 0
+    bar = progress_bar(None, progress=progress, total=num_samples, desc="log_likelihood")
     while done < num_samples:
         k = min(max(batch_size, 2), num_samples - done)
         if num_samples - done - k == 1:
@@ -374,6 +378,10 @@ def log_likelihood(
         lse1 = a if lse1 is None else torch.logaddexp(lse1, a)
         lse2 = b if lse2 is None else torch.logaddexp(lse2, b)
         done += k
+        if bar is not None:
+            bar.update(k)
+    if bar is not None:
+        bar.close()
     estimate = lse1 - math.log(num_samples)
     rel_var = (lse2 - 2 * lse1 + math.log(num_samples)).exp() - 1
     stderr = (rel_var.clamp(min=0) / num_samples).sqrt()
