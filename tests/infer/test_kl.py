@@ -158,7 +158,9 @@ def test_log_partition_of_the_unnormalized_banana_within_three_standard_errors()
     """Importance sampling with a mass-covering proposal: a MAF fitted by forward KL to exact
     banana samples, then weighted against the unnormalized banana density."""
     banana = Banana()
-    flow = flows.maf(2, num_layers=3, hidden_dims=[32, 32], activation=torch.nn.Tanh)
+    flow = flows.maf(
+        2, num_layers=3, hidden_dims=[32, 32], activation=torch.nn.Tanh, order="natural"
+    )
     model = samples_model(flow, banana.sample((4000,)), batch_size=256)
     svi = SVI(model, empty_guide, pyro.optim.ClippedAdam({"lr": 5e-3, "lrd": 0.999}), Trace_ELBO())
     for _ in range(400):
