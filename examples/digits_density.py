@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import time
 from pathlib import Path
@@ -160,9 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
-    from pyrogen.analysis.report import set_threads
+    from pyrogen.analysis.report import set_threads, write_results
 
     set_threads(args.threads)
+    started = time.perf_counter()
 
     pyro.set_rng_seed(args.seed)
     x_train, x_test, _, _ = load_digits(dtype=torch.float32)
@@ -262,7 +262,15 @@ def main(argv: list[str] | None = None) -> dict:
         rows = {"real": x_test[:10]}
         rows.update({name: d.sample((10,)) for name, d in dists.items()})
     save_grid(args.out / "digits_density.png", rows)
-    (args.out / "digits_density.json").write_text(json.dumps(results, indent=2))
+    write_results(
+        args.out / "digits_density.json",
+        results,
+        title="Density models of 8x8 digits (the main job)",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nModel selection:")[0],
+        started=started,
+    )
     print(f"wrote {args.out / 'digits_density.png'} and {args.out / 'digits_density.json'}")
     return results
 
