@@ -154,6 +154,18 @@ class PixelCNNNetwork(nn.Module):
             else None
         )
 
+    @property
+    def receptive_field(self) -> int:
+        """Reach ``R`` of the network in pixels: the logits at ``(i, j)`` depend only on the
+        input rows ``i - R .. i`` and columns ``j - R .. j + R``.
+
+        ``R`` is the sum of ``kernel_size // 2`` over the masked convolutions (the 1x1 head
+        adds none; residual connections, activations and the context term act per pixel).
+        Ancestral sampling runs the network on that window only.
+        """
+        convs = (self.first, *self.blocks, self.head, self.out)
+        return sum(conv.kernel_size[0] // 2 for conv in convs)
+
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         if not self.gated:
             return torch.relu(h)
