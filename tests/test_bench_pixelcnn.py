@@ -1,22 +1,14 @@
 """The PixelCNN sampling benchmark runs in its quick mode and both samplers agree."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import ROOT, load
 
 
 @pytest.mark.slow
 def test_bench_pixelcnn_quick(tmp_path):
-    path = ROOT / "benchmarks" / "bench_pixelcnn.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = bench
-    spec.loader.exec_module(bench)
+    bench = load(ROOT / "benchmarks" / "bench_pixelcnn.py")
     threads = torch.get_num_threads()
     try:
         report = bench.main(["--quick", "--out", str(tmp_path / "pixelcnn.json")])

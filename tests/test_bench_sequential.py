@@ -1,23 +1,12 @@
 """The sequential-direction benchmark runs in its quick mode: every peer library is timed, the
 degree-blocked IAF inverse agrees with the D-pass fixed point, and the JSON report is written."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import ROOT, load
 
 
 @pytest.mark.slow

@@ -1,26 +1,17 @@
 """The data-parallel VAE example runs in its smoke mode: one process, and two under torchrun."""
 
-import importlib.util
 import json
 import math
 import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import ROOT, load
+
 EXAMPLE = ROOT / "examples" / "distributed_vae.py"
-
-
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def check(result: dict, workers: int) -> None:

@@ -1,22 +1,12 @@
 """The energy-model example runs in its smoke mode and its models learn real structure."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import ROOT, load
+
 UNIFORM = -64 * math.log(2)  # -44.36 nats: the uniform model over 8x8 binary images
-
-
-def load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
