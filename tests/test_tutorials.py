@@ -25,6 +25,7 @@ SMOKE = {
             "num_epochs, num_betas, num_ebm_steps = 2, 200, 3"
         ),
         "num_steps=500": "num_steps=20",
+        "num_dbm_epochs, num_dbm_steps = 20, 300": "num_dbm_epochs, num_dbm_steps = 1, 3",
     },
     "adversarial": {"num_steps, num_avb_epochs = 2000, 50": "num_steps, num_avb_epochs = 3, 1"},
 }
@@ -93,6 +94,8 @@ def test_energy_models():
     ais, exact = ns["ais"], float(ns["exact"])
     assert abs(float(ais.log_partition) - exact) < 5 * float(ais.stderr) + 0.5
     assert ns["samples"].shape == (500, 2) and math.isfinite(ns["log_z"])
+    assert -64 * math.log(2) - 10 < float(ns["bound"]) < 0  # a lower bound on log p, in nats
+    assert math.isfinite(float(ns["dbm_log_z"].stderr))
 
 
 @pytest.mark.slow
