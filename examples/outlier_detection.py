@@ -66,6 +66,7 @@ from vae_mnist import train as train_vae
 
 from pyrogen import flows
 from pyrogen.analysis import ood_auroc, ood_scores
+from pyrogen.analysis.report import set_threads
 from pyrogen.datasets import dequantize, load_digits, load_mnist5k, logit_transform
 from pyrogen.infer import empty_guide, log_likelihood
 
@@ -237,8 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         args.flow_epochs = args.pixelcnn_epochs = args.vae_epochs = 1
         args.num_samples, n_sets = 4, 40
-    torch.set_num_threads(args.threads)
-    print(f"torch threads: {torch.get_num_threads()}", flush=True)
+    set_threads(args.threads)
     torch.set_default_dtype(torch.float32)
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()

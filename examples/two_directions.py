@@ -47,6 +47,7 @@ from torch import nn
 import pyrogen
 from pyrogen import datasets, flows
 from pyrogen.analysis import kl_diagnostics
+from pyrogen.analysis.report import set_threads
 from pyrogen.infer import (
     density_model,
     empty_guide,
@@ -206,8 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         args.steps, args.batch, args.num_data, args.num_eval = 5, 32, 200, 200
         args.funnel_dim = min(args.funnel_dim, 3)
-    torch.set_num_threads(args.threads)
-    print(f"torch threads: {torch.get_num_threads()}", flush=True)
+    set_threads(args.threads)
     torch.set_default_dtype(torch.float32)
     pyro.set_rng_seed(args.seed)
     target_map = targets(args.funnel_dim)
