@@ -5,19 +5,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import pyro
+import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
+from pyro.infer.util import is_validation_enabled
 from pyro.poutine.trace_struct import Trace
-from pyro.util import warn_if_nan
+from pyro.poutine.util import prune_subsample_sites
+from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
 from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads, nonfinite_sites
 from pyrogen.infer.importance import (
+    PARTICLE_PLATE,
     guess_max_plate_nesting,
     importance_log_weights,
-    replay_model_detached,
     trace_particles,
 )
+from pyrogen.infer.pathwise import log_prob_grad
 from pyrogen.util import check_count
 
 __all__ = ["IWAE"]
@@ -56,12 +61,16 @@ class IWAE(CountedSteps, ELBO):
     - ``"dreg"`` (doubly reparameterized): model parameters get the ``"iwae"`` gradient; guide
       parameters get :math:`\sum_k \tilde w_k^2\, \partial \log w_k / \partial z_k \cdot
       \partial z_k / \partial \phi` with :math:`\log q` stopped as in STL. Unbiased for the
-      same objective, with a signal-to-noise ratio that does not decay as ``K`` grows. Costs
-      one extra pass of the model (not of the guide) per step.
+      same objective, with a signal-to-noise ratio that does not decay as ``K`` grows. One
+      pass of the model serves both weightings (the model's view of the draw scales its
+      gradient by :math:`\tilde w_k` on the way back).
 
-    ``"stl"`` and ``"dreg"`` need every guide site to be reparameterizable and evaluate
-    ``log q`` a second time at the detached draw (for an IAF-type flow guide that is its
-    sequential inverse).
+    ``"stl"`` and ``"dreg"`` need every guide site to be reparameterizable and the gradient of
+    ``log q`` at the draw with the guide's parameters held fixed. For a flow guide whose
+    autoregressive layers have the cheap forward (IAF) it comes from the base noise, by a
+    triangular solve through each MADE at the cost of about two network passes
+    (:func:`~pyrogen.infer.pathwise.log_prob_grad`), never the sequential inverse; other sites
+    differentiate ``log q`` at the detached draw.
 
     Shapes:
         ``loss``: a float (nats). Particles: ``K`` in a plate at
@@ -136,7 +145,8 @@ class IWAE(CountedSteps, ELBO):
 
     def _stop_log_q_gradient(self, guide_trace: Trace) -> None:
         """Replace each guide site's ``log_prob`` by one whose parameter gradient is stopped but
-        whose gradient through the draw is kept (the STL/DReG path derivative)."""
+        whose gradient through the draw is kept (the STL/DReG path derivative); see
+        :func:`~pyrogen.infer.pathwise.path_log_prob` (no sequential inverse for IAF guides)."""
         for name, site in guide_trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
@@ -145,14 +155,84 @@ class IWAE(CountedSteps, ELBO):
                     f"estimator={self.estimator!r} needs reparameterizable guide sites, but site "
                     f"{name!r} ({type(site['fn']).__name__}) is not; use estimator='iwae'"
                 )
-            at_stopped_draw = site["fn"].log_prob(site["value"].detach())
-            at_stopped_draw = scale_and_mask(at_stopped_draw, site["scale"], site["mask"])
-            site["log_prob"] = site["log_prob"] - (at_stopped_draw - at_stopped_draw.detach())
+            fn, value = site["fn"], site["value"]
+            score = log_prob_grad(fn, value)
+            if score is None:
+                stopped = scale_and_mask(fn.log_prob(value.detach()), site["scale"], site["mask"])
+                site["log_prob"] = site["log_prob"] - (stopped - stopped.detach())
+                continue
+            path = score * (value - value.detach())  # zero, with the path gradient
+            path = path.sum(tuple(range(-len(fn.event_shape), 0))) if fn.event_shape else path
+            site["log_prob"] = site["log_prob"].detach() + scale_and_mask(
+                path, site["scale"], site["mask"]
+            )
+
+    def _dreg_traces(self, model, guide, args, kwargs) -> tuple[Trace, Trace, dict]:
+        """As :meth:`_traces`, but the model sees each latent draw through an identity whose
+        backward multiplies the gradient by a per-particle factor set later (``scales[name]``):
+        one model pass serves both DReG terms."""
+        if self._nesting is None:
+            self._nesting = guess_max_plate_nesting(model, guide, args, kwargs)
+        particles = pyro.plate(PARTICLE_PLATE, self.num_particles, dim=-(self._nesting + 1))
+        guide_trace = poutine.trace(particles(guide)).get_trace(*args, **kwargs)
+        replay, scales = Trace(), {}
+        for name, site in guide_trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            value = site["value"]
+            if not site["is_observed"] and value.requires_grad:
+                value, scales[name] = value.view_as(value), 1.0
+                value.register_hook(lambda grad, name=name: grad * scales[name])
+            replay.add_node(name, **{**site, "value": value})
+        model_trace = poutine.trace(poutine.replay(particles(model), trace=replay)).get_trace(
+            *args, **kwargs
+        )
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, self._nesting + 1)
+        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = prune_subsample_sites(model_trace)
+        model_trace.compute_log_prob()
+        guide_trace.compute_score_parts()
+        if is_validation_enabled():
+            for trace in (model_trace, guide_trace):
+                for site in trace.nodes.values():
+                    if site["type"] == "sample":
+                        check_site_shape(site, self._nesting + 1)
+        return model_trace, guide_trace, scales
+
+    def _gradient_scales(self, guide_trace: Trace, lw, weights, scales: dict) -> None:
+        """``scales[name]``: the normalized weights laid out for each hooked latent site's value
+        (1 for the point-mass sites, whose gradient is the ``"iwae"`` one)."""
+        ndim = self._nesting + 1
+        for name in scales:
+            site = guide_trace.nodes.get(name)
+            if site is None or name in lw.global_sites:
+                scales[name] = 1.0
+                continue
+            dims = {f.name: f.dim for f in site["cond_indep_stack"] if f.vectorized}
+            target = [1] * ndim
+            target[-ndim] = self.num_particles
+            for plate in lw.data_plates:
+                target[dims[plate]] = weights.shape[1 + lw.data_plates.index(plate)]
+            batch_ndim = site["value"].dim() - len(site["fn"].event_shape)
+            shape = [1] * (batch_ndim - ndim) + target + [1] * len(site["fn"].event_shape)
+            scales[name] = weights.reshape(shape)
 
     def loss_and_surrogate(self, model: Callable, guide: Callable, *args, **kwargs):
         """Return ``(loss, surrogate_loss)``: :math:`-\\mathcal L_K` (tensor, nats) and a tensor
-        whose gradient is the chosen estimator's gradient of ``loss``."""
-        model_trace, guide_trace = self._traces(model, guide, args, kwargs)
+        whose gradient is the chosen estimator's gradient of ``loss``.
+
+        ``"dreg"`` runs the model once: with :math:`\\bar z` the model's view of the draw,
+        whose gradient is multiplied by :math:`\\tilde w_k` on the way back, the surrogate
+        :math:`\\sum_k \\tilde w_k \\log p(x, \\bar z_k) - \\tilde w_k^2 \\log q_{\\bot}(z_k)`
+        gives the model's parameters :math:`\\sum_k \\tilde w_k \\nabla \\log p` and the
+        guide's :math:`\\sum_k \\tilde w_k^2 \\partial \\log w_k / \\partial z_k \\cdot
+        \\partial z_k / \\partial \\phi`.
+        """
+        if self.estimator == "dreg":
+            model_trace, guide_trace, scales = self._dreg_traces(model, guide, args, kwargs)
+        else:
+            model_trace, guide_trace = self._traces(model, guide, args, kwargs)
         self._failed_traces = [("model", model_trace), ("guide", guide_trace)]
         if self.estimator != "iwae":
             self._stop_log_q_gradient(guide_trace)
@@ -163,21 +243,10 @@ class IWAE(CountedSteps, ELBO):
         bound = bound_per_point.sum() * lw.scale + lw.global_log_weight
         weights = torch.softmax(log_w.detach(), dim=0)
         if self.estimator == "dreg":
-            detached_model = replay_model_detached(
-                model,
-                guide_trace,
-                args,
-                kwargs,
-                num_particles=self.num_particles,
-                max_plate_nesting=self._nesting,
-                keep=lw.global_sites,
-            )
-            log_p_params_only = importance_log_weights(
-                detached_model, guide_trace, particle_dim=particle_dim
-            ).log_joint
-            surrogate = (weights**2 * log_w).sum() + (
-                (weights - weights**2) * log_p_params_only
-            ).sum()
+            self._gradient_scales(guide_trace, lw, weights, scales)
+            surrogate = (weights * lw.log_joint).sum()
+            if lw.reparam_log_q is not None:
+                surrogate = surrogate - (weights**2 * lw.reparam_log_q).sum()
         else:
             surrogate = (weights * log_w).sum()
             if lw.score_log_q is not None:
