@@ -13,7 +13,15 @@ from pyro.optim import Adam
 from pyro.util import warn_if_nan
 
 from pyrogen.distributions import BernoulliRBM
-from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads
+from pyrogen.infer.checks import CountedSteps, accumulate_grads, checked_loss_and_grads
+from pyrogen.infer.rbm_cd import (
+    GibbsKernel,
+    RBMSite,
+    find_rbm_site,
+    rbm_free_energy_gap,
+    read_params,
+    signature,
+)
 from pyrogen.util import check_count, progress_bar
 
 __all__ = ["ContrastiveDivergence", "fit_rbm"]
@@ -69,6 +77,17 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         energy_penalty: :math:`\alpha \ge 0`; adds :math:`\alpha s B (\overline{F(v^+)^2} +
             \overline{F(v^-)^2})`, the energy regularizer of Du and Mordatch (2019) that keeps
             a continuous EBM's energies from drifting to :math:`\pm\infty` (0: off).
+        fast: the closed-form step for a model that is one observed ``BernoulliRBM`` site
+            (parameters read with ``pyro.param``, the data passed as an argument; CD or PCD,
+            no replay buffer or energy penalty). The first call with a given argument
+            signature (tensor shapes, dtypes and devices, other arguments' values) traces the
+            model once (its random draws undone unless it initialized parameters, so that
+            a resumed run repeats the uninterrupted one); later calls with that
+            signature read the parameters through ``pyro.param`` (so ``SVI`` optimizes them)
+            and take the step of :func:`~pyrogen.infer.rbm_cd.rbm_free_energy_gap` without
+            running the model, as Pyro's JIT losses assume a model whose structure is fixed.
+            The chains draw the same random numbers as the traced path; the update agrees
+            with it to rounding. ``False``: trace the model at every step.
     Raises:
         ValueError: ``num_gibbs_steps < 1``, ``num_chains < 1``, ``replay_buffer < 0``,
             ``energy_penalty < 0``; on use, a model without an energy-based observed site, or
@@ -102,6 +121,7 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         num_chains: int | None = None,
         replay_buffer: int = 0,
         energy_penalty: float = 0.0,
+        fast: bool = True,
     ) -> None:
         check_count(num_gibbs_steps, "num_gibbs_steps")
         if num_chains is not None:
@@ -119,6 +139,8 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         self.buffers: dict[str, torch.Tensor] = {}
         self.num_steps = 0
         self._terms: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+        self.fast = bool(fast)
+        self._sites: dict = {}  # (model, signature) -> RBMSite or None, rebuilt on demand
 
     def _get_trace(self, model, guide, args, kwargs):  # pragma: no cover - not used
         raise NotImplementedError("ContrastiveDivergence traces the model only")
@@ -225,7 +247,12 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         """The surrogate's value (nats; no gradients, but the chains advance when it is
         finite)."""
         with torch.no_grad():
-            total, new_state = self._surrogate(model, args, kwargs)
+            site = self._rbm_site(model, args, kwargs)
+            step = None if site is None else self._rbm_step(site, args, kwargs, grads=False)
+            if step is not None:
+                total, _, new_state = step
+            else:
+                total, new_state = self._surrogate(model, args, kwargs)
             value = float(total)
         self._terms = []
         if math.isfinite(value):
@@ -259,6 +286,14 @@ class ContrastiveDivergence(CountedSteps, ELBO):
             ValueError: observed values outside the support or not finite.
             FloatingPointError: a non-finite surrogate or gradient.
         """
+        site = self._rbm_site(model, args, kwargs)
+        step = None if site is None else self._rbm_step(site, args, kwargs, grads=True)
+        if step is not None:
+            value, (params, grads), new_state = step
+            accumulate_grads(params, grads)
+            self._commit(new_state)
+            self.num_steps += 1
+            return float(value)
         new_state: dict = {}
 
         def compute():
@@ -277,6 +312,73 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         self._commit(new_state)
         self.num_steps += 1
         return value
+
+    def _rbm_site(self, model: Callable, args: tuple, kwargs: dict) -> RBMSite | None:
+        """The model's :class:`~pyrogen.infer.rbm_cd.RBMSite` for this call's signature, traced
+        once; ``None`` when the closed-form step does not apply."""
+        if not self.fast or self.energy_penalty or self.replay_buffer:
+            return None
+        key = signature(args, kwargs)
+        if key is None:
+            return None
+        if (model, key) not in self._sites:
+            if len(self._sites) > 32:
+                self._sites.clear()
+            known = set(pyro.get_param_store().keys())
+            devices = [a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda]
+            rng = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices[:1]]
+            with poutine.block():
+                trace = poutine.trace(model).get_trace(*args, **kwargs)
+            if set(pyro.get_param_store().keys()) <= known:
+                # no parameter was initialized: undo the model's draws (e.g. a plate's
+                # subsample), which the untraced steps do not make, so that a resumed run
+                # repeats the uninterrupted one
+                torch.set_rng_state(rng[0])
+                for d, state in zip(devices[:1], rng[1], strict=True):
+                    torch.cuda.set_rng_state(state, d)
+            self._sites[(model, key)] = find_rbm_site(trace, model, args, kwargs)
+        site = self._sites[(model, key)]
+        store = pyro.get_param_store()
+        if site is not None and not all(name in store for name in site.params):
+            del self._sites[(model, key)]  # the store was cleared: trace again
+            return self._rbm_site(model, args, kwargs)
+        return site
+
+    def _rbm_step(self, site: RBMSite, args: tuple, kwargs: dict, grads: bool):
+        """The closed-form CD step: check the data, run the chains, return the surrogate (and
+        the gradients) with the chain state it leaves; nothing is written. ``None`` when a
+        parameter was re-created with a constraint (the traced path then runs)."""
+        data = site.data(args, kwargs)
+        ok = site.support.check(data).all()
+        if data.is_floating_point():
+            ok = ok & torch.isfinite(data).all()
+        if not bool(ok):
+            raise ValueError(
+                f"ContrastiveDivergence step {self.num_steps}: the observed values of site "
+                f"{site.name!r} lie outside the support of BernoulliRBM ({site.support}) or "
+                "are not finite; nothing was updated"
+            )
+        rbm = read_params(site)
+        if rbm is None:
+            return None
+        new_state: dict[str, dict[str, torch.Tensor]] = {"chains": {}, "buffers": {}}
+        negatives = self._negatives(site.name, GibbsKernel(*rbm), data, new_state)
+        out = rbm_free_energy_gap(data, negatives, *rbm, site.scale, grads=grads)
+        value, gradients = out if grads else (out, ())
+        sums = torch.stack([value, *(g.sum() for g in gradients)])
+        if not bool(torch.isfinite(sums).all()):
+            free = [GibbsKernel(*rbm).free_energy(v) for v in (data, negatives)]
+            self._terms = [(site.name, *free)]
+            lines, _ = self._explain()
+            self._terms = []
+            raise FloatingPointError(
+                f"ContrastiveDivergence step {self.num_steps}: non-finite "
+                f"{'loss' if not bool(torch.isfinite(value)) else 'gradient'} (loss = "
+                f"{float(value)}); {'; '.join(lines) or 'no term could be singled out'}. "
+                "Nothing was updated: parameters, gradients and optimizer state are as before "
+                "this step"
+            )
+        return value, (list(rbm), gradients), new_state
 
     def _state_types(self) -> dict:
         return {"num_steps": int, "chains": dict, "buffers": dict}

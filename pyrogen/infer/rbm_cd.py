@@ -1,0 +1,209 @@
+"""Contrastive divergence for a Bernoulli RBM in closed form: the step that
+:class:`~pyrogen.infer.ContrastiveDivergence` takes without tracing the model once it has seen
+that the model is one fully observed ``BernoulliRBM`` site."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pyro
+import torch
+import torch.nn.functional as F
+
+from pyrogen.distributions import BernoulliRBM
+
+__all__ = [
+    "GibbsKernel",
+    "RBMSite",
+    "find_rbm_site",
+    "rbm_free_energy_gap",
+    "read_params",
+    "signature",
+]
+
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def signature(args: tuple, kwargs: dict) -> tuple | None:
+    """What a call's structure may depend on: each tensor argument's shape, dtype and device,
+    and the value of every other argument (``None`` when one is not a plain scalar)."""
+    out = []
+    for key, value in [*enumerate(args), *sorted(kwargs.items())]:
+        if isinstance(value, torch.Tensor):
+            out.append((key, tuple(value.shape), value.dtype, value.device, value.requires_grad))
+        elif isinstance(value, _SCALARS):
+            out.append((key, type(value), value))
+        else:
+            return None
+    return tuple(out)
+
+
+class RBMSite(NamedTuple):
+    """A model that is one observed ``BernoulliRBM`` site, as seen in one traced call.
+
+    Attributes:
+        model: the model callable it was traced from.
+        signature: :func:`signature` of that call.
+        name: the site's name.
+        source: where the observed value came from: ``(0, i)`` for ``args[i]``, ``(1, key)``
+            for ``kwargs[key]``.
+        params: every ``pyro.param`` name the model read, in order (all handed to the
+            optimizer, as when the model runs).
+        weight, visible_bias, hidden_bias: the names of the RBM's parameters.
+        scale: the site's scale (subsampling), a float.
+        support: the RBM's support, for the data check.
+    """
+
+    model: Callable
+    signature: tuple
+    name: str
+    source: tuple
+    params: tuple[str, ...]
+    weight: str
+    visible_bias: str
+    hidden_bias: str
+    scale: float
+    support: object
+
+    def data(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The observed value of a call with the same signature."""
+        kind, key = self.source
+        return args[key] if kind == 0 else kwargs[key]
+
+
+def _same(t: torch.Tensor, p: torch.Tensor) -> bool:
+    """``t`` is ``p`` or a full view of it (the distribution's ``expand`` to its own shape)."""
+    return t is p or (
+        t._base is p
+        and t.shape == p.shape
+        and t.stride() == p.stride()
+        and t.storage_offset() == p.storage_offset()
+    )
+
+
+def find_rbm_site(trace, model: Callable, args: tuple, kwargs: dict) -> RBMSite | None:
+    """The :class:`RBMSite` of a traced call, or ``None`` unless all of these hold: the trace
+    has exactly one sample site besides plates' subsample sites, observed, with a
+    ``BernoulliRBM`` of unbatched parameters that are unconstrained ``pyro.param`` values
+    themselves (or full views of them), no mask and a constant scale; its value is one of the
+    call's tensor arguments (the same object, of shape ``(batch, n_visible)``); and
+    :func:`signature` is defined."""
+    key = signature(args, kwargs)
+    if key is None:
+        return None
+    samples = [
+        (name, site)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"
+    ]
+    if len(samples) != 1:
+        return None
+    name, site = samples[0]
+    fn, value = site["fn"], site["value"]
+    if type(fn) is not BernoulliRBM or not site["is_observed"] or site["mask"] is not None:
+        return None
+    if fn.weight.dim() != 2 or value.dim() != 2 or isinstance(site["scale"], torch.Tensor):
+        return None
+    params = {}
+    for pname, node in trace.nodes.items():
+        if node["type"] == "param":
+            params.setdefault(pname, node["value"])
+    names = {}
+    for attr in ("weight", "visible_bias", "hidden_bias"):
+        tensor = getattr(fn, attr)
+        match = [n for n, p in params.items() if _same(tensor, p) and p.unconstrained() is p]
+        if len(match) != 1:
+            return None
+        names[attr] = match[0]
+    sources = [(0, i) for i, a in enumerate(args) if a is value]
+    sources += [(1, k) for k, a in kwargs.items() if a is value]
+    if len(sources) != 1:
+        return None
+    return RBMSite(
+        model, key, name, sources[0], tuple(params), **names, scale=float(site["scale"]),
+        support=fn.support,
+    )  # fmt: skip
+
+
+def _gibbs(v, weight, visible_bias, hidden_bias, num_steps: int) -> torch.Tensor:
+    """``BernoulliRBM.markov_chain``: block Gibbs sweeps, the same draws in the same order."""
+    v = v.detach()
+    for _ in range(num_steps):
+        h = torch.bernoulli(torch.sigmoid(hidden_bias + v.to(weight.dtype) @ weight))
+        v = torch.bernoulli(torch.sigmoid(visible_bias + h.to(weight.dtype) @ weight.T))
+    return v
+
+
+class GibbsKernel:
+    """The Markov chain of a ``BernoulliRBM`` with the given parameters, without building the
+    distribution (``markov_chain`` and ``event_shape``, what the CD loss asks of a model)."""
+
+    def __init__(self, weight, visible_bias, hidden_bias) -> None:
+        self.weight, self.visible_bias, self.hidden_bias = weight, visible_bias, hidden_bias
+        self.event_shape = torch.Size([weight.shape[0]])
+
+    def markov_chain(self, value: torch.Tensor, num_steps: int) -> torch.Tensor:
+        with torch.no_grad():
+            return _gibbs(value, self.weight, self.visible_bias, self.hidden_bias, num_steps)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`F(v)` in nats, shape ``v.shape[:-1]``."""
+        with torch.no_grad():
+            v = v.to(self.weight.dtype)
+            pre = self.hidden_bias + v @ self.weight
+            return -(v @ self.visible_bias) - F.softplus(pre).sum(-1)
+
+
+def rbm_free_energy_gap(
+    data: torch.Tensor,
+    negatives: torch.Tensor,
+    weight: torch.Tensor,
+    visible_bias: torch.Tensor,
+    hidden_bias: torch.Tensor,
+    scale: float,
+    *,
+    grads: bool = True,
+):
+    r"""The CD surrogate of a ``BernoulliRBM`` site and its gradient in closed form (no autograd).
+
+    What it computes: with :math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j +
+    (v^\top W)_j)`, :math:`p(v) = \sigma(c + W^\top v)`, ``B`` data rows and ``M`` negatives,
+
+    .. math::
+        S = s \Big(\sum_n F(v^+_n) - \frac BM \sum_m F(v^-_m)\Big), \quad
+        \nabla_W S = s\Big(-\sum_n v^+_n p(v^+_n)^\top + \frac BM \sum_m v^-_m
+        p(v^-_m)^\top\Big),
+
+    :math:`\nabla_b S = s(-\sum_n v^+_n + \frac BM \sum_m v^-_m)`, :math:`\nabla_c S =
+    s(-\sum_n p(v^+_n) + \frac BM \sum_m p(v^-_m))`.
+
+    Shapes:
+        data: ``(B, V)``.  negatives: ``(M, V)``.  weight: ``(V, H)``.  returns ``S`` (``()``)
+        and, with ``grads``, ``(grad_weight, grad_visible_bias, grad_hidden_bias)``.
+    """
+    with torch.no_grad():
+        v_pos, v_neg = data.to(weight.dtype), negatives.to(weight.dtype)
+        pre_pos = hidden_bias + v_pos @ weight
+        pre_neg = hidden_bias + v_neg @ weight
+        ratio = v_pos.shape[0] / v_neg.shape[0]
+        free_pos = -(v_pos @ visible_bias) - F.softplus(pre_pos).sum(-1)
+        free_neg = -(v_neg @ visible_bias) - F.softplus(pre_neg).sum(-1)
+        value = scale * (free_pos.sum() - v_pos.shape[0] * free_neg.mean())
+        if not grads:
+            return value
+        p_pos, p_neg = torch.sigmoid(pre_pos), torch.sigmoid(pre_neg)
+        grad_w = torch.addmm(v_pos.T @ p_pos, v_neg.T, p_neg, beta=-scale, alpha=scale * ratio)
+        grad_b = scale * (ratio * v_neg.sum(0) - v_pos.sum(0))
+        grad_c = scale * (ratio * p_neg.sum(0) - p_pos.sum(0))
+    return value, (grad_w, grad_b, grad_c)
+
+
+def read_params(site: RBMSite) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Read every parameter the model reads through ``pyro.param`` (so that ``SVI`` hands them
+    all to its optimizer, as when the model runs); return the RBM's weight and biases, or
+    ``None`` when one of them is no longer unconstrained (it was re-created with a
+    constraint)."""
+    values = {name: pyro.param(name) for name in site.params}
+    rbm = values[site.weight], values[site.visible_bias], values[site.hidden_bias]
+    return rbm if all(p.unconstrained() is p for p in rbm) else None
