@@ -128,10 +128,10 @@ def find_rbm_site(trace, model: Callable, args: tuple, kwargs: dict) -> RBMSite 
 
 def _gibbs(v, weight, visible_bias, hidden_bias, num_steps: int) -> torch.Tensor:
     """``BernoulliRBM.markov_chain``: block Gibbs sweeps, the same draws in the same order."""
-    v = v.detach()
+    v = v.detach().to(weight.dtype)
     for _ in range(num_steps):
-        h = torch.bernoulli(torch.sigmoid(hidden_bias + v.to(weight.dtype) @ weight))
-        v = torch.bernoulli(torch.sigmoid(visible_bias + h.to(weight.dtype) @ weight.T))
+        h = torch.bernoulli(torch.sigmoid(torch.addmm(hidden_bias, v, weight)))
+        v = torch.bernoulli(torch.sigmoid(torch.addmm(visible_bias, h, weight.T)))
     return v
 
 
@@ -183,19 +183,22 @@ def rbm_free_energy_gap(
         and, with ``grads``, ``(grad_weight, grad_visible_bias, grad_hidden_bias)``.
     """
     with torch.no_grad():
-        v_pos, v_neg = data.to(weight.dtype), negatives.to(weight.dtype)
-        pre_pos = hidden_bias + v_pos @ weight
-        pre_neg = hidden_bias + v_neg @ weight
-        ratio = v_pos.shape[0] / v_neg.shape[0]
-        free_pos = -(v_pos @ visible_bias) - F.softplus(pre_pos).sum(-1)
-        free_neg = -(v_neg @ visible_bias) - F.softplus(pre_neg).sum(-1)
-        value = scale * (free_pos.sum() - v_pos.shape[0] * free_neg.mean())
+        # one pass over data and negatives stacked, each row weighted by its coefficient in S
+        rows = torch.cat([data.to(weight.dtype), negatives.to(weight.dtype)])
+        num_pos, num_neg = data.shape[0], negatives.shape[0]
+        coef = rows.new_full((num_pos + num_neg, 1), -scale)
+        coef[num_pos:] = scale * num_pos / num_neg
+        pre = torch.addmm(hidden_bias, rows, weight)
+        weighted = coef * rows
+        # visible units are binary: counting them is exact, so equal counts give exactly 0
+        counts = rows[num_pos:].sum(0), rows[:num_pos].sum(0)
+        grad_b = scale * (num_pos / num_neg * counts[0] - counts[1])
+        value = grad_b @ visible_bias + (coef.T @ F.softplus(pre)).sum()
         if not grads:
             return value
-        p_pos, p_neg = torch.sigmoid(pre_pos), torch.sigmoid(pre_neg)
-        grad_w = torch.addmm(v_pos.T @ p_pos, v_neg.T, p_neg, beta=-scale, alpha=scale * ratio)
-        grad_b = scale * (ratio * v_neg.sum(0) - v_pos.sum(0))
-        grad_c = scale * (ratio * p_neg.sum(0) - p_pos.sum(0))
+        p = torch.sigmoid(pre)
+        grad_w = weighted.T @ p
+        grad_c = (coef.T @ p)[0]
     return value, (grad_w, grad_b, grad_c)
 
 
