@@ -89,7 +89,8 @@ def test_discrete_latents_smoke(tmp_path):
 def test_bench_objectives_quick():
     bench = load(ROOT / "benchmarks" / "bench_objectives.py")
     rows = bench.main(["--quick"])
-    assert len(rows) == 5
+    assert len(rows) == 6
+    assert rows[-1][0].startswith("IAF guide")
     assert all(t_ours > 0 and t_pyro > 0 for _, t_ours, t_pyro in rows)
 
 
