@@ -349,7 +349,7 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         the gradients) with the chain state it leaves; nothing is written. ``None`` when a
         parameter was re-created with a constraint (the traced path then runs)."""
         data = site.data(args, kwargs)
-        if not bool(((data == 0) | (data == 1)).all()):  # NaN and inf fail too
+        if not torch.equal(data, data.bool().to(data.dtype)):  # 0/1 only; NaN, inf fail
             raise ValueError(
                 f"ContrastiveDivergence step {self.num_steps}: the observed values of site "
                 f"{site.name!r} lie outside the support of BernoulliRBM ({site.support}) or "
@@ -362,7 +362,8 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         negatives = self._negatives(site.name, GibbsKernel(*rbm), data, new_state)
         out = rbm_free_energy_gap(data, negatives, *rbm, site.scale, grads=grads)
         value, gradients = out if grads else (out, ())
-        sums = torch.stack([value, *(g.sum() for g in gradients)])
+        # the visible-bias gradient is a difference of counts (finite); the others are sums
+        sums = torch.stack([value, *(g.sum() for g in gradients[:1] + gradients[2:])])
         if not bool(torch.isfinite(sums).all()):
             free = [GibbsKernel(*rbm).free_energy(v) for v in (data, negatives)]
             self._terms = [(site.name, *free)]

@@ -128,7 +128,7 @@ def find_rbm_site(trace, model: Callable, args: tuple, kwargs: dict) -> RBMSite 
 
 def _gibbs(v, weight, visible_bias, hidden_bias, num_steps: int) -> torch.Tensor:
     """``BernoulliRBM.markov_chain``: block Gibbs sweeps, the same draws in the same order."""
-    v = v.detach().to(weight.dtype)
+    v = v.detach() if v.dtype == weight.dtype else v.detach().to(weight.dtype)
     for _ in range(num_steps):
         h = torch.bernoulli(torch.sigmoid(torch.addmm(hidden_bias, v, weight)))
         v = torch.bernoulli(torch.sigmoid(torch.addmm(visible_bias, h, weight.T)))
@@ -184,7 +184,8 @@ def rbm_free_energy_gap(
     """
     with torch.no_grad():
         # one pass over data and negatives stacked, each row weighted by its coefficient in S
-        rows = torch.cat([data.to(weight.dtype), negatives.to(weight.dtype)])
+        rows = torch.cat([data, negatives])
+        rows = rows if rows.dtype == weight.dtype else rows.to(weight.dtype)
         num_pos, num_neg = data.shape[0], negatives.shape[0]
         coef = rows.new_full((num_pos + num_neg, 1), -scale)
         coef[num_pos:] = scale * num_pos / num_neg
