@@ -186,10 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
             for c in table:
                 for key, fn in keys.items():
                     times[(c["name"], key)].append(c[fn](epochs))
+    label = f"case ({threads} thread{'s' if threads > 1 else ''})"
     print(
-        f"{'case (' + str(threads) + ' thread)':36s} {'pyrogen s':>9s} {'traced s':>9s} "
-        f"{'SVI floor s':>11s} {'sklearn s':>9s} {'pyrogen/sk':>10s} {'traced/sk':>9s} "
-        f"{'floor/sk':>8s}"
+        f"{label:36s} {'pyrogen s':>9s} {'traced s':>9s} {'SVI floor s':>11s} "
+        f"{'sklearn s':>9s} {'pyrogen/sk':>10s} {'traced/sk':>9s} {'floor/sk':>8s}"
     )
     for c in table:
         ours, traced, floor, peer = (
