@@ -27,6 +27,7 @@ from tests.bad_input.table import (
     NAN,
     POSITIVE,
     Case,
+    Lazy,
     hyper,
     other_dtype,
 )
@@ -75,7 +76,7 @@ _WEIGHTS = [("1d", torch.zeros(4), ValueError), ("list", [[0.0] * 3] * 4, (TypeE
             ("int", torch.zeros(4, 3, dtype=torch.long), TypeError),
             ("nan", torch.full((4, 3), NAN), ValueError)]  # fmt: skip
 add(hyper("BernoulliRBM", lambda v: BernoulliRBM(v, torch.zeros(4), torch.zeros(3)), "weight", _WEIGHTS))  # fmt: skip
-_VB = [("shape", torch.zeros(5), ValueError), ("dtype", torch.zeros(4, dtype=other_dtype()), TypeError),
+_VB = [("shape", torch.zeros(5), ValueError), ("dtype", Lazy(lambda: torch.zeros(4, dtype=other_dtype())), TypeError),
        ("str", "0", TypeError), ("inf", torch.full((4,), INF), ValueError)]  # fmt: skip
 add(hyper("BernoulliRBM", lambda v: BernoulliRBM(torch.zeros(4, 3), v, torch.zeros(3)), "visible_bias", _VB))  # fmt: skip
 add(hyper("BernoulliRBM", lambda v: BernoulliRBM(torch.zeros(4, 3), torch.zeros(4), v), "hidden_bias", [("shape", torch.zeros(4), ValueError), ("nan", torch.full((3,), NAN), ValueError)]))  # fmt: skip

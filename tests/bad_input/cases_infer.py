@@ -86,7 +86,9 @@ def empty_guide(data):
     pass
 
 
-X = torch.tensor([0.0, 1.0, -0.5])
+def X():
+    return torch.tensor([0.0, 1.0, -0.5])
+
 
 # -- losses: constructors -------------------------------------------------------------------
 add(hyper("IWAE", lambda v: IWAE(v), "num_particles", COUNT))
@@ -138,13 +140,13 @@ for key, make in (("IWAE", lambda: IWAE(3)), ("AnnealedELBO", lambda: AnnealedEL
                   ("FreeBitsELBO", lambda: FreeBitsELBO(0.1))):  # fmt: skip
     add(hyper(f"{key}.loss", lambda v, m=make: m().loss(model, guide, v), "data", _DATA))
     add(hyper(f"{key}.loss_and_grads", lambda v, m=make: m().loss_and_grads(model, guide, v), "data", _DATA))  # fmt: skip
-CASES.append(Case("IWAE.loss-guide-missing-latent", lambda: IWAE(3).loss(model_two_latents, guide, X), ValueError, "guide"))  # fmt: skip
-CASES.append(Case("IWAE.loss_and_grads-guide-missing-latent", lambda: IWAE(3).loss_and_grads(model_two_latents, guide, X), ValueError, "guide"))  # fmt: skip
-add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X, num_samples=v), "num_samples", COUNT))  # fmt: skip
-add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X, batch_size=v), "batch_size", COUNT))  # fmt: skip
-add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X, max_plate_nesting=v, num_samples=4), "max_plate_nesting", COUNT0))  # fmt: skip
+CASES.append(Case("IWAE.loss-guide-missing-latent", lambda: IWAE(3).loss(model_two_latents, guide, X()), ValueError, "guide"))  # fmt: skip
+CASES.append(Case("IWAE.loss_and_grads-guide-missing-latent", lambda: IWAE(3).loss_and_grads(model_two_latents, guide, X()), ValueError, "guide"))  # fmt: skip
+add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), num_samples=v), "num_samples", COUNT))  # fmt: skip
+add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), batch_size=v), "batch_size", COUNT))  # fmt: skip
+add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), max_plate_nesting=v, num_samples=4), "max_plate_nesting", COUNT0))  # fmt: skip
 add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, v, num_samples=4), "data", _DATA))  # fmt: skip
-CASES.append(Case("log_likelihood-guide-missing-latent", lambda: log_likelihood(model_two_latents, guide, X, num_samples=4), ValueError, "guide"))  # fmt: skip
+CASES.append(Case("log_likelihood-guide-missing-latent", lambda: log_likelihood(model_two_latents, guide, X(), num_samples=4), ValueError, "guide"))  # fmt: skip
 _BINARY = [("empty", torch.zeros(0, 4), ValueError), ("fraction", torch.full((5, 4), 0.5), ValueError),
            ("nan", torch.full((5, 4), NAN), ValueError)]  # fmt: skip
 add(hyper("ContrastiveDivergence.loss", lambda v: ContrastiveDivergence().loss(rbm_model, empty_guide, v), "data", _BINARY))  # fmt: skip
@@ -156,21 +158,23 @@ for step in ("step", "discriminator_step", "generator_step"):
 add(hyper("gradient_penalty", lambda v: gradient_penalty(nn.Linear(2, 1), torch.zeros(4, 2), v), "fake", [("shape", torch.zeros(3, 2), ValueError), ("list", [[0.0, 0.0]], TypeError)]))  # fmt: skip
 
 # -- training helpers -----------------------------------------------------------------------
-B = torch.bernoulli(torch.full((20, 4), 0.5))
+def B():
+    return torch.bernoulli(torch.full((20, 4), 0.5))
+
 _RBM_DATA = [("empty", torch.zeros(0, 4), ValueError), ("fraction", torch.full((5, 4), 0.5), ValueError),
              ("nan", torch.full((5, 4), NAN), ValueError), ("1d", torch.zeros(4), ValueError),
              ("list", [[0.0, 1.0]], TypeError), ("bool", torch.zeros(5, 4, dtype=torch.bool), TypeError)]  # fmt: skip
 add(hyper("fit_rbm", lambda v: fit_rbm(v, 2, epochs=1), "data", _RBM_DATA))
-add(hyper("fit_rbm", lambda v: fit_rbm(B, v, epochs=1), "n_hidden", COUNT))
-add(hyper("fit_rbm", lambda v: fit_rbm(B, 2, epochs=v), "epochs", COUNT))
-add(hyper("fit_rbm", lambda v: fit_rbm(B, 2, epochs=1, batch_size=v), "batch_size", COUNT))
-add(hyper("fit_rbm", lambda v: fit_rbm(B, 2, epochs=1, lr=v), "lr"))
-add(hyper("fit_rbm", lambda v: fit_rbm(B, 2, epochs=1, init_scale=v), "init_scale", NONNEGATIVE))
-add(hyper("fit_rbm", lambda v: fit_rbm(B, 2, epochs=1, loss=v), "loss", [("str", "cd", TypeError), ("iwae", IWAE(2), TypeError)]))  # fmt: skip
+add(hyper("fit_rbm", lambda v: fit_rbm(B(), v, epochs=1), "n_hidden", COUNT))
+add(hyper("fit_rbm", lambda v: fit_rbm(B(), 2, epochs=v), "epochs", COUNT))
+add(hyper("fit_rbm", lambda v: fit_rbm(B(), 2, epochs=1, batch_size=v), "batch_size", COUNT))
+add(hyper("fit_rbm", lambda v: fit_rbm(B(), 2, epochs=1, lr=v), "lr"))
+add(hyper("fit_rbm", lambda v: fit_rbm(B(), 2, epochs=1, init_scale=v), "init_scale", NONNEGATIVE))
+add(hyper("fit_rbm", lambda v: fit_rbm(B(), 2, epochs=1, loss=v), "loss", [("str", "cd", TypeError), ("iwae", IWAE(2), TypeError)]))  # fmt: skip
 add(hyper("pretrain_dbm", lambda v: pretrain_dbm(v, [3, 2], epochs=1), "data", _RBM_DATA[:4]))
-add(hyper("pretrain_dbm", lambda v: pretrain_dbm(B, v, epochs=1), "hidden_sizes", [("one", [3], ValueError), ("zero", [3, 0], ValueError), ("str", ["a", 2], (TypeError, ValueError))]))  # fmt: skip
-add(hyper("pretrain_dbm", lambda v: pretrain_dbm(B, [3, 2], epochs=v), "epochs", COUNT))
-add(hyper("pretrain_dbm", lambda v: pretrain_dbm(B, [3, 2], epochs=1, lr=v), "lr"))
+add(hyper("pretrain_dbm", lambda v: pretrain_dbm(B(), v, epochs=1), "hidden_sizes", [("one", [3], ValueError), ("zero", [3, 0], ValueError), ("str", ["a", 2], (TypeError, ValueError))]))  # fmt: skip
+add(hyper("pretrain_dbm", lambda v: pretrain_dbm(B(), [3, 2], epochs=v), "epochs", COUNT))
+add(hyper("pretrain_dbm", lambda v: pretrain_dbm(B(), [3, 2], epochs=1, lr=v), "lr"))
 
 # -- KL helpers -----------------------------------------------------------------------------
 add(hyper("UnnormalizedDensity", lambda v: UnnormalizedDensity(v, (2,)), "log_density", [("str", "p", TypeError)]))  # fmt: skip

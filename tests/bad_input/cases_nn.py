@@ -79,7 +79,7 @@ _CONVS = {
     "MaskedConv2d": lambda: MaskedConv2d(2, 4, 3, "A", data_channels=2),
 }
 for key, make in _CONVS.items():
-    add(inputs(key, make, lambda net, x: net(x), "x", (3, 2, 5, 5), finite=False, skip=("scalar",)))  # fmt: skip
+    add(inputs(key, make, lambda net, x: net(x), "x", (3, 2, 5, 5), finite=False, skip=("scalar",), wrong=(3, 3, 5, 5)))  # fmt: skip
     CASES.append(Case(f"{key}-x-2d", lambda m=make: m()(torch.zeros(5, 5)), ValueError, "x"))
 _PIXEL_INPUTS = [
     ("channels", lambda: torch.zeros(2, 2, 5, 5), ValueError),

@@ -48,8 +48,7 @@ add(hyper("Planar", lambda v: Planar(v), "input_dim", COUNT))
 add(hyper("Planar", lambda v: Planar(2, max_inverse_iters=v), "max_inverse_iters", COUNT))
 add(hyper("Planar", lambda v: Planar(2, inverse_tol=v), "inverse_tol"))
 add(hyper("Planar", lambda v: Planar(2, inverse_tol=v), "inverse_tol", [("below-eps", 1e-30, ValueError)]))  # fmt: skip
-for cls in (Affine,):
-    add(hyper(cls.__name__, lambda v: cls(v), "log_scale_bound"))
+add(hyper("Affine", lambda v: Affine(v), "log_scale_bound"))
 add(hyper("AffineCoupling", lambda v: AffineCoupling(1, DenseNN(1, [4], 2), log_scale_bound=v), "log_scale_bound"))  # fmt: skip
 add(hyper("AffineCoupling", lambda v: AffineCoupling(v, DenseNN(1, [4], 2), input_dim=2), "split_dim", COUNT))  # fmt: skip
 add(hyper("AffineCoupling", lambda v: AffineCoupling(1, DenseNN(1, [4], 2), input_dim=v), "input_dim", COUNT))  # fmt: skip
@@ -144,9 +143,10 @@ _LAYERS = {
     "nsf": lambda: flows.nsf(3, num_layers=1),
 }
 for key, make in _LAYERS.items():
-    add(inputs(key, make, lambda f, x: f(x), "x", (4, 3)))
-    add(inputs(f"{key}.inv", make, lambda f, y: f.inv(y), "y", (4, 3)))
-    add(inputs(f"{key}.ladj", make, lambda f, x: f.log_abs_det_jacobian(x, torch.zeros(4, 3)), "x", (4, 3), skip=("list", "nan", "inf")))  # fmt: skip
+    skip = ("dtype",) if key == "Permute" else ()  # a permutation takes any dtype
+    add(inputs(key, make, lambda f, x: f(x), "x", (4, 3), skip=skip))
+    add(inputs(f"{key}.inv", make, lambda f, y: f.inv(y), "y", (4, 3), skip=skip))
+    add(inputs(f"{key}.ladj", make, lambda f, x: f.log_abs_det_jacobian(x, torch.zeros(4, 3)), "x", (4, 3), skip=("list", "nan", "inf", *skip)))  # fmt: skip
 
 _IMAGE_LAYERS = {
     "Invertible1x1Conv": lambda: Invertible1x1Conv(2),
@@ -155,9 +155,10 @@ _IMAGE_LAYERS = {
     "MultiScale": lambda: MultiScale(2, [ActNorm((8, 2, 2))]),
 }
 for key, make in _IMAGE_LAYERS.items():
-    add(inputs(key, make, lambda f, x: f(x), "x", (3, 2, 4, 4), skip=("scalar",)))
-    add(inputs(f"{key}.inv", make, lambda f, y: f.inv(y), "y", (3, 2, 4, 4), skip=("scalar", "list")))
-add(inputs("Squeeze", lambda: Squeeze(2, num_channels=2), lambda f, x: f(x), "x", (3, 2, 4, 4), skip=("scalar",)))  # fmt: skip
+    add(inputs(key, make, lambda f, x: f(x), "x", (3, 2, 4, 4), skip=("scalar",), wrong=(3, 3, 4, 4)))  # fmt: skip
+    add(inputs(f"{key}.inv", make, lambda f, y: f.inv(y), "y", (3, 2, 4, 4), skip=("scalar", "list"), wrong=(3, 3, 4, 4)))  # fmt: skip
+# a permutation of entries: any dtype is fine, a wrong size is not
+add(inputs("Squeeze", lambda: Squeeze(2, num_channels=2), lambda f, x: f(x), "x", (3, 2, 4, 4), skip=("scalar", "dtype"), wrong=(3, 3, 4, 4)))  # fmt: skip
 
 
 # -- the image flow distribution ------------------------------------------------------------

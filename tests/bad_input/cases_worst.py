@@ -37,11 +37,11 @@ def frechet_distance_of_a_negative_definite_covariance():
 
 
 def psis_khat_of_one_draw():
-    analysis.psis_khat(infer.model, infer.guide, infer.X, num_samples=1)
+    analysis.psis_khat(infer.model, infer.guide, infer.X(), num_samples=1)
 
 
 def importance_resample_from_one_proposal():
-    analysis.importance_resample(infer.model, infer.guide, infer.X, num_samples=5, num_proposals=1)
+    analysis.importance_resample(infer.model, infer.guide, infer.X(), num_samples=5, num_proposals=1)
 
 
 def load_mnist5k_as_integers():
@@ -57,11 +57,11 @@ def context_given_to_a_made_without_one():
 
 
 def iwae_loss_with_a_guide_missing_a_latent():
-    IWAE(3).loss(infer.model_two_latents, infer.guide, infer.X)
+    IWAE(3).loss(infer.model_two_latents, infer.guide, infer.X())
 
 
 def log_likelihood_with_a_guide_missing_a_latent():
-    log_likelihood(infer.model_two_latents, infer.guide, infer.X, num_samples=4)
+    log_likelihood(infer.model_two_latents, infer.guide, infer.X(), num_samples=4)
 
 
 def ebm_sampler_that_diverges():

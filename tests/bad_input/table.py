@@ -70,12 +70,32 @@ COUNT0 = [
 COUNT2 = [("one", 1, ValueError), *COUNT]
 
 
+class Lazy:
+    """A bad value made only when the case runs: ``Lazy(lambda: torch.zeros(2, dtype=...))``
+    (for values whose dtype matters)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def at_call(value: Any) -> Any:
+    """``value`` as a case uses it: a :class:`Lazy` is made, a floating tensor gets the default
+    dtype of the moment the case runs (tables are built at import, under another default)."""
+    if isinstance(value, Lazy):
+        return value.make()
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(torch.get_default_dtype())
+    if isinstance(value, list) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return [at_call(v) for v in value]
+    return value
+
+
 def hyper(
     prefix: str, build: Callable[[Any], Any], name: str, values: Iterable[tuple] = POSITIVE
 ) -> list[Case]:
     """One case per bad value of the hyper-parameter ``name``: ``build(value)``."""
     return [
-        Case(f"{prefix}-{name}-{label}", (lambda v=value: build(v)), error, name)
+        Case(f"{prefix}-{name}-{label}", (lambda v=value: build(at_call(v))), error, name)
         for label, value, error in values
     ]
 
@@ -85,11 +105,14 @@ def other_dtype() -> torch.dtype:
     return torch.float32 if torch.get_default_dtype() == torch.float64 else torch.float64
 
 
-def bad_tensors(shape: tuple[int, ...], *, finite: bool = True) -> list[tuple]:
+def bad_tensors(
+    shape: tuple[int, ...], *, finite: bool = True, wrong: tuple[int, ...] | None = None
+) -> list[tuple]:
     """``(label, make, error)`` bad versions of a floating input of ``shape`` (last dims the
     event): a list, integer and boolean tensors, the other floating dtype, a wrong last size,
-    a 0-dim tensor and (``finite``) NaN and inf entries."""
-    wrong = (*shape[:-1], shape[-1] + 1)
+    a 0-dim tensor and (``finite``) NaN and inf entries. ``wrong`` is the mis-sized shape
+    (default: the last size plus one)."""
+    wrong = (*shape[:-1], shape[-1] + 1) if wrong is None else wrong
     out = [
         ("list", lambda: torch.zeros(shape).tolist(), TypeError),
         ("int", lambda: torch.zeros(shape, dtype=torch.long), TypeError),
@@ -109,10 +132,11 @@ def bad_tensors(shape: tuple[int, ...], *, finite: bool = True) -> list[tuple]:
 def inputs(
     prefix: str, make: Callable[[], Any], call: Callable[[Any, Any], Any], name: str,
     shape: tuple[int, ...], *, finite: bool = True, skip: Iterable[str] = (),
+    wrong: tuple[int, ...] | None = None,
 ) -> list[Case]:  # fmt: skip
     """One case per bad input: ``call(make(), bad_value)`` (``make`` builds the object)."""
     return [
         Case(f"{prefix}-{name}-{label}", (lambda m=m: call(make(), m())), error, name)
-        for label, m, error in bad_tensors(shape, finite=finite)
+        for label, m, error in bad_tensors(shape, finite=finite, wrong=wrong)
         if label not in skip
     ]
