@@ -10,6 +10,7 @@ import torch
 
 __all__ = [
     "ArgumentTypeError",
+    "check_context",
     "check_count",
     "check_data",
     "check_module_class",
@@ -165,6 +166,36 @@ def check_tensor(
         check_finite = torch.distributions.Distribution._validate_args
     if check_finite and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
+
+
+def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
+    """Validate the ``context`` of a conditional distribution: ``None`` exactly when
+    ``context_dim == 0``, else a tensor ``(*batch, context_dim)`` of ``like``'s dtype and device.
+
+    Raises:
+        ValueError: a missing or unexpected context, or a wrong last dim or device.
+        TypeError: a non-tensor, or a dtype other than the network's.
+    """
+    if not context_dim:
+        if context is not None:
+            raise ValueError(f"this {owner} takes no context, got one")
+        return None
+    if context is None:
+        raise ValueError(f"this {owner} needs a context of shape (*batch, {context_dim})")
+    if not isinstance(context, torch.Tensor):
+        raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
+    if context.dim() < 1 or context.shape[-1] != context_dim:
+        raise ValueError(
+            f"context must have shape (*batch, {context_dim}), got {tuple(context.shape)}"
+        )
+    if context.dtype != like.dtype:
+        raise TypeError(
+            f"context has dtype {context.dtype} but the network has dtype {like.dtype}; "
+            f"convert one of them (e.g. context.to({like.dtype}))"
+        )
+    if context.device != like.device:
+        raise ValueError(f"context is on {context.device} but the network is on {like.device}")
+    return context
 
 
 def check_count(value, name: str, *, minimum: int = 1) -> int:

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import torch
 
+from pyrogen.util import check_context  # its former home
+
 __all__ = [
     "AISEstimate",
     "all_binary_states",
@@ -245,36 +247,6 @@ def prepare_value(
     if value.dtype != like.dtype:
         value = value.to(like.dtype)
     return value, shape
-
-
-def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
-    """Validate the ``context`` of a conditional distribution: ``None`` exactly when
-    ``context_dim == 0``, else a tensor ``(*batch, context_dim)`` of ``like``'s dtype and device.
-
-    Raises:
-        ValueError: a missing or unexpected context, or a wrong last dim or device.
-        TypeError: a non-tensor, or a dtype other than the network's.
-    """
-    if not context_dim:
-        if context is not None:
-            raise ValueError(f"this {owner} takes no context, got one")
-        return None
-    if context is None:
-        raise ValueError(f"this {owner} needs a context of shape (*batch, {context_dim})")
-    if not isinstance(context, torch.Tensor):
-        raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
-    if context.dim() < 1 or context.shape[-1] != context_dim:
-        raise ValueError(
-            f"context must have shape (*batch, {context_dim}), got {tuple(context.shape)}"
-        )
-    if context.dtype != like.dtype:
-        raise TypeError(
-            f"context has dtype {context.dtype} but the network has dtype {like.dtype}; "
-            f"convert one of them (e.g. context.to({like.dtype}))"
-        )
-    if context.device != like.device:
-        raise ValueError(f"context is on {context.device} but the network is on {like.device}")
-    return context
 
 
 def conditional_log_prob(dist, value, log_prob_fn, validate=None):
