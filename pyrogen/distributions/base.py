@@ -80,6 +80,15 @@ def discrete_log_prob(logits: torch.Tensor, value: torch.Tensor, num_categories:
     return torch.log_softmax(logits, -1).gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
 
 
+def validating() -> bool:
+    """Whether data-dependent checks run: torch/Pyro validation on (``pyro.enable_validation``)
+    and no ``torch.func`` transform active."""
+    return bool(
+        torch.distributions.Distribution._validate_args
+        and not torch._C._are_functorch_transforms_active()
+    )
+
+
 def broadcast_params(
     params: dict[str, torch.Tensor], event_shapes: dict[str, tuple[int, ...]]
 ) -> tuple[dict[str, torch.Tensor], torch.Size]:
@@ -109,6 +118,8 @@ def broadcast_params(
             raise TypeError(f"{name} has dtype {value.dtype} but {first_name} has {first.dtype}")
         if value.device != first.device:
             raise ValueError(f"{name} is on {value.device} but {first_name} is on {first.device}")
+        if validating() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} contains non-finite values (nan or inf)")
         batch_shapes.append(value.shape[: value.dim() - k])
     try:
         batch = torch.broadcast_shapes(*batch_shapes)
@@ -200,7 +211,10 @@ def check_expand(old: torch.Size, new) -> torch.Size:
     Raises:
         ValueError: ``new`` is not an expansion of ``old``, e.g. ``(2, 4) -> (2, 2, 1)``.
     """
-    new = torch.Size(new)
+    try:
+        new = torch.Size(new)
+    except TypeError as e:
+        raise TypeError(f"batch_shape must be a sequence of ints, got {new!r}") from e
     ok = len(new) >= len(old) and all(
         o in (1, n) for o, n in zip(reversed(old), reversed(new), strict=False)
     )

@@ -172,8 +172,8 @@ class ImageFlow(TorchDistribution, nn.Module):
             bad = (x < 0) | (x > self.pixel_levels - 1) | (x != x.round()) | x.isnan()
             if bool(bad.any()):
                 raise ValueError(
-                    f"images must hold integer pixels in 0..{self.pixel_levels - 1} (pixel_levels"
-                    f"={self.pixel_levels}); got values from {float(x.min())} to {float(x.max())}"
+                    f"images must hold pixels that are integers in 0..{self.pixel_levels - 1}; "
+                    f"got values from {float(x.min())} to {float(x.max())}"
                 )
         elif x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise ValueError("images contain non-finite values (nan or inf)")
