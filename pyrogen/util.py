@@ -10,11 +10,13 @@ import torch
 
 __all__ = [
     "ArgumentTypeError",
+    "check_binary_data",
     "check_context",
     "check_count",
     "check_data",
     "check_module_class",
     "check_nonnegative",
+    "check_optim",
     "check_positive",
     "check_real",
     "check_tensor",
@@ -196,6 +198,37 @@ def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
     if context.device != like.device:
         raise ValueError(f"context is on {context.device} but the network is on {like.device}")
     return context
+
+
+def check_binary_data(value, name: str = "data") -> torch.Tensor:
+    """Validate training data of a binary model: a non-empty floating ``(N, D)`` tensor of
+    zeros and ones (one scan of the values).
+
+    Raises:
+        TypeError: not a floating-point tensor.
+        ValueError: not 2-D, no rows, or values other than 0 and 1 (including nan).
+    """
+    check_data(value, name, min_dim=2)
+    if value.dim() != 2 or not bool(((value == 0) | (value == 1)).all()):
+        raise ValueError(f"{name} must be a (N, n_visible) tensor of zeros and ones")
+    return value
+
+
+def check_optim(value, name: str):
+    """Validate an optimizer argument: a ``pyro.optim.PyroOptim`` (e.g.
+    ``pyro.optim.Adam({"lr": 1e-3})``), not a ``torch.optim`` class or a string.
+
+    Raises:
+        TypeError: anything else.
+    """
+    from pyro.optim import PyroOptim
+
+    if not isinstance(value, PyroOptim):
+        raise TypeError(
+            f"{name} must be a pyro.optim optimizer (e.g. pyro.optim.Adam({{'lr': 1e-3}})), got "
+            f"{value!r}"
+        )
+    return value
 
 
 def check_count(value, name: str, *, minimum: int = 1) -> int:

@@ -12,7 +12,9 @@ __all__ = ["ood_auroc", "ood_scores"]
 
 
 def _check_ll(value, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.numel() < 1:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a 1-D tensor, got {type(value).__name__}")
+    if value.dim() != 1 or value.numel() < 1:
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"{name} must be a 1-D tensor of per-example log-likelihoods, got {got}")
     if not bool(torch.isfinite(value).all()):

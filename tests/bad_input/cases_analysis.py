@@ -76,7 +76,8 @@ _PROBS = [("negative", -P(), ValueError), ("unnormalized", 2 * P(), ValueError),
           ("int", torch.ones(10, 4, dtype=torch.long), TypeError)]  # fmt: skip
 add(hyper("inception_score", lambda v: analysis.inception_score(v), "probs", _PROBS))
 add(hyper("inception_score", lambda v: analysis.inception_score(P(), num_splits=v), "num_splits", [*COUNT, ("large", 11, ValueError)]))  # fmt: skip
-add(hyper("class_coverage", lambda v: analysis.class_coverage(v), "probs", _PROBS))
+# class_coverage takes any scores (only the argmax is used): no sign or normalization cases
+add(hyper("class_coverage", lambda v: analysis.class_coverage(v), "probs", _PROBS[2:]))
 def C():
     return torch.randn(4, 3)
 
@@ -153,8 +154,8 @@ add(hyper("two_moons", lambda v: datasets.two_moons(5, noise=v), "noise", NONNEG
 add(hyper("eight_gaussians", lambda v: datasets.eight_gaussians(5, radius=v), "radius"))
 add(hyper("eight_gaussians", lambda v: datasets.eight_gaussians(5, std=v), "std"))
 add(hyper("pinwheel", lambda v: datasets.pinwheel(5, num_arms=v), "num_arms", COUNT))
-add(hyper("pinwheel", lambda v: datasets.pinwheel(5, radial_std=v), "radial_std"))
-add(hyper("pinwheel", lambda v: datasets.pinwheel(5, tangential_std=v), "tangential_std"))
+add(hyper("pinwheel", lambda v: datasets.pinwheel(5, radial_std=v), "radial_std", NONNEGATIVE))
+add(hyper("pinwheel", lambda v: datasets.pinwheel(5, tangential_std=v), "tangential_std", NONNEGATIVE))  # fmt: skip
 add(hyper("pinwheel", lambda v: datasets.pinwheel(5, rate=v), "rate", NONNEGATIVE))
 add(hyper("dequantize", lambda v: datasets.dequantize(v), "x", [("int", torch.zeros(3, dtype=torch.long), TypeError), ("list", [0.0], TypeError), ("nan", torch.tensor([NAN]), ValueError)]))  # fmt: skip
 add(hyper("logit_transform", lambda v: datasets.logit_transform(v), "num_levels", COUNT2))

@@ -147,8 +147,8 @@ add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), batch_si
 add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), max_plate_nesting=v, num_samples=4), "max_plate_nesting", COUNT0))  # fmt: skip
 add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, v, num_samples=4), "data", _DATA))  # fmt: skip
 CASES.append(Case("log_likelihood-guide-missing-latent", lambda: log_likelihood(model_two_latents, guide, X(), num_samples=4), ValueError, "guide"))  # fmt: skip
-_BINARY = [("empty", torch.zeros(0, 4), ValueError), ("fraction", torch.full((5, 4), 0.5), ValueError),
-           ("nan", torch.full((5, 4), NAN), ValueError)]  # fmt: skip
+_BINARY = [("empty", torch.zeros(0, 4), ValueError), ("fraction", torch.full((5, 4), 0.5), ValueError, "'v'"),
+           ("nan", torch.full((5, 4), NAN), ValueError, "'v'")]  # fmt: skip
 add(hyper("ContrastiveDivergence.loss", lambda v: ContrastiveDivergence().loss(rbm_model, empty_guide, v), "data", _BINARY))  # fmt: skip
 add(hyper("ContrastiveDivergence.loss_and_grads", lambda v: ContrastiveDivergence(persistent=True).loss_and_grads(rbm_model, empty_guide, v), "data", _BINARY))  # fmt: skip
 _GAN_DATA = [("empty", torch.zeros(0, 1), ValueError), ("nan", torch.full((4, 1), NAN), ValueError),

@@ -93,10 +93,11 @@ def at_call(value: Any) -> Any:
 def hyper(
     prefix: str, build: Callable[[Any], Any], name: str, values: Iterable[tuple] = POSITIVE
 ) -> list[Case]:
-    """One case per bad value of the hyper-parameter ``name``: ``build(value)``."""
+    """One case per bad value of the hyper-parameter ``name``: ``build(value)``. A value's
+    tuple may end with the fragment to expect instead of ``name``."""
     return [
-        Case(f"{prefix}-{name}-{label}", (lambda v=value: build(at_call(v))), error, name)
-        for label, value, error in values
+        Case(f"{prefix}-{name}-{label}", (lambda v=value: build(at_call(v))), error, (*frag, name)[0])
+        for label, value, error, *frag in values
     ]
 
 
