@@ -61,7 +61,10 @@ def _gaussian(mean, cov, name_mean: str, name_cov: str) -> tuple[torch.Tensor, t
         raise ValueError(f"{name_mean} must have shape (D,), got {tuple(mean.shape)}")
     d = mean.shape[0]
     if cov.shape != (d, d):
-        raise ValueError(f"{name_cov} must have shape ({d}, {d}), got {tuple(cov.shape)}")
+        raise ValueError(
+            f"{name_cov} must have shape ({d}, {d}) to match {name_mean} of shape ({d},), got "
+            f"{tuple(cov.shape)}"
+        )
     mean, cov = mean.double(), cov.double()
     scale = float(cov.abs().max()) if cov.numel() else 0.0
     if not torch.allclose(cov, cov.T, rtol=1e-6, atol=1e-8 * scale):

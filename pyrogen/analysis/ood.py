@@ -8,6 +8,8 @@ import math
 
 import torch
 
+from pyrogen.util import check_count
+
 __all__ = ["ood_auroc", "ood_scores"]
 
 
@@ -73,7 +75,7 @@ def ood_scores(
     """
     ll = _check_ll(log_likelihood, "log_likelihood")
     n = ll.numel()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+    if check_count(batch_size, "batch_size") > n:
         raise ValueError(f"batch_size must be an int in [1, {n}], got {batch_size!r}")
     scores = {"log_likelihood": -ll}
     if background_log_likelihood is not None:

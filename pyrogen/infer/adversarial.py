@@ -29,10 +29,18 @@ def gradient_penalty(
 
     Shapes:
         real, fake: ``(N, *event)``; the critic maps ``(N, *event)`` to ``(N,)`` or ``(N, 1)``.
+    Raises:
+        TypeError, ValueError: ``real`` or ``fake`` not floating tensors of one shape.
     References:
         Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville (2017). Improved Training of Wasserstein
         GANs. https://arxiv.org/abs/1704.00028
     """
+    for name, t in (("real", real), ("fake", fake)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"{name} must be a floating-point tensor, got {got}")
+    if fake.shape != real.shape:
+        raise ValueError(f"fake has shape {tuple(fake.shape)} but real has {tuple(real.shape)}")
     eps = torch.rand(
         (real.shape[0],) + (1,) * (real.dim() - 1), dtype=real.dtype, device=real.device
     )

@@ -106,7 +106,7 @@ CASES.append(Case("psis_khat-num_samples-one", lambda: analysis.psis_khat(model,
 add(hyper("importance_resample", lambda v: analysis.importance_resample(model, guide, X(), num_samples=v, num_proposals=100), "num_samples", COUNT))  # fmt: skip
 add(hyper("importance_resample", lambda v: analysis.importance_resample(model, guide, X(), num_samples=10, num_proposals=v), "num_proposals", [("one", 1, ValueError), *COUNT]))  # fmt: skip
 add(hyper("kl_per_dimension", lambda v: analysis.kl_per_dimension(model, guide, X(), num_samples=v), "num_samples", COUNT))  # fmt: skip
-add(hyper("active_units", lambda v: analysis.active_units(model, guide, X(), num_samples=v), "num_samples", COUNT2))  # fmt: skip
+add(hyper("active_units", lambda v: analysis.active_units(model, guide, X(), num_samples=v), "num_samples", COUNT))  # fmt: skip
 add(hyper("active_units", lambda v: analysis.active_units(model, guide, X(), threshold=v), "threshold", NONNEGATIVE))  # fmt: skip
 def Q():
     return dist.Normal(torch.zeros(2), 1.0).to_event(1)

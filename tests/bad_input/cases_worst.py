@@ -24,12 +24,26 @@ def multiscale_step_of_another_size():
     MultiScale(1, [ActNorm((4, 2, 2))])(torch.randn(2, 1, 6, 6))
 
 
-def image_coupling_conditioner_with_too_few_channels():
-    class Short(torch.nn.Module):  # declares no channel counts, returns 2 of the 4 needed
-        def forward(self, x):
-            return torch.zeros(*x.shape[:-3], 2, *x.shape[-2:])
+class _Fixed(torch.nn.Module):
+    """A conditioner that declares no channel counts and returns ``channels`` channels of size
+    ``size`` (``None``: the input's)."""
 
-    ImageCoupling(2, Short(), mask="channel")(torch.randn(3, 2, 4, 4))
+    def __init__(self, channels: int, size=None) -> None:
+        super().__init__()
+        self.channels, self.size = channels, size
+
+    def forward(self, x):
+        return 0.1 * torch.ones(*x.shape[:-3], self.channels, *(self.size or x.shape[-2:]))
+
+
+def image_coupling_conditioner_with_too_few_channels():
+    # checkerboard on 2 channels: 2 parameters for each of the 2 channels = 4 needed
+    ImageCoupling(2, _Fixed(2), mask="checkerboard")(torch.randn(3, 2, 4, 4))
+
+
+def image_coupling_conditioner_output_broadcast():
+    # the right channel count at 1x1: it would be broadcast over the 4x4 image
+    ImageCoupling(2, _Fixed(2, (1, 1)), mask="channel")(torch.randn(3, 2, 4, 4))
 
 
 def frechet_distance_of_a_negative_definite_covariance():
@@ -65,7 +79,7 @@ def log_likelihood_with_a_guide_missing_a_latent():
 
 
 def ebm_sampler_that_diverges():
-    EnergyBasedDistribution(lambda x: (x**2).sum(-1) / 2, (2,), num_steps=200, step_size=10.0).sample((4,))  # fmt: skip
+    EnergyBasedDistribution(lambda x: (x**2).sum(-1) / 2, (2,), num_steps=500, step_size=10.0).sample((4,))  # fmt: skip
 
 
 def pixelcnn_with_zero_hidden_channels():
@@ -117,6 +131,7 @@ WORST = [
     ("imageflow_with_a_flow_of_another_shape", ValueError, "transform"),
     ("multiscale_step_of_another_size", ValueError, "x"),
     ("image_coupling_conditioner_with_too_few_channels", ValueError, "conditioner"),
+    ("image_coupling_conditioner_output_broadcast", ValueError, "conditioner"),
     ("frechet_distance_of_a_negative_definite_covariance", ValueError, "cov_a"),
     ("psis_khat_of_one_draw", ValueError, "num_samples"),
     ("importance_resample_from_one_proposal", ValueError, "num_proposals"),
