@@ -4,6 +4,7 @@ estimate of ``log p(x)`` that VAE papers report."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -235,7 +236,9 @@ def trace_particles(
         ValueError: a guide that does not sample every latent site of the model; empty data
             (a plate of size 0).
     """
-    with empty_plates_as_errors("importance sampling"):
+    # Pyro only warns about model latents missing from the guide; check_guide_covers raises
+    with empty_plates_as_errors("importance sampling"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found vars in model but not guide")
         model_trace, guide_trace = get_importance_trace(
             "flat",
             max_plate_nesting + 1,

@@ -44,7 +44,7 @@ def classify(case: Case, timeout: float = 20.0) -> tuple[str, str]:
             result = case.call()
     except _Timeout:
         return "hang", f"no answer within {timeout:g} s"
-    except Exception as e:  # noqa: BLE001 - classifying any exception is the point
+    except Exception as e:
         message = f"{type(e).__name__}: {e}".splitlines()[0][:200]
         if isinstance(e, case.error) and names_argument(str(e), case.fragment):
             return "clear", message
@@ -81,7 +81,9 @@ def main(argv=None) -> int:
         print(f"{area:14s}" + "".join(f"{c[k]:9d}" for k in kinds) + f"{sum(c.values()):6d}")
     n = sum(total.values())
     print(f"{'all':14s}" + "".join(f"{total[k]:9d}" for k in kinds) + f"{n:6d}")
-    print(f"clear: {100 * total['clear'] / n:.1f}% of {n} cases ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"clear: {100 * total['clear'] / n:.1f}% of {n} cases ({time.perf_counter() - start:.0f} s)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"counts": dict(total), "verdicts": verdicts}, f, indent=1)

@@ -14,7 +14,6 @@ from tests.bad_input.table import (
     INF,
     NAN,
     NONNEGATIVE,
-    POSITIVE,
     Case,
     hyper,
 )
@@ -37,17 +36,21 @@ def guide(x):
 def X():
     return torch.tensor([0.0, 1.0])
 
+
 def F():
     return torch.randn(20, 3)
+
 
 _FEATURES = [("1d", torch.zeros(5), ValueError), ("one-row", torch.zeros(1, 3), ValueError),
              ("nan", torch.full((5, 3), NAN), ValueError), ("width", torch.zeros(5, 4), ValueError),
              ("int", torch.zeros(5, 3, dtype=torch.long), TypeError),
              ("list", [[0.0] * 3] * 5, TypeError)]  # fmt: skip
 
+
 # -- sample-quality metrics -----------------------------------------------------------------
 def _COV_B():
     return torch.eye(2)
+
 
 _COVS = [("negative-definite", -torch.eye(2), ValueError),
          ("indefinite", torch.tensor([[1.0, 2.0], [2.0, 1.0]]), ValueError),
@@ -68,8 +71,11 @@ add(hyper("kernel_distance", lambda v: analysis.kernel_distance(F(), F(), subset
 add(hyper("precision_recall", lambda v: analysis.precision_recall(v, F()), "real_features", _FEATURES))  # fmt: skip
 add(hyper("precision_recall", lambda v: analysis.precision_recall(F(), v), "fake_features", _FEATURES))  # fmt: skip
 add(hyper("precision_recall", lambda v: analysis.precision_recall(F(), F(), k=v), "k", [*COUNT, ("large", 20, ValueError)]))  # fmt: skip
+
+
 def P():
     return torch.softmax(torch.randn(10, 4), -1)
+
 
 _PROBS = [("negative", -P(), ValueError), ("unnormalized", 2 * P(), ValueError),
           ("nan", torch.full((10, 4), NAN), ValueError), ("1d", P()[0], ValueError),
@@ -78,15 +84,21 @@ add(hyper("inception_score", lambda v: analysis.inception_score(v), "probs", _PR
 add(hyper("inception_score", lambda v: analysis.inception_score(P(), num_splits=v), "num_splits", [*COUNT, ("large", 11, ValueError)]))  # fmt: skip
 # class_coverage takes any scores (only the argmax is used): no sign or normalization cases
 add(hyper("class_coverage", lambda v: analysis.class_coverage(v), "probs", _PROBS[2:]))
+
+
 def C():
     return torch.randn(4, 3)
+
 
 add(hyper("mode_coverage", lambda v: analysis.mode_coverage(F(), C(), radius=v), "radius"))
 add(hyper("mode_coverage", lambda v: analysis.mode_coverage(F(), C(), radius=1.0, min_samples=v), "min_samples", COUNT))  # fmt: skip
 add(hyper("mode_coverage", lambda v: analysis.mode_coverage(v, C(), radius=1.0), "samples", _FEATURES[2:]))  # fmt: skip
 add(hyper("mode_coverage", lambda v: analysis.mode_coverage(F(), v, radius=1.0), "centers", _FEATURES[2:]))  # fmt: skip
+
+
 def LL():
     return torch.randn(10)
+
 
 _LL = [("2d", torch.zeros(3, 2), ValueError), ("nan", torch.tensor([0.0, NAN]), ValueError),
        ("empty", torch.zeros(0), ValueError), ("list", [0.0, 1.0], (TypeError, ValueError))]  # fmt: skip
@@ -108,9 +120,10 @@ add(hyper("importance_resample", lambda v: analysis.importance_resample(model, g
 add(hyper("kl_per_dimension", lambda v: analysis.kl_per_dimension(model, guide, X(), num_samples=v), "num_samples", COUNT))  # fmt: skip
 add(hyper("active_units", lambda v: analysis.active_units(model, guide, X(), num_samples=v), "num_samples", COUNT))  # fmt: skip
 add(hyper("active_units", lambda v: analysis.active_units(model, guide, X(), threshold=v), "threshold", NONNEGATIVE))  # fmt: skip
+
+
 def Q():
     return dist.Normal(torch.zeros(2), 1.0).to_event(1)
-
 
 
 def _log_density(x):
@@ -129,11 +142,15 @@ add(hyper("FeatureClassifier", lambda v: analysis.FeatureClassifier(4, 3, v), "h
 add(hyper("FeatureClassifier.forward", lambda v: analysis.FeatureClassifier(4, 3, [8])(v), "x", [
     ("width", torch.zeros(2, 5), ValueError), ("int", torch.zeros(2, 4, dtype=torch.long), TypeError),
     ("list", [[0.0] * 4], TypeError)]))  # fmt: skip
+
+
 def Y():
     return torch.arange(20) % 2
 
+
 def XF():
     return torch.randn(20, 4)
+
 
 add(hyper("fit_feature_classifier", lambda v: analysis.fit_feature_classifier(v, Y(), epochs=1), "x", [("1d", torch.zeros(20), ValueError), ("int", torch.zeros(20, 4, dtype=torch.long), (TypeError, ValueError)), ("empty", torch.zeros(0, 4), ValueError), ("nan", torch.full((20, 4), NAN), ValueError)]))  # fmt: skip
 add(hyper("fit_feature_classifier", lambda v: analysis.fit_feature_classifier(XF(), v, epochs=1), "y", [("float", Y().double(), (TypeError, ValueError)), ("length", Y()[:5], ValueError), ("one-class", torch.zeros(20, dtype=torch.long), ValueError)]))  # fmt: skip

@@ -25,7 +25,6 @@ from tests.bad_input.table import (
     COUNT0,
     INF,
     NAN,
-    POSITIVE,
     Case,
     Lazy,
     hyper,

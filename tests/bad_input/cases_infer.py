@@ -157,9 +157,11 @@ for step in ("step", "discriminator_step", "generator_step"):
     add(hyper(f"GAN.{step}", lambda v, s=step: getattr(gan(), s)(v), "data", _GAN_DATA))
 add(hyper("gradient_penalty", lambda v: gradient_penalty(nn.Linear(2, 1), torch.zeros(4, 2), v), "fake", [("shape", torch.zeros(3, 2), ValueError), ("list", [[0.0, 0.0]], TypeError)]))  # fmt: skip
 
+
 # -- training helpers -----------------------------------------------------------------------
 def B():
     return torch.bernoulli(torch.full((20, 4), 0.5))
+
 
 _RBM_DATA = [("empty", torch.zeros(0, 4), ValueError), ("fraction", torch.full((5, 4), 0.5), ValueError),
              ("nan", torch.full((5, 4), NAN), ValueError), ("1d", torch.zeros(4), ValueError),

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from pyrogen.nn import MADE, BoundContext, ConvNet, DenseNN, MaskedConv2d, PixelCNNNetwork
-from pyrogen.nn import made_degrees
+from pyrogen.nn import (
+    MADE,
+    BoundContext,
+    ConvNet,
+    DenseNN,
+    MaskedConv2d,
+    PixelCNNNetwork,
+    made_degrees,
+)
 from tests.bad_input.table import COUNT, COUNT0, COUNT2, Case, hyper, inputs, other_dtype
 
 CASES: list[Case] = []

@@ -115,11 +115,11 @@ for key, builder in (("glow", flows.glow), ("realnvp_image", flows.realnvp_image
     small = {"num_steps": 1, "hidden_channels": 4}
     _IMAGE = [("2d", (1, 8), ValueError), ("zero", (0, 8, 8), ValueError),
               ("str", "abc", ValueError), ("odd", (1, 6, 6), ValueError)]  # fmt: skip
-    add(hyper(key, lambda v, b=builder: b(v, **small), "input_shape", _IMAGE))
-    add(hyper(key, lambda v, b=builder: b((1, 8, 8), num_levels=v, **small), "num_levels", COUNT))  # fmt: skip
+    add(hyper(key, lambda v, b=builder, s=small: b(v, **s), "input_shape", _IMAGE))
+    add(hyper(key, lambda v, b=builder, s=small: b((1, 8, 8), num_levels=v, **s), "num_levels", COUNT))  # fmt: skip
     add(hyper(key, lambda v, b=builder: b((1, 8, 8), num_steps=v, hidden_channels=4), "num_steps", COUNT))  # fmt: skip
     add(hyper(key, lambda v, b=builder: b((1, 8, 8), num_steps=1, hidden_channels=v), "hidden_channels", COUNT))  # fmt: skip
-    add(hyper(key, lambda v, b=builder: b((1, 8, 8), pixel_levels=v, **small), "pixel_levels", COUNT2))  # fmt: skip
+    add(hyper(key, lambda v, b=builder, s=small: b((1, 8, 8), pixel_levels=v, **s), "pixel_levels", COUNT2))  # fmt: skip
 
 
 # -- calls x bad inputs ---------------------------------------------------------------------

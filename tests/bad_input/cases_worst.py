@@ -7,9 +7,8 @@ import pyro
 import torch
 
 from pyrogen import analysis, datasets, flows
-from pyrogen.distributions import ImageFlow
-from pyrogen.distributions import EnergyBasedDistribution
-from pyrogen.infer import IWAE, GAN, ContrastiveDivergence, fit_rbm, log_likelihood
+from pyrogen.distributions import EnergyBasedDistribution, ImageFlow
+from pyrogen.infer import GAN, IWAE, ContrastiveDivergence, fit_rbm, log_likelihood
 from pyrogen.nn import MADE, ConvNet, DenseNN, PixelCNNNetwork
 from pyrogen.transforms import ActNorm, AffineCoupling, ImageCoupling, MultiScale, Planar
 from tests.bad_input import cases_infer as infer
@@ -17,7 +16,9 @@ from tests.bad_input.table import INF, NAN, Case
 
 
 def imageflow_with_a_flow_of_another_shape():
-    ImageFlow(flows.glow((1, 4, 4), num_levels=1, num_steps=1, hidden_channels=4).transform, (1, 8, 8))  # fmt: skip
+    ImageFlow(
+        flows.glow((1, 4, 4), num_levels=1, num_steps=1, hidden_channels=4).transform, (1, 8, 8)
+    )
 
 
 def multiscale_step_of_another_size():
@@ -55,7 +56,9 @@ def psis_khat_of_one_draw():
 
 
 def importance_resample_from_one_proposal():
-    analysis.importance_resample(infer.model, infer.guide, infer.X(), num_samples=5, num_proposals=1)
+    analysis.importance_resample(
+        infer.model, infer.guide, infer.X(), num_samples=5, num_proposals=1
+    )
 
 
 def load_mnist5k_as_integers():
@@ -79,7 +82,9 @@ def log_likelihood_with_a_guide_missing_a_latent():
 
 
 def ebm_sampler_that_diverges():
-    EnergyBasedDistribution(lambda x: (x**2).sum(-1) / 2, (2,), num_steps=500, step_size=10.0).sample((4,))  # fmt: skip
+    EnergyBasedDistribution(
+        lambda x: (x**2).sum(-1) / 2, (2,), num_steps=500, step_size=10.0
+    ).sample((4,))
 
 
 def pixelcnn_with_zero_hidden_channels():
@@ -99,7 +104,9 @@ def fit_rbm_on_no_data():
 
 
 def gan_step_on_no_data():
-    GAN(infer.generator, torch.nn.Linear(1, 1), pyro.optim.Adam({}), pyro.optim.Adam({})).step(torch.zeros(0, 1))  # fmt: skip
+    GAN(infer.generator, torch.nn.Linear(1, 1), pyro.optim.Adam({}), pyro.optim.Adam({})).step(
+        torch.zeros(0, 1)
+    )
 
 
 def iwae_on_no_data():
@@ -124,7 +131,15 @@ def dense_nn_forward_of_integers():
 
 
 def conv_net_forward_of_the_other_dtype():
-    ConvNet(2, 4, 4)(torch.zeros(1, 2, 3, 3, dtype=torch.float32 if torch.get_default_dtype() == torch.float64 else torch.float64))  # fmt: skip
+    ConvNet(2, 4, 4)(
+        torch.zeros(
+            1,
+            2,
+            3,
+            3,
+            dtype=torch.float32 if torch.get_default_dtype() == torch.float64 else torch.float64,
+        )
+    )
 
 
 WORST = [

@@ -96,7 +96,9 @@ def hyper(
     """One case per bad value of the hyper-parameter ``name``: ``build(value)``. A value's
     tuple may end with the fragment to expect instead of ``name``."""
     return [
-        Case(f"{prefix}-{name}-{label}", (lambda v=value: build(at_call(v))), error, (*frag, name)[0])
+        Case(
+            f"{prefix}-{name}-{label}", (lambda v=value: build(at_call(v))), error, (*frag, name)[0]
+        )
         for label, value, error, *frag in values
     ]
 
