@@ -60,7 +60,9 @@ class FeatureClassifier(nn.Module):
             raise TypeError(f"x must be a floating-point tensor of shape (N, ...), got {got}")
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.input_dim:
-            raise ValueError(f"x must have {self.input_dim} values per row, got {x.shape[1]}")
+            raise ValueError(
+                f"x: expected inputs with {self.input_dim} values per row, got {x.shape[1]}"
+            )
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

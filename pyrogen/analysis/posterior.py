@@ -304,7 +304,7 @@ def psis_khat(
         weights. Thresholds: ``k < 0.5`` good, ``0.5-0.7`` usable after reweighting, ``> 0.7``
         unreliable.
     Raises:
-        ValueError: ``num_samples < 10`` (:data:`MIN_PSIS_DRAWS`); a model latent site missing
+        ValueError: ``num_samples < 10`` (``MIN_PSIS_DRAWS``); a model latent site missing
             from the guide; all weights zero.
     References:
         Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
@@ -341,7 +341,7 @@ def importance_resample(
         ``(samples, diagnostic)``: ``{site: tensor (num_samples, *site_shape)}`` of constrained
         latent values, and the :class:`PSISDiagnostic` of the proposals.
     Raises:
-        ValueError: ``num_samples < 1`` or ``num_proposals < 10`` (:data:`MIN_PSIS_DRAWS`); a
+        ValueError: ``num_samples < 1`` or ``num_proposals < 10`` (``MIN_PSIS_DRAWS``); a
             guide that does not match the model; k-hat > 0.7 without ``allow_unreliable``.
     References:
         Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational

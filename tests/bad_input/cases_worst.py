@@ -123,6 +123,9 @@ def contrastive_divergence_on_no_data():
 
 def planar_with_a_tolerance_below_the_dtype_resolution():
     f = Planar(2, inverse_tol=1e-30, max_inverse_iters=10**9)
+    with torch.no_grad():  # a layer that is not the identity: the root find has work to do
+        f.u.copy_(torch.tensor([0.8, -0.5]))
+        f.w.copy_(torch.tensor([1.0, 0.5]))
     f.inv(torch.randn(3, 2))
 
 
