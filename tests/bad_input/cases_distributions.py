@@ -154,8 +154,8 @@ add(hyper("rbm.markov_chain", lambda v: rbm().markov_chain(torch.zeros(2, 4), v)
 add(hyper("ais", lambda v: annealed_importance_sampling(rbm(), num_chains=v, num_betas=10), "num_chains", COUNT))  # fmt: skip
 add(hyper("ais", lambda v: annealed_importance_sampling(rbm(), num_chains=4, num_betas=v), "num_betas", [("two", 2, ValueError), *COUNT]))  # fmt: skip
 add(hyper("ais", lambda v: annealed_importance_sampling(rbm(), num_chains=4, num_betas=10, data=v), "data", [
-    ("fraction", torch.full((5, 4), 0.5), ValueError), ("width", torch.zeros(5, 3), ValueError),
-    ("empty", torch.zeros(0, 4), ValueError)]))  # fmt: skip
+    ("two", torch.full((5, 4), 2.0), ValueError), ("width", torch.zeros(5, 3), ValueError),
+    ("nan", torch.full((5, 4), NAN), ValueError), ("empty", torch.zeros(0, 4), ValueError)]))  # fmt: skip
 add(hyper("salakhutdinov_schedule", lambda v: salakhutdinov_schedule(v, torch.zeros(())), "num_betas", [("two", 2, ValueError), *COUNT]))  # fmt: skip
 
 # -- toy targets ----------------------------------------------------------------------------
