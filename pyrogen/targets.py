@@ -20,15 +20,15 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
+from pyrogen.util import check_count, check_positive, check_real
+
 __all__ = ["Banana", "GaussianMixture", "NealsFunnel", "Ring", "Target", "TwoMoonsEnergy"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
 def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return check_positive(value, name)
 
 
 class Target(TorchDistribution):
@@ -69,11 +69,20 @@ class Target(TorchDistribution):
         return exact if exact is not None else _grid_log_partition(self)
 
     def _check(self, value: torch.Tensor) -> None:
-        if not isinstance(value, torch.Tensor) or value.shape[-1:] != self.event_shape:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        if value.shape[-1:] != self.event_shape:
             raise ValueError(
-                f"value must be a tensor of shape (*batch, {self.event_shape[0]}), got {shape}"
+                f"value must be a tensor of shape (*batch, {self.event_shape[0]}), got "
+                f"{tuple(value.shape)}"
             )
+        if (
+            torch.distributions.Distribution._validate_args
+            and not torch._C._are_functorch_transforms_active()
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise ValueError("value contains non-finite values (nan or inf)")
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Normalized log density (nats). Shapes: value ``(*batch, D)`` -> ``(*batch,)``.
@@ -142,9 +151,7 @@ class Banana(Target):
 
     def __init__(self, a: float = 2.0, b: float = 0.5) -> None:
         self.a = _positive("a", a)
-        if not isinstance(b, (int, float)) or not math.isfinite(b):
-            raise ValueError(f"b must be a finite number, got {b!r}")
-        self.b = float(b)
+        self.b = check_real(b, "b")
         super().__init__(2)
 
     def unnormalized_log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -247,8 +254,7 @@ class NealsFunnel(Target):
     plot_limits = ((-9.0, 9.0), (-12.0, 12.0))
 
     def __init__(self, dim: int = 2) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim must be an int >= 2, got {dim!r}")
+        check_count(dim, "dim", minimum=2)
         self.dim = dim
         super().__init__(dim)
 
@@ -287,11 +293,7 @@ class GaussianMixture(Target):
     """
 
     def __init__(self, num_components: int = 4, radius: float = 3.0, scale: float = 0.5) -> None:
-        if isinstance(num_components, bool) or not isinstance(num_components, int):
-            raise ValueError(f"num_components must be an int >= 1, got {num_components!r}")
-        if num_components < 1:
-            raise ValueError(f"num_components must be an int >= 1, got {num_components!r}")
-        self.num_components = num_components
+        self.num_components = check_count(num_components, "num_components")
         self.radius = _positive("radius", radius)
         self.scale = _positive("scale", scale)
         lim = self.radius + 8 * self.scale

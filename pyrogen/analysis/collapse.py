@@ -12,7 +12,7 @@ from pyro.poutine.util import prune_subsample_sites
 
 from pyrogen.infer.elbo import kl_terms
 from pyrogen.infer.importance import guess_max_plate_nesting, trace_particles
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_nonnegative
 
 __all__ = ["active_units", "kl_per_dimension"]
 
@@ -93,8 +93,7 @@ def active_units(
         Burda, Grosse, Salakhutdinov (2016). Importance Weighted Autoencoders, section 5.2.
         https://arxiv.org/abs/1509.00519
     """
-    if not threshold >= 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+    check_nonnegative(threshold, "threshold")
     check_count(num_samples, "num_samples")
     nesting = guess_max_plate_nesting(model, guide, args, kwargs)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_data, check_nonnegative, check_positive
 
 __all__ = ["FeatureClassifier", "digits_classifier", "fit_feature_classifier"]
 
@@ -55,9 +55,14 @@ class FeatureClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last hidden layer, ``(N, hidden_dims[-1])``."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"x must be a floating-point tensor of shape (N, ...), got {got}")
         x = x.reshape(x.shape[0], -1)
         if x.shape[1] != self.input_dim:
-            raise ValueError(f"expected inputs with {self.input_dim} values, got {x.shape[1]}")
+            raise ValueError(
+                f"x: expected inputs with {self.input_dim} values per row, got {x.shape[1]}"
+            )
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,8 +95,7 @@ def fit_feature_classifier(
         ValueError: mismatched lengths, labels that are not integers ``0..K-1`` with
             ``K >= 2``, or non-positive counts.
     """
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise ValueError("x must be a floating tensor of shape (N, ...)")
+    check_data(x, "x", min_dim=2)
     if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != x.shape[:1]:
         raise ValueError(f"y must be a long tensor of shape ({x.shape[0]},)")
     num_classes = int(y.max()) + 1
@@ -99,6 +103,8 @@ def fit_feature_classifier(
         raise ValueError("y must hold labels 0..K-1 with K >= 2")
     check_count(epochs, "epochs")
     check_count(batch_size, "batch_size")
+    check_positive(lr, "lr")
+    check_nonnegative(weight_decay, "weight_decay")
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     flat = x.reshape(x.shape[0], -1)

@@ -12,7 +12,7 @@ import torch
 
 from pyrogen.analysis.posterior import psis_khat
 from pyrogen.infer.kl import density_model
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_real
 
 __all__ = ["KLDiagnostic", "kl_diagnostics"]
 
@@ -106,10 +106,11 @@ def kl_diagnostics(
         for Probabilistic Modeling and Inference, Sec. 2.3. https://arxiv.org/abs/1912.02762
     """
     check_count(num_samples, "num_samples", minimum=2)
+    if not isinstance(q, torch.distributions.Distribution):
+        raise TypeError(f"q must be a torch Distribution, got {type(q).__name__}")
     if q.batch_shape != torch.Size():
         raise ValueError(f"q must have batch_shape (), got {tuple(q.batch_shape)}")
-    if log_partition is not None and not math.isfinite(log_partition):
-        raise ValueError(f"log_partition must be a finite number, got {log_partition!r}")
+    check_real(log_partition, "log_partition", allow_none=True)
     event_shape = q.event_shape
     if samples is not None and (
         not isinstance(samples, torch.Tensor)
@@ -118,6 +119,8 @@ def kl_diagnostics(
     ):
         got = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples)
         raise ValueError(f"samples must have shape (N, {tuple(event_shape)}), got {got}")
+    if samples is not None and not bool(torch.isfinite(samples).all()):
+        raise ValueError("samples contain non-finite values (nan or inf)")
 
     model = density_model(log_density, event_shape)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
+
+from pyrogen.util import check_count
 
 __all__ = ["bits_per_dim"]
 
@@ -19,6 +22,10 @@ def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor 
         >>> bits_per_dim(-64 * math.log(2), 64)
         1.0
     """
-    if not isinstance(num_dims, int) or isinstance(num_dims, bool) or num_dims < 1:
-        raise ValueError(f"num_dims must be a positive int, got {num_dims!r}")
+    check_count(num_dims, "num_dims")
+    if not isinstance(log_prob, torch.Tensor):
+        if isinstance(log_prob, bool) or not isinstance(log_prob, numbers.Real):
+            raise TypeError(f"log_prob must be a number or a tensor, got {log_prob!r}")
+        if math.isnan(log_prob):
+            raise ValueError("log_prob is nan")
     return -log_prob / (num_dims * math.log(2.0))

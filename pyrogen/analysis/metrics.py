@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from pyrogen.util import check_count
+from pyrogen.util import ArgumentTypeError, check_count, check_positive
 
 __all__ = [
     "KernelDistance",
@@ -29,10 +29,11 @@ __all__ = [
 
 
 def _features(x: torch.Tensor, name: str, *, min_rows: int = 2) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2:
-        raise ValueError(
-            f"{name} must be a floating tensor of shape (N, D), got {getattr(x, 'shape', x)!r}"
-        )
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ArgumentTypeError(f"{name} must be a floating tensor of shape (N, D), got {got}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be a floating tensor of shape (N, D), got {x.shape}")
     if x.shape[0] < min_rows:
         raise ValueError(f"{name} needs at least {min_rows} rows, got {x.shape[0]}")
     if not bool(torch.isfinite(x).all()):
@@ -40,9 +41,40 @@ def _features(x: torch.Tensor, name: str, *, min_rows: int = 2) -> torch.Tensor:
     return x.double()
 
 
-def _same_width(a: torch.Tensor, b: torch.Tensor) -> None:
+def _same_width(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+        raise ValueError(
+            f"feature dimensions differ: {name_a} has {a.shape[1]}, {name_b} has {b.shape[1]}"
+        )
+
+
+def _gaussian(mean, cov, name_mean: str, name_cov: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A mean ``(D,)`` and a symmetric positive semi-definite covariance ``(D, D)``, in
+    float64 (eigenvalues down to ``-1e-8`` of the largest are taken as rounding)."""
+    for name, t in ((name_mean, mean), (name_cov, cov)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ArgumentTypeError(f"{name} must be a floating-point tensor, got {got}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains non-finite values (nan or inf)")
+    if mean.dim() != 1:
+        raise ValueError(f"{name_mean} must have shape (D,), got {tuple(mean.shape)}")
+    d = mean.shape[0]
+    if cov.shape != (d, d):
+        raise ValueError(
+            f"{name_cov} must have shape ({d}, {d}) to match {name_mean} of shape ({d},), got "
+            f"{tuple(cov.shape)}"
+        )
+    mean, cov = mean.double(), cov.double()
+    scale = float(cov.abs().max()) if cov.numel() else 0.0
+    if not torch.allclose(cov, cov.T, rtol=1e-6, atol=1e-8 * scale):
+        raise ValueError(f"{name_cov} must be symmetric")
+    low = float(torch.linalg.eigvalsh(cov).min()) if d else 0.0
+    if low < -1e-8 * max(scale, 1e-300):
+        raise ValueError(
+            f"{name_cov} must be positive semi-definite, but has an eigenvalue {low:.3g} < 0"
+        )
+    return mean, cov
 
 
 def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
@@ -61,11 +93,19 @@ def gaussian_frechet_distance(
     Shapes:
         mean_a, mean_b: ``(D,)``.  cov_a, cov_b: ``(D, D)``, symmetric positive
         semi-definite.  returns: ``()``, in squared feature units.
+    Raises:
+        TypeError: an argument that is not a floating-point tensor.
+        ValueError: shapes that do not match, non-finite entries, or a covariance that is not
+            symmetric positive semi-definite (eigenvalues below ``-1e-8`` times its largest
+            entry).
     References:
         Dowson, Landau (1982). The Fréchet distance between multivariate normal distributions.
         https://doi.org/10.1016/0047-259X(82)90077-X
     """
-    mean_a, mean_b, cov_a, cov_b = (t.double() for t in (mean_a, mean_b, cov_a, cov_b))
+    mean_a, cov_a = _gaussian(mean_a, cov_a, "mean_a", "cov_a")
+    mean_b, cov_b = _gaussian(mean_b, cov_b, "mean_b", "cov_b")
+    if mean_b.shape != mean_a.shape:
+        raise ValueError(f"mean_b has shape {tuple(mean_b.shape)}, mean_a {tuple(mean_a.shape)}")
     root_a = _sqrtm_psd(cov_a)
     cross = _sqrtm_psd(root_a @ cov_b @ root_a)
     value = (mean_a - mean_b).pow(2).sum() + torch.trace(cov_a + cov_b - 2 * cross)
@@ -91,7 +131,7 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> torc
         0.0
     """
     a, b = _features(features_a, "features_a"), _features(features_b, "features_b")
-    _same_width(a, b)
+    _same_width(a, b, "features_a", "features_b")
     return gaussian_frechet_distance(
         a.mean(0),
         torch.cov(a.T).reshape(a.shape[1], -1),
@@ -149,11 +189,9 @@ def kernel_distance(
         https://arxiv.org/abs/1801.01401
     """
     a, b = _features(features_a, "features_a"), _features(features_b, "features_b")
-    _same_width(a, b)
-    if num_subsets < 1 or subset_size < 2:
-        raise ValueError(
-            f"need num_subsets >= 1 and subset_size >= 2, got {num_subsets}, {subset_size}"
-        )
+    _same_width(a, b, "features_a", "features_b")
+    check_count(num_subsets, "num_subsets")
+    check_count(subset_size, "subset_size", minimum=2)
     size = min(subset_size, a.shape[0], b.shape[0])
     values = []
     for _ in range(num_subsets):
@@ -184,7 +222,7 @@ def inception_score(probs: torch.Tensor, *, num_splits: int = 1) -> tuple[float,
     p = _features(probs, "probs", min_rows=1)
     if bool((p < 0).any()) or not torch.allclose(p.sum(1), torch.ones_like(p[:, 0]), atol=1e-4):
         raise ValueError("probs must be non-negative with rows summing to 1")
-    if not 1 <= num_splits <= p.shape[0]:
+    if check_count(num_splits, "num_splits") > p.shape[0]:
         raise ValueError(f"num_splits must lie in [1, {p.shape[0]}], got {num_splits}")
     scores = []
     for part in torch.tensor_split(p, num_splits):
@@ -231,8 +269,8 @@ def precision_recall(
         _features(real_features, "real_features"),
         _features(fake_features, "fake_features"),
     )
-    _same_width(real, fake)
-    if not 1 <= k < min(real.shape[0], fake.shape[0]):
+    _same_width(real, fake, "real_features", "fake_features")
+    if check_count(k, "k") >= min(real.shape[0], fake.shape[0]):
         raise ValueError(f"k must lie in [1, {min(real.shape[0], fake.shape[0]) - 1}], got {k}")
     precision = _covered(fake, real, _knn_radii(real, k)).double().mean()
     recall = _covered(real, fake, _knn_radii(fake, k)).double().mean()
@@ -255,9 +293,8 @@ def mode_coverage(
         ValueError: bad shapes, ``radius <= 0`` or ``min_samples < 1``.
     """
     x, c = _features(samples, "samples", min_rows=1), _features(centers, "centers", min_rows=1)
-    _same_width(x, c)
-    if not radius > 0:
-        raise ValueError(f"radius must be > 0, got {radius!r}")
+    _same_width(x, c, "samples", "centers")
+    check_positive(radius, "radius")
     check_count(min_samples, "min_samples")
     close = torch.cdist(x, c) <= radius
     return int((close.sum(0) >= min_samples).sum()), float(close.any(1).double().mean())

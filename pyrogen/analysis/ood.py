@@ -8,11 +8,15 @@ import math
 
 import torch
 
+from pyrogen.util import check_count
+
 __all__ = ["ood_auroc", "ood_scores"]
 
 
 def _check_ll(value, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.numel() < 1:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a 1-D tensor, got {type(value).__name__}")
+    if value.dim() != 1 or value.numel() < 1:
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"{name} must be a 1-D tensor of per-example log-likelihoods, got {got}")
     if not bool(torch.isfinite(value).all()):
@@ -71,7 +75,7 @@ def ood_scores(
     """
     ll = _check_ll(log_likelihood, "log_likelihood")
     n = ll.numel()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+    if check_count(batch_size, "batch_size") > n:
         raise ValueError(f"batch_size must be an int in [1, {n}], got {batch_size!r}")
     scores = {"log_likelihood": -ll}
     if background_log_likelihood is not None:

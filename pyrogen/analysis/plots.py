@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from pyrogen.util import check_count, check_real
+
 __all__ = ["save_image_grid"]
 
 _PAD_COLOUR = "#c8d2e0"
@@ -84,8 +86,11 @@ def save_image_grid(
     """
     if isinstance(images, (str, Path)):  # the older order: (path, rows)
         images, path = path, images
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    check_count(padding, "padding", minimum=0)
+    check_count(per_row, "per_row")
+    check_real(vmin, "vmin")
+    if check_real(vmax, "vmax") <= vmin:
+        raise ValueError(f"vmax must be > vmin, got vmin={vmin!r}, vmax={vmax!r}")
     if isinstance(images, dict):
         if not images:
             raise ValueError("rows must not be empty")

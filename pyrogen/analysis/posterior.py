@@ -15,7 +15,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrogen.infer.importance import guess_max_plate_nesting
-from pyrogen.util import progress_bar
+from pyrogen.util import check_count, progress_bar
 
 __all__ = ["PSISDiagnostic", "importance_resample", "psis_khat", "to_inference_data"]
 
@@ -29,9 +29,14 @@ def _arviz():
     return arviz
 
 
-def _check_num_samples(num_samples: int, name: str = "num_samples") -> None:
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        raise ValueError(f"{name} must be a positive int, got {num_samples!r}")
+MIN_PSIS_DRAWS = 10
+"""Fewest guide draws PSIS accepts: its Pareto fit uses the largest ``min(S / 5, 3 sqrt(S))``
+weights, and with fewer than 10 draws there is no tail to fit (one draw has constant weights
+and would be reported as a perfect k-hat)."""
+
+
+def _check_num_samples(num_samples: int, name: str = "num_samples", minimum: int = 1) -> None:
+    check_count(num_samples, name, minimum=minimum)
 
 
 def _is_latent(site: dict) -> bool:
@@ -224,8 +229,8 @@ class PSISDiagnostic:
         return "ok after reweighting" if self.khat <= 0.7 else "unreliable"
 
 
-def _importance(model, guide, args, kwargs, num_samples):
-    _check_num_samples(num_samples)
+def _importance(model, guide, args, kwargs, num_samples, name="num_samples"):
+    _check_num_samples(num_samples, name, minimum=MIN_PSIS_DRAWS)
     with torch.no_grad():
         _, prototype = _traces(model, guide, args, kwargs)  # validates guide against model
         log_w, _, guide_trace = pyro.infer.importance.vectorized_importance_weights(
@@ -299,8 +304,8 @@ def psis_khat(
         weights. Thresholds: ``k < 0.5`` good, ``0.5-0.7`` usable after reweighting, ``> 0.7``
         unreliable.
     Raises:
-        ValueError: ``num_samples < 1``; a model latent site missing from the guide; all weights
-            zero.
+        ValueError: ``num_samples < 10`` (``MIN_PSIS_DRAWS``); a model latent site missing
+            from the guide; all weights zero.
     References:
         Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
         Inference. https://arxiv.org/abs/1802.02538
@@ -336,16 +341,18 @@ def importance_resample(
         ``(samples, diagnostic)``: ``{site: tensor (num_samples, *site_shape)}`` of constrained
         latent values, and the :class:`PSISDiagnostic` of the proposals.
     Raises:
-        ValueError: ``num_samples < 1`` or ``num_proposals < 1``; a guide that does not match
-            the model; k-hat > 0.7 without ``allow_unreliable``.
+        ValueError: ``num_samples < 1`` or ``num_proposals < 10`` (``MIN_PSIS_DRAWS``); a
+            guide that does not match the model; k-hat > 0.7 without ``allow_unreliable``.
     References:
         Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
         Inference. https://arxiv.org/abs/1802.02538
     """
     _check_num_samples(num_samples)
     num_proposals = 10 * num_samples if num_proposals is None else num_proposals
-    _check_num_samples(num_proposals, "num_proposals")
-    log_w, guide_trace, prototype = _importance(model, guide, args, kwargs, num_proposals)
+    _check_num_samples(num_proposals, "num_proposals", minimum=MIN_PSIS_DRAWS)
+    log_w, guide_trace, prototype = _importance(
+        model, guide, args, kwargs, num_proposals, "num_proposals"
+    )
     diagnostic, weights = _diagnose(log_w)
     if diagnostic.khat > 0.7 and not allow_unreliable:
         raise ValueError(

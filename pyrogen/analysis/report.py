@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from pyrogen.util import check_count
+
 __all__ = ["render", "run_metadata", "set_threads", "write_results"]
 
 _PACKAGES = ("torch", "pyro-ppl", "numpy", "arviz", "scikit-learn", "pyrogen")
@@ -46,8 +48,7 @@ def set_threads(threads: int | None) -> int:
         ValueError: ``threads`` is not a positive int.
     """
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+        check_count(threads, "threads")
         torch.set_num_threads(threads)
     n = torch.get_num_threads()
     print(f"using {n} CPU thread{'s' if n != 1 else ''} (change with --threads)", flush=True)

@@ -55,6 +55,14 @@ def base_rate_bias(
     if base_bias is not None:
         return torch.as_tensor(base_bias, dtype=like.dtype, device=like.device).expand(shape)
     if data is not None:
+        if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != n:
+            got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+            raise ValueError(f"data must have shape (N, {n}), got {got}")
+        if data.numel() == 0 or not bool(((data >= 0) & (data <= 1)).all()):
+            raise ValueError(
+                "data must be a non-empty tensor of activations in [0, 1] (binary data or "
+                "probabilities)"
+            )
         mean = data.reshape(-1, n).to(like).mean(0).clamp(1e-3, 1 - 1e-3)
         return torch.logit(mean).expand(shape)
     return like.new_zeros(shape)

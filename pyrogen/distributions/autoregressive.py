@@ -173,7 +173,9 @@ class MADE(TorchDistribution):
     ) -> None:
         if not isinstance(network, MADENetwork):
             raise TypeError(f"network must be a MADENetwork, got {type(network).__name__}")
-        if mask_index is not None and not 0 <= int(mask_index) < network.num_masks:
+        if mask_index is not None and type(mask_index) is not int:
+            raise TypeError(f"mask_index must be an int or None, got {mask_index!r}")
+        if mask_index is not None and not 0 <= mask_index < network.num_masks:
             raise ValueError(
                 f"mask_index must be in [0, {network.num_masks}) or None, got {mask_index!r}"
             )

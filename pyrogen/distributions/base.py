@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import torch
 
+from pyrogen.util import check_context  # its former home
+
 __all__ = [
     "AISEstimate",
     "all_binary_states",
@@ -78,6 +80,15 @@ def discrete_log_prob(logits: torch.Tensor, value: torch.Tensor, num_categories:
     return torch.log_softmax(logits, -1).gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
 
 
+def validating() -> bool:
+    """Whether data-dependent checks run: torch/Pyro validation on (``pyro.enable_validation``)
+    and no ``torch.func`` transform active."""
+    return bool(
+        torch.distributions.Distribution._validate_args
+        and not torch._C._are_functorch_transforms_active()
+    )
+
+
 def broadcast_params(
     params: dict[str, torch.Tensor], event_shapes: dict[str, tuple[int, ...]]
 ) -> tuple[dict[str, torch.Tensor], torch.Size]:
@@ -107,6 +118,8 @@ def broadcast_params(
             raise TypeError(f"{name} has dtype {value.dtype} but {first_name} has {first.dtype}")
         if value.device != first.device:
             raise ValueError(f"{name} is on {value.device} but {first_name} is on {first.device}")
+        if validating() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} contains non-finite values (nan or inf)")
         batch_shapes.append(value.shape[: value.dim() - k])
     try:
         batch = torch.broadcast_shapes(*batch_shapes)
@@ -198,7 +211,10 @@ def check_expand(old: torch.Size, new) -> torch.Size:
     Raises:
         ValueError: ``new`` is not an expansion of ``old``, e.g. ``(2, 4) -> (2, 2, 1)``.
     """
-    new = torch.Size(new)
+    try:
+        new = torch.Size(new)
+    except TypeError as e:
+        raise TypeError(f"batch_shape must be a sequence of ints, got {new!r}") from e
     ok = len(new) >= len(old) and all(
         o in (1, n) for o, n in zip(reversed(old), reversed(new), strict=False)
     )
@@ -245,36 +261,6 @@ def prepare_value(
     if value.dtype != like.dtype:
         value = value.to(like.dtype)
     return value, shape
-
-
-def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
-    """Validate the ``context`` of a conditional distribution: ``None`` exactly when
-    ``context_dim == 0``, else a tensor ``(*batch, context_dim)`` of ``like``'s dtype and device.
-
-    Raises:
-        ValueError: a missing or unexpected context, or a wrong last dim or device.
-        TypeError: a non-tensor, or a dtype other than the network's.
-    """
-    if not context_dim:
-        if context is not None:
-            raise ValueError(f"this {owner} takes no context, got one")
-        return None
-    if context is None:
-        raise ValueError(f"this {owner} needs a context of shape (*batch, {context_dim})")
-    if not isinstance(context, torch.Tensor):
-        raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
-    if context.dim() < 1 or context.shape[-1] != context_dim:
-        raise ValueError(
-            f"context must have shape (*batch, {context_dim}), got {tuple(context.shape)}"
-        )
-    if context.dtype != like.dtype:
-        raise TypeError(
-            f"context has dtype {context.dtype} but the network has dtype {like.dtype}; "
-            f"convert one of them (e.g. context.to({like.dtype}))"
-        )
-    if context.device != like.device:
-        raise ValueError(f"context is on {context.device} but the network is on {like.device}")
-    return context
 
 
 def conditional_log_prob(dist, value, log_prob_fn, validate=None):

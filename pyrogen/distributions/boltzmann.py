@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -12,7 +11,7 @@ from pyro.distributions import constraints
 from pyrogen.distributions.annealing import AnnealingPath, base_rate_bias
 from pyrogen.distributions.base import broadcast_params, enumerated_logsumexp, sample_enumerated
 from pyrogen.distributions.energy_model import EnergyModel
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_positive
 
 __all__ = ["BoltzmannMachine"]
 
@@ -104,14 +103,7 @@ class BoltzmannMachine(EnergyModel):
         )
         self.weight, self.bias = params["weight"], params["bias"]
         self.num_gibbs_steps = check_count(num_gibbs_steps, "num_gibbs_steps")
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, int | float)
-            or not math.isfinite(temperature)
-            or temperature <= 0
-        ):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = check_positive(temperature, "temperature")
         super().__init__(batch_shape, torch.Size([n]), validate_args=validate_args)
         if self._validate_args:
             w = self.weight

@@ -12,7 +12,7 @@ from torch import nn
 
 from pyrogen.distributions.annealing import AnnealingPath
 from pyrogen.distributions.energy_model import EnergyModel
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_positive, check_tensor
 
 __all__ = ["EnergyBasedDistribution"]
 
@@ -148,11 +148,16 @@ class EnergyBasedDistribution(EnergyModel):
             raise TypeError(f"energy_fn must be callable, got {type(energy_fn).__name__}")
         self.energy_fn = energy_fn
         self.num_steps = check_count(num_steps, "num_steps")
-        for name, value in (("step_size", step_size), ("init_scale", init_scale)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        self.step_size, self.init_scale = float(step_size), float(init_scale)
+        self.step_size = check_positive(step_size, "step_size")
+        self.init_scale = check_positive(init_scale, "init_scale")
         self.adjusted = bool(adjusted)
+        if isinstance(event_shape, (str, bytes)) or not hasattr(event_shape, "__iter__"):
+            raise ValueError(f"event_shape must be a tuple of positive ints, got {event_shape!r}")
+        event_shape = tuple(event_shape)
+        if not event_shape or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in event_shape
+        ):
+            raise ValueError(f"event_shape must be a tuple of positive ints, got {event_shape!r}")
         event_shape = torch.Size(event_shape)
         if len(event_shape) != 1:
             self.support = constraints.independent(constraints.real, len(event_shape))
@@ -211,8 +216,16 @@ class EnergyBasedDistribution(EnergyModel):
             value, returns: ``(*sample, *event_shape)``. No gradient flows to the parameters.
         """
         check_count(num_steps, "num_steps", minimum=0)
+        like = self.like
+        check_tensor(value, "value", tuple(self.event_shape), like=like if like.dim() else None)
         k = len(self.event_shape)
-        return langevin(self.energy, value, num_steps, self.step_size, self.adjusted, k)
+        out = langevin(self.energy, value, num_steps, self.step_size, self.adjusted, k)
+        if not bool(torch.isfinite(out).all()):
+            raise FloatingPointError(
+                f"the Langevin chain diverged (non-finite states after {num_steps} steps): "
+                f"step_size={self.step_size:g} is too large for this energy; use a smaller one"
+            )
+        return out
 
     def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
         """``num_steps`` Langevin steps from :math:`\\mathcal N(0, \\text{init_scale}^2 I)`.

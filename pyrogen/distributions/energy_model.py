@@ -10,6 +10,7 @@ from pyro.distributions import TorchDistribution
 
 from pyrogen.distributions.annealing import AnnealingPath, annealed_importance_sampling
 from pyrogen.distributions.base import all_binary_states, check_expand, prepare_value
+from pyrogen.util import check_real
 
 __all__ = ["EnergyMixin", "EnergyModel"]
 
@@ -116,6 +117,8 @@ class EnergyModel(TorchDistribution):
     def unnormalized_log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`-F(x)`: the log density up to the constant :math:`-\\log Z` (nats)."""
         value, shape = prepare_value(value, self.event_shape, self.batch_shape, self.like)
+        if self._validate_args and shape.numel():
+            self._validate_sample(value)
         return (-self.free_energy(value)).expand(shape)
 
     def attach_log_partition(self, log_partition) -> EnergyModel:
@@ -126,6 +129,8 @@ class EnergyModel(TorchDistribution):
         Raises:
             ValueError: a non-finite value or a shape that does not broadcast.
         """
+        if not isinstance(log_partition, torch.Tensor):
+            check_real(log_partition, "log_partition")
         value = torch.as_tensor(log_partition, dtype=self.like.dtype).to(self.like.device)
         value = value.detach()
         if not bool(torch.isfinite(value).all()):

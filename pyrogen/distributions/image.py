@@ -14,7 +14,8 @@ from torch import nn
 from torch.distributions import Transform
 
 from pyrogen.transforms import PixelLogit
-from pyrogen.util import check_count
+from pyrogen.transforms.base import Bijector, fits
+from pyrogen.util import check_count, check_positive
 
 __all__ = ["ImageFlow", "check_image_shape"]
 
@@ -92,6 +93,18 @@ class ImageFlow(TorchDistribution, nn.Module):
         validate_args: bool | None = None,
     ) -> None:
         shape = check_image_shape(input_shape)
+        if not isinstance(transform, Transform):
+            raise TypeError(
+                f"transform must be a torch Transform (e.g. a pyrogen Bijector), got "
+                f"{type(transform).__name__}"
+            )
+        if isinstance(transform, Bijector):
+            try:
+                out = transform.check_shape(shape)
+            except ValueError as e:
+                raise ValueError(f"transform does not fit input_shape {shape}: {e}") from e
+            if not fits(out, shape):
+                raise ValueError(f"transform maps input_shape {shape} to {out}, not to itself")
         if pixel_levels is not None:
             check_count(pixel_levels, "pixel_levels", minimum=2)
             PixelLogit(pixel_levels, alpha=alpha)  # validates alpha
@@ -133,8 +146,7 @@ class ImageFlow(TorchDistribution, nn.Module):
     def distribution(self, temperature: float = 1.0) -> dist.TransformedDistribution:
         """The density over continuous pixel values ``v`` (nats), base sd ``temperature``,
         with this distribution's batch shape."""
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        check_positive(temperature, "temperature")
         loc = self._like().expand(self.batch_shape + self.event_shape)
         parts = [self.transform]
         if self.pixel_levels is not None:
@@ -142,7 +154,11 @@ class ImageFlow(TorchDistribution, nn.Module):
         return dist.TransformedDistribution(dist.Normal(loc, temperature).to_event(3), parts)
 
     def _check_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or tuple(x.shape[-3:]) != self.input_shape:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"images must be a real (float or integer) tensor, got {x.dtype}")
+        if tuple(x.shape[-3:]) != self.input_shape:
             raise ValueError(
                 f"images must have shape (*batch, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(getattr(x, 'shape', ()))}"
@@ -153,9 +169,14 @@ class ImageFlow(TorchDistribution, nn.Module):
             raise ValueError(f"images of batch shape {tuple(x.shape[:-3])} do not broadcast "
                              f"against batch_shape {tuple(self.batch_shape)}") from e  # fmt: skip
         if self.pixel_levels is not None:
-            bad = (x < 0) | (x > self.pixel_levels - 1) | (x != x.round())
+            bad = (x < 0) | (x > self.pixel_levels - 1) | (x != x.round()) | x.isnan()
             if bool(bad.any()):
-                raise ValueError(f"pixels must be integers in 0..{self.pixel_levels - 1}")
+                raise ValueError(
+                    f"images must hold pixels that are integers in 0..{self.pixel_levels - 1}; "
+                    f"got values from {float(x.min())} to {float(x.max())}"
+                )
+        elif x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError("images contain non-finite values (nan or inf)")
         return x.to(self._like().dtype) if not x.is_floating_point() else x
 
     def log_prob(self, x: torch.Tensor, *, num_draws: int = 1) -> torch.Tensor:

@@ -70,7 +70,7 @@ class PixelCNN(TorchDistribution):
         if not isinstance(network, PixelCNNNetwork):
             raise TypeError(f"network must be a PixelCNNNetwork, got {type(network).__name__}")
         image_shape = torch.Size(image_shape)
-        if len(image_shape) != 3 or image_shape[0] != network.data_channels:
+        if len(image_shape) != 3 or image_shape[0] != network.data_channels or min(image_shape) < 1:
             raise ValueError(
                 f"image_shape must be ({network.data_channels}, H, W), got {tuple(image_shape)}"
             )

@@ -96,6 +96,8 @@ def _stack(make_layer: Callable[[], Bijector], num_layers: int, input_dim: int, 
 
 def _hidden(input_dim: int, hidden_dims: Sequence[int] | None) -> tuple[int, ...]:
     if hidden_dims is not None:
+        if isinstance(hidden_dims, (int, str)) or not hasattr(hidden_dims, "__iter__"):
+            raise ValueError(f"hidden_dims must be a sequence of ints, got {hidden_dims!r}")
         return tuple(hidden_dims)
     width = max(32, 2 * input_dim)
     return (width, width)

@@ -19,7 +19,8 @@ def _check_image_shape(input_shape: Sequence[int], num_levels: int) -> tuple[int
     f = 2**num_levels
     if h % f or w % f:
         raise ValueError(
-            f"height and width must be divisible by 2**num_levels={f} (pad the images), got {h}x{w}"
+            f"input_shape {(c, h, w)}: height and width must be divisible by 2**num_levels={f} "
+            f"(pad the images), got {h}x{w}"
         )
     return c, h, w
 

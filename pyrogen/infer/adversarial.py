@@ -13,7 +13,7 @@ from pyro.optim import PyroOptim
 from torch import nn
 
 from pyrogen.infer.checks import check_state_keys, checked_grads, trace_params
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_data, check_nonnegative, check_optim
 
 __all__ = ["GAN", "gradient_penalty"]
 
@@ -29,10 +29,18 @@ def gradient_penalty(
 
     Shapes:
         real, fake: ``(N, *event)``; the critic maps ``(N, *event)`` to ``(N,)`` or ``(N, 1)``.
+    Raises:
+        TypeError, ValueError: ``real`` or ``fake`` not floating tensors of one shape.
     References:
         Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville (2017). Improved Training of Wasserstein
         GANs. https://arxiv.org/abs/1704.00028
     """
+    for name, t in (("real", real), ("fake", fake)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"{name} must be a floating-point tensor, got {got}")
+    if fake.shape != real.shape:
+        raise ValueError(f"fake has shape {tuple(fake.shape)} but real has {tuple(real.shape)}")
     eps = torch.rand(
         (real.shape[0],) + (1,) * (real.dim() - 1), dtype=real.dtype, device=real.device
     )
@@ -117,10 +125,13 @@ class GAN:
             raise TypeError(
                 f"discriminator must be an nn.Module, got {type(discriminator).__name__}"
             )
-        if isinstance(critic_steps, bool) or not isinstance(critic_steps, int) or critic_steps < 1:
-            raise ValueError(f"critic_steps must be an int >= 1, got {critic_steps!r}")
-        if not (math.isfinite(penalty_weight) and penalty_weight >= 0):
-            raise ValueError(f"penalty_weight must be >= 0, got {penalty_weight!r}")
+        if not callable(generator):
+            raise TypeError(f"generator must be callable, got {type(generator).__name__}")
+        for name, optim in (("generator_optim", generator_optim),
+                            ("discriminator_optim", discriminator_optim)):  # fmt: skip
+            check_optim(optim, name)
+        check_count(critic_steps, "critic_steps")
+        check_nonnegative(penalty_weight, "penalty_weight")
         self.generator, self.discriminator = generator, discriminator
         self.generator_optim, self.discriminator_optim = generator_optim, discriminator_optim
         self.loss, self.critic_steps, self.penalty_weight = loss, critic_steps, penalty_weight
@@ -177,7 +188,15 @@ class GAN:
         return float(value.detach())
 
     def discriminator_step(self, data: torch.Tensor, *args) -> float:
-        """One critic update on ``data`` against fresh generated samples; returns its loss."""
+        """One critic update on ``data`` against fresh generated samples; returns its loss.
+
+        Raises:
+            TypeError, ValueError: ``data`` not a floating tensor with at least one row.
+        """
+        check_data(data, "data", floating=True)
+        return self._discriminator_step(data, *args)
+
+    def _discriminator_step(self, data: torch.Tensor, *args) -> float:
 
         def loss() -> torch.Tensor:
             with torch.no_grad():
@@ -195,7 +214,15 @@ class GAN:
         return self._apply(loss, self.discriminator_optim, where, data)
 
     def generator_step(self, data: torch.Tensor, *args) -> float:
-        """One generator update (the critic is held fixed); returns its loss."""
+        """One generator update (the critic is held fixed); returns its loss.
+
+        Raises:
+            TypeError, ValueError: ``data`` not a floating tensor with at least one row.
+        """
+        check_data(data, "data", floating=True)
+        return self._generator_step(data, *args)
+
+    def _generator_step(self, data: torch.Tensor, *args) -> float:
 
         def loss() -> torch.Tensor:
             fake = self._generate(data.shape[0], data, args)
@@ -223,15 +250,14 @@ class GAN:
             ValueError: non-finite data.
             FloatingPointError: a non-finite loss or gradient, naming the step and the update.
         """
-        if data.is_floating_point() and not bool(torch.isfinite(data).all()):
-            raise ValueError(
-                f"GAN step {self.num_steps}: the data contain non-finite values; nothing was "
-                "updated"
-            )
+        try:
+            check_data(data, "data", floating=True)
+        except ValueError as e:
+            raise ValueError(f"GAN step {self.num_steps}: {e}; nothing was updated") from e
         d_loss = math.nan
         for _ in range(self.critic_steps):
-            d_loss = self.discriminator_step(data, *args)
-        g_loss = self.generator_step(data, *args)
+            d_loss = self._discriminator_step(data, *args)
+        g_loss = self._generator_step(data, *args)
         self.num_steps += 1
         return d_loss, g_loss
 

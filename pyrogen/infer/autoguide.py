@@ -21,7 +21,7 @@ from pyro.nn import PyroParam
 from torch.distributions import Transform, biject_to
 
 from pyrogen import flows
-from pyrogen.util import check_module_class
+from pyrogen.util import check_count, check_module_class, check_positive
 
 __all__ = ["AutoFlow"]
 
@@ -193,15 +193,11 @@ class AutoFlow(AutoContinuous):
     ) -> None:
         if not (callable(flow) or flow in _BUILDERS):
             raise ValueError(f"flow must be one of {sorted(_BUILDERS)} or a callable, got {flow!r}")
-        if not isinstance(init_scale, (int, float)) or not init_scale > 0:
-            raise ValueError(f"init_scale must be a float > 0, got {init_scale!r}")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        check_positive(init_scale, "init_scale")
+        check_count(num_layers, "num_layers")
         check_module_class(activation, "activation")
-        if not isinstance(log_scale_bound, (int, float)) or not log_scale_bound > 0:
-            raise ValueError(f"log_scale_bound must be a float > 0, got {log_scale_bound!r}")
-        if not isinstance(num_quantile_draws, int) or num_quantile_draws < 2:
-            raise ValueError(f"num_quantile_draws must be an int >= 2, got {num_quantile_draws!r}")
+        check_positive(log_scale_bound, "log_scale_bound")
+        check_count(num_quantile_draws, "num_quantile_draws", minimum=2)
         self._flow_spec = flow
         self._num_layers = num_layers
         self._hidden_dims = None if hidden_dims is None else tuple(hidden_dims)

@@ -23,7 +23,7 @@ from pyrogen.infer.checks import (
     nonfinite_sites,
     trace_params,
 )
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_optim
 
 __all__ = ["AVB"]
 
@@ -142,6 +142,7 @@ class AVB(CountedSteps, ELBO):
             raise TypeError(
                 f"discriminator must be an nn.Module, got {type(discriminator).__name__}"
             )
+        check_optim(discriminator_optim, "discriminator_optim")
         check_count(discriminator_steps, "discriminator_steps", minimum=0)
         check_count(num_moment_samples, "num_moment_samples", minimum=2)
         super().__init__(num_particles=1)

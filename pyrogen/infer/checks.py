@@ -11,7 +11,8 @@ optimizer state and the loss's own state (step counters, persistent chains) as t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pyro
 import pyro.poutine as poutine
@@ -21,12 +22,50 @@ from pyro.poutine.trace_struct import Trace
 __all__ = [
     "CountedSteps",
     "accumulate_grads",
+    "check_guide_covers",
     "check_state_keys",
     "checked_grads",
     "checked_loss_and_grads",
+    "empty_plates_as_errors",
     "nonfinite_sites",
     "trace_params",
 ]
+
+
+@contextmanager
+def empty_plates_as_errors(where: str) -> Iterator[None]:
+    """Turn Pyro's ``ZeroDivisionError`` for a plate of size 0 (a model run on empty data) into
+    a ValueError that says so."""
+    try:
+        yield
+    except ZeroDivisionError as e:
+        if "size cannot be zero" not in str(e):
+            raise
+        raise ValueError(
+            f"{where}: a plate of size 0 (the data are empty); give at least one data point"
+        ) from e
+
+
+def check_guide_covers(model_trace: Trace, guide_trace: Trace) -> None:
+    """Raise if the model has a latent sample site that the guide does not sample (the model
+    would draw it from its prior, and an importance weight or bound would silently be wrong).
+
+    Raises:
+        ValueError: naming the missing sites and the guide's sites.
+    """
+    missing = [
+        name
+        for name, site in model_trace.nodes.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and type(site["fn"]).__name__ != "_Subsample"
+        and name not in guide_trace.nodes
+    ]
+    if missing:
+        raise ValueError(
+            f"the guide does not match the model: latent site(s) {missing} of the model are not "
+            f"sampled by the guide (guide sites: {sorted(guide_trace.stochastic_nodes)})"
+        )
 
 
 def trace_params(trace: Trace) -> list[torch.Tensor]:
@@ -123,6 +162,8 @@ def checked_grads(
     if bad:
         lines.append("parameters with non-finite gradients: " + ", ".join(bad))
     detail = "; ".join(lines) if lines else "no site or parameter could be singled out"
+    if bad_data:
+        detail += " (the data are not finite)"
     error = ValueError if bad_data else FloatingPointError
     raise error(
         f"{where}: non-finite {'loss' if not bool(torch.isfinite(loss)) else 'gradient'} "

@@ -13,7 +13,12 @@ from pyro.optim import Adam
 from pyro.util import warn_if_nan
 
 from pyrogen.distributions import BernoulliRBM
-from pyrogen.infer.checks import CountedSteps, accumulate_grads, checked_loss_and_grads
+from pyrogen.infer.checks import (
+    CountedSteps,
+    accumulate_grads,
+    checked_loss_and_grads,
+    empty_plates_as_errors,
+)
 from pyrogen.infer.rbm_cd import (
     GibbsKernel,
     RBMSite,
@@ -22,7 +27,13 @@ from pyrogen.infer.rbm_cd import (
     read_params,
     signature,
 )
-from pyrogen.util import check_count, progress_bar
+from pyrogen.util import (
+    check_binary_data,
+    check_count,
+    check_nonnegative,
+    check_positive,
+    progress_bar,
+)
 
 __all__ = ["ContrastiveDivergence", "fit_rbm"]
 
@@ -127,9 +138,7 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         if num_chains is not None:
             check_count(num_chains, "num_chains")
         check_count(replay_buffer, "replay_buffer", minimum=0)
-        if not (isinstance(energy_penalty, int | float) and energy_penalty >= 0):
-            raise ValueError(f"energy_penalty must be a number >= 0, got {energy_penalty!r}")
-        self.energy_penalty = float(energy_penalty)
+        self.energy_penalty = check_nonnegative(energy_penalty, "energy_penalty")
         super().__init__()
         self.num_gibbs_steps = num_gibbs_steps
         self.persistent = bool(persistent)
@@ -193,7 +202,8 @@ class ContrastiveDivergence(CountedSteps, ELBO):
 
     def _surrogate(self, model: Callable, args, kwargs) -> tuple[torch.Tensor, dict]:
         """The surrogate and the chain state it leaves (``{"chains": ..., "buffers": ...}``)."""
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
+        with empty_plates_as_errors(f"ContrastiveDivergence step {self.num_steps}"):
+            trace = poutine.trace(model).get_trace(*args, **kwargs)
         new_state: dict[str, dict[str, torch.Tensor]] = {"chains": {}, "buffers": {}}
         self._terms = []
         total = None
@@ -453,12 +463,13 @@ def fit_rbm(
         Hinton (2010). A Practical Guide to Training Restricted Boltzmann Machines.
         https://www.cs.toronto.edu/~hinton/absps/guideTR.pdf
     """
-    if data.dim() != 2 or not bool(((data == 0) | (data == 1)).all()):
-        raise ValueError("data must be a (N, n_visible) tensor of zeros and ones")
+    check_binary_data(data)
     for name, value in (("n_hidden", n_hidden), ("epochs", epochs), ("batch_size", batch_size)):
         check_count(value, name)
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    check_positive(lr, "lr")
+    check_nonnegative(init_scale, "init_scale")
+    if loss is not None and not isinstance(loss, ContrastiveDivergence):
+        raise TypeError(f"loss must be a ContrastiveDivergence, got {type(loss).__name__}")
     loss = ContrastiveDivergence(1) if loss is None else loss
     n_visible = data.shape[1]
     mean = data.mean(0).clamp(0.01, 0.99)

@@ -13,7 +13,7 @@ from pyro.optim import Adam
 
 from pyrogen.distributions import BernoulliRBM, DeepBoltzmannMachine
 from pyrogen.infer.contrastive import ContrastiveDivergence
-from pyrogen.util import check_count
+from pyrogen.util import check_binary_data, check_count, check_positive
 
 __all__ = ["MeanFieldPCD", "pretrain_dbm"]
 
@@ -237,8 +237,8 @@ def pretrain_dbm(
         Salakhutdinov, Hinton (2009). Deep Boltzmann Machines. AISTATS.
         http://proceedings.mlr.press/v5/salakhutdinov09a.html
     """
-    if data.dim() != 2 or not bool(((data == 0) | (data == 1)).all()):
-        raise ValueError("data must be a (N, n_visible) tensor of zeros and ones")
+    check_binary_data(data)
+    check_positive(lr, "lr")
     hidden_sizes = [check_count(h, "hidden_sizes entries") for h in hidden_sizes]
     if len(hidden_sizes) < 2:
         raise ValueError(f"hidden_sizes must have at least 2 layers, got {hidden_sizes}")

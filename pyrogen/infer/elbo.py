@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable
 from typing import NamedTuple
@@ -15,7 +16,12 @@ from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
-from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads, nonfinite_sites
+from pyrogen.infer.checks import (
+    CountedSteps,
+    checked_loss_and_grads,
+    empty_plates_as_errors,
+    nonfinite_sites,
+)
 from pyrogen.infer.schedules import Constant, check_beta
 from pyrogen.util import check_count
 
@@ -218,7 +224,8 @@ class _SplitELBO(CountedSteps, Trace_ELBO):
         """Return ``(loss, surrogate_loss)`` tensors (nats) at the current schedule value."""
         coeff = self._coeff()
         if not self.jit:
-            return self._loss_and_surrogate(coeff, model, guide, args, kwargs)
+            with empty_plates_as_errors(type(self).__name__):
+                return self._loss_and_surrogate(coeff, model, guide, args, kwargs)
         if self._compiled is None:
             weakself = weakref.ref(self)
 
@@ -235,9 +242,19 @@ class _SplitELBO(CountedSteps, Trace_ELBO):
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The loss in nats at the current schedule value (no gradients, no step counted)."""
-        with torch.no_grad():
-            loss, _ = self.loss_and_surrogate(model, guide, *args, **kwargs)
-        loss = float(torch.as_tensor(loss).detach())
+        self._traces = []
+        try:
+            with torch.no_grad():
+                loss, _ = self.loss_and_surrogate(model, guide, *args, **kwargs)
+            loss = float(torch.as_tensor(loss).detach())
+            if not math.isfinite(loss):  # diagnosed only on failure: is it the data?
+                lines, bad_data = self._explain(model, guide, args, kwargs)
+                if bad_data:
+                    raise ValueError(
+                        f"{type(self).__name__}.loss: {'; '.join(lines)} (the data are not finite)"
+                    )
+        finally:
+            self._traces = []
         warn_if_nan(loss, "loss")
         return loss
 

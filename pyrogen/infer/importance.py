@@ -4,6 +4,7 @@ estimate of ``log p(x)`` that VAE papers report."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ from pyro.infer.enum import get_importance_trace
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
 
+from pyrogen.infer.checks import check_guide_covers, empty_plates_as_errors, nonfinite_sites
 from pyrogen.util import check_count, progress_bar
 
 __all__ = [
@@ -230,15 +232,23 @@ def trace_particles(
 
     Returns:
         ``(model_trace, guide_trace)``.
+    Raises:
+        ValueError: a guide that does not sample every latent site of the model; empty data
+            (a plate of size 0).
     """
-    return get_importance_trace(
-        "flat",
-        max_plate_nesting + 1,
-        _particles(model, num_particles, max_plate_nesting),
-        _particles(guide, num_particles, max_plate_nesting),
-        args,
-        kwargs,
-    )
+    # Pyro only warns about model latents missing from the guide; check_guide_covers raises
+    with empty_plates_as_errors("importance sampling"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Found vars in model but not guide")
+        model_trace, guide_trace = get_importance_trace(
+            "flat",
+            max_plate_nesting + 1,
+            _particles(model, num_particles, max_plate_nesting),
+            _particles(guide, num_particles, max_plate_nesting),
+            args,
+            kwargs,
+        )
+    check_guide_covers(model_trace, guide_trace)
+    return model_trace, guide_trace
 
 
 def replay_model_detached(
@@ -269,7 +279,7 @@ def replay_model_detached(
 
 def guess_max_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
     """The number of vectorized plate dims that ``model`` and ``guide`` use (one dry run)."""
-    with poutine.block():
+    with poutine.block(), empty_plates_as_errors("a dry run of the model and guide"):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
@@ -359,6 +369,8 @@ def log_likelihood(
     """
     check_count(num_samples, "num_samples")
     check_count(batch_size, "batch_size")
+    if max_plate_nesting is not None:
+        check_count(max_plate_nesting, "max_plate_nesting", minimum=0)
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
     lse1 = lse2 = global_term = None
@@ -382,6 +394,9 @@ def log_likelihood(
             bar.update(k)
     if bar is not None:
         bar.close()
+    bad, bad_data = nonfinite_sites([("model", model_trace)])
+    if bad_data:
+        raise ValueError(f"log_likelihood: {'; '.join(bad)} (the data are not finite)")
     estimate = lse1 - math.log(num_samples)
     rel_var = (lse2 - 2 * lse1 + math.log(num_samples)).exp() - 1
     stderr = (rel_var.clamp(min=0) / num_samples).sqrt()

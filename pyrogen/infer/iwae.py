@@ -120,8 +120,8 @@ class IWAE(CountedSteps, ELBO):
         check_count(num_particles, "num_particles")
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-        if not (max_plate_nesting == float("inf") or int(max_plate_nesting) >= 0):
-            raise ValueError(f"max_plate_nesting must be >= 0, got {max_plate_nesting!r}")
+        if max_plate_nesting != float("inf"):
+            check_count(max_plate_nesting, "max_plate_nesting", minimum=0)
         super().__init__(num_particles=num_particles, vectorize_particles=True)
         self.estimator = estimator
         self._nesting = None if max_plate_nesting == float("inf") else int(max_plate_nesting)
@@ -261,6 +261,10 @@ class IWAE(CountedSteps, ELBO):
             lw = importance_log_weights(model_trace, guide_trace, particle_dim=-(self._nesting + 1))
             bound = lw.log_weights.logsumexp(0) - math.log(self.num_particles)
             loss = -(float(bound.sum()) * lw.scale + float(lw.global_log_weight))
+        if not math.isfinite(loss):  # diagnosed only on failure: is it the data?
+            bad, bad_data = nonfinite_sites([("model", model_trace)])
+            if bad_data:
+                raise ValueError(f"IWAE.loss: {'; '.join(bad)} (the data are not finite)")
         warn_if_nan(loss, "loss")
         return loss
 

@@ -41,6 +41,7 @@ from pyro.distributions import TorchDistribution
 from torch.distributions import Transform, constraints
 
 from pyrogen.distributions import FlowDistribution
+from pyrogen.util import check_count, check_data
 
 __all__ = [
     "UnnormalizedDensity",
@@ -87,7 +88,10 @@ class UnnormalizedDensity(TorchDistribution):
     ) -> None:
         if not callable(log_density):
             raise TypeError(f"log_density must be callable, got {type(log_density).__name__}")
-        event_shape = torch.Size(event_shape)
+        try:
+            event_shape = torch.Size(event_shape)
+        except TypeError as e:
+            raise TypeError(f"event_shape must be a sequence of ints, got {event_shape!r}") from e
         if any(s < 0 for s in event_shape):
             raise ValueError(f"event_shape must have non-negative sizes, got {tuple(event_shape)}")
         self.log_density = log_density
@@ -147,9 +151,10 @@ def flow_distribution(
     Raises:
         ValueError: ``input_dim < 1``.
     """
-    if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
-        raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
-    first = flow[0] if isinstance(flow, Sequence) else flow
+    check_count(input_dim, "input_dim")
+    first = flow[0] if isinstance(flow, Sequence) and flow else flow
+    if not isinstance(first, Transform):
+        raise TypeError(f"flow must be a Transform or a list of them, got {type(first).__name__}")
     ref = _like(first, like)
     zeros = torch.zeros(input_dim, dtype=ref.dtype, device=ref.device)
     base = dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
@@ -173,6 +178,8 @@ def sample_and_log_prob(
     Raises:
         TypeError: the distribution has no ``rsample``.
     """
+    if not isinstance(distribution, torch.distributions.Distribution):
+        raise TypeError(f"distribution must be a Distribution, got {type(distribution).__name__}")
     fused = getattr(distribution, "rsample_and_log_prob", None)
     if callable(fused):
         return fused(torch.Size(sample_shape))
@@ -265,10 +272,9 @@ def samples_model(
     if not isinstance(data, torch.Tensor) or data.dim() != 2 or not data.is_floating_point():
         got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
         raise ValueError(f"data must be a floating tensor of shape (N, D), got {got}")
+    check_data(data, "data")
     n, d = data.shape
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n
-    ):
+    if batch_size is not None and check_count(batch_size, "batch_size") > n:
         raise ValueError(f"batch_size must be an int in [1, {n}], got {batch_size!r}")
 
     def model() -> None:

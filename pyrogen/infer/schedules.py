@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from pyrogen.util import check_count, check_real
+
 __all__ = ["Constant", "Cyclical", "LinearWarmup", "check_beta"]
 
 
@@ -49,9 +51,7 @@ class LinearWarmup:
     """
 
     def __init__(self, num_steps: int, start: float = 0.0, end: float = 1.0) -> None:
-        if not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-        self.num_steps = num_steps
+        self.num_steps = check_count(num_steps, "num_steps")
         self.start = check_beta(start, "start")
         self.end = check_beta(end, "end")
 
@@ -81,11 +81,8 @@ class Cyclical:
     """
 
     def __init__(self, period: int, ratio: float = 0.5, end: float = 1.0) -> None:
-        if not isinstance(period, int) or period < 1:
-            raise ValueError(f"period must be a positive int, got {period!r}")
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must lie in (0, 1], got {ratio!r}")
-        self.period, self.ratio = period, float(ratio)
+        self.period = check_count(period, "period")
+        self.ratio = check_real(ratio, "ratio", low=0.0, high=1.0, high_inclusive=True)
         self.end = check_beta(end, "end")
 
     def __call__(self, step: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_tensor
 
 __all__ = ["ConvNet"]
 
@@ -52,10 +52,8 @@ class ConvNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 3 or x.shape[-3] != self.in_channels:
-            raise ValueError(
-                f"expected input of shape (*batch, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+        check_tensor(x, "x", (self.in_channels, None, None), like=self.net[0].weight,
+                     check_finite=False)  # fmt: skip
         batch = x.shape[:-3]
         out = self.net(x.reshape(-1, *x.shape[-3:]))
         return out.reshape(*batch, *out.shape[-3:])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyrogen.util import check_count
+from pyrogen.util import check_context, check_count, check_tensor
 
 __all__ = ["MaskedConv2d", "PixelCNNNetwork"]
 
@@ -53,9 +53,8 @@ class MaskedConv2d(nn.Conv2d):
     ) -> None:
         if mask_type not in ("A", "B"):
             raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        check_count(kernel_size, "kernel_size")
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        _check_kernel(kernel_size, "kernel_size")
+        check_count(data_channels, "data_channels")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if check_count(value, name) % data_channels:
                 raise ValueError(
@@ -78,7 +77,16 @@ class MaskedConv2d(nn.Conv2d):
         self.mask_type = mask_type
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", (self.in_channels, None, None), like=self.weight, check_finite=False)
+        if x.dim() > 4:
+            raise ValueError(f"x must have shape (N, {self.in_channels}, H, W), got {x.shape}")
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def _check_kernel(value, name: str) -> int:
+    if check_count(value, name) % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {value}")
+    return value
 
 
 class PixelCNNNetwork(nn.Module):
@@ -131,6 +139,12 @@ class PixelCNNNetwork(nn.Module):
         super().__init__()
         c = check_count(data_channels, "data_channels")
         self.num_categories = check_count(num_categories, "num_categories", minimum=2)
+        if check_count(hidden_channels, "hidden_channels") % c:
+            raise ValueError(
+                f"hidden_channels={hidden_channels} must be a multiple of data_channels={c}"
+            )
+        _check_kernel(kernel_size, "kernel_size")
+        _check_kernel(first_kernel_size, "first_kernel_size")
         self.num_logits = 1 if num_categories == 2 else num_categories
         check_count(num_layers, "num_layers", minimum=0)
         self.context_dim = check_count(context_dim, "context_dim", minimum=0)
@@ -173,6 +187,16 @@ class PixelCNNNetwork(nn.Module):
         return torch.tanh(f) * torch.sigmoid(g)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        check_tensor(x, "x", (self.data_channels, None, None), like=self.out.weight,
+                     check_finite=False)  # fmt: skip
+        k = self.num_categories
+        if (
+            torch.distributions.Distribution._validate_args
+            and not torch._C._are_functorch_transforms_active()
+            and bool(((x < 0) | (x > k - 1) | (x != x.round())).any())
+        ):
+            raise ValueError(f"x must hold pixel values in 0..{k - 1} (num_categories={k})")
+        context = check_context(context, self.context_dim, self.out.weight, "network")
         *batch, c, h, w = x.shape
         inp = x.reshape(-1, c, h, w)
         if self.num_categories > 2:

@@ -9,19 +9,36 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyrogen.util import check_tensor
+from pyrogen.util import check_count, check_module_class, check_tensor
 
 __all__ = ["MADE", "BoundContext", "DenseNN", "made_degrees"]
 
 
 def _check_dims(input_dim: int, hidden_dims: Sequence[int], context_dim: int) -> tuple[int, ...]:
-    if not isinstance(input_dim, int) or input_dim < 1:
-        raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
-    if isinstance(hidden_dims, int) or not all(isinstance(h, int) and h >= 1 for h in hidden_dims):
+    check_count(input_dim, "input_dim")
+    if (
+        isinstance(hidden_dims, (int, str))
+        or not hasattr(hidden_dims, "__iter__")
+        or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden_dims)
+    ):
         raise ValueError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
-    if not isinstance(context_dim, int) or context_dim < 0:
-        raise ValueError(f"context_dim must be a non-negative int, got {context_dim!r}")
+    check_count(context_dim, "context_dim", minimum=0)
     return tuple(hidden_dims)
+
+
+def _validating() -> bool:
+    """Whether data-dependent (full-tensor) checks run: Pyro/torch validation on and no
+    ``torch.func`` transform active."""
+    return (
+        torch.distributions.Distribution._validate_args
+        and not torch._C._are_functorch_transforms_active()
+    )
+
+
+def _check_input(x, name: str, event_shape, like: torch.Tensor) -> None:
+    """Cheap per-call check of a network input: a floating tensor of ``like``'s dtype and
+    device with the right rightmost sizes (no scan of the values)."""
+    check_tensor(x, name, event_shape, like=like, check_finite=False)
 
 
 def _cat_context(x: torch.Tensor, context: torch.Tensor | None, context_dim: int) -> torch.Tensor:
@@ -29,7 +46,7 @@ def _cat_context(x: torch.Tensor, context: torch.Tensor | None, context_dim: int
     if context is None:
         raise ValueError(f"this network needs a context of shape (*batch, {context_dim})")
     check_finite = False if torch._C._are_functorch_transforms_active() else None
-    check_tensor(context, "context", torch.Size([context_dim]), check_finite=check_finite)
+    check_tensor(context, "context", torch.Size([context_dim]), like=x, check_finite=check_finite)
     batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
     return context.expand((*batch, context_dim))
 
@@ -64,8 +81,8 @@ class DenseNN(nn.Module):
     ) -> None:
         super().__init__()
         hidden_dims = _check_dims(input_dim, hidden_dims, context_dim)
-        if not isinstance(output_dim, int) or output_dim < 1:
-            raise ValueError(f"output_dim must be a positive int, got {output_dim!r}")
+        check_count(output_dim, "output_dim")
+        check_module_class(activation, "activation")
         self.input_dim, self.output_dim, self.context_dim = input_dim, output_dim, context_dim
         sizes = (input_dim + context_dim, *hidden_dims)
         layers: list[nn.Module] = []
@@ -77,6 +94,7 @@ class DenseNN(nn.Module):
         self.net = nn.Sequential(*layers, last)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        _check_input(x, "x", (self.input_dim,), self.net[0].weight)
         if self.context_dim:
             context = _cat_context(x, context, self.context_dim)
             x = torch.cat([x.expand(context.shape[:-1] + x.shape[-1:]), context], dim=-1)
@@ -102,6 +120,7 @@ def made_degrees(
     Raises:
         ValueError: ``order`` is neither a known name nor a permutation of ``range(input_dim)``.
     """
+    check_count(input_dim, "input_dim")
     if isinstance(order, str):
         if order == "natural":
             perm = torch.arange(input_dim)
@@ -114,6 +133,9 @@ def made_degrees(
                 f"order must be 'natural', 'reversed', 'random' or a permutation, got {order!r}"
             )
     else:
+        values = order.tolist() if isinstance(order, torch.Tensor) else list(order)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in values):
+            raise ValueError(f"order must be a permutation of range({input_dim}), got {values}")
         perm = torch.as_tensor(order, dtype=torch.long)
         if perm.shape != (input_dim,) or not torch.equal(
             perm.sort().values, torch.arange(input_dim)
@@ -206,16 +228,12 @@ class MADE(nn.Module):
         if not hidden_dims:
             raise ValueError("hidden_dims must have at least one layer")
         for name, value in (("num_params", num_params), ("num_masks", num_masks)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_count(value, name)
+        check_module_class(activation, "activation")
         if degrees not in DEGREES:
             raise ValueError(f"degrees must be one of {DEGREES}, got {degrees!r}")
-        if input_categories is not None and not (
-            isinstance(input_categories, int) and input_categories > 2
-        ):
-            raise ValueError(
-                f"input_categories must be an int > 2 or None, got {input_categories!r}"
-            )
+        if input_categories is not None:
+            check_count(input_categories, "input_categories", minimum=3)
         self.input_dim, self.num_params, self.context_dim = input_dim, num_params, context_dim
         self.num_masks, self.input_categories = num_masks, input_categories
         g = None if seed is None else torch.Generator().manual_seed(seed)
@@ -258,7 +276,13 @@ class MADE(nn.Module):
         self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
     ) -> torch.Tensor:
         if self.input_categories:
-            x = F.one_hot(x.long(), self.input_categories).to(self.output.weight.dtype)
+            k = self.input_categories
+            if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.input_dim:
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"x must be category indices (*, {self.input_dim}), got {got}")
+            if _validating() and bool(((x < 0) | (x >= k) | (x != x.round())).any()):
+                raise ValueError(f"x must hold category indices in 0..{k - 1}")
+            x = F.one_hot(x.long(), k).to(self.output.weight.dtype)
             x = x.flatten(-2)
         return self.forward_features(x, context, mask_index=mask_index)
 
@@ -267,8 +291,11 @@ class MADE(nn.Module):
     ) -> torch.Tensor:
         """As :meth:`forward`, with categorical inputs already one-hot encoded and flattened,
         ``(*batch, input_dim * input_categories)``."""
+        if type(mask_index) is not int:  # bool and float are rejected too
+            raise TypeError(f"mask_index must be an int, got {mask_index!r}")
         if not 0 <= mask_index < self.num_masks:
             raise ValueError(f"mask_index must be in [0, {self.num_masks}), got {mask_index!r}")
+        _check_input(x, "x", (self.hidden[0].in_features,), self.output.weight)
         h = self.hidden[0](x, mask_index)
         if self.context_layer is not None:
             context = _cat_context(x, context, self.context_dim)
@@ -304,6 +331,8 @@ class BoundContext(nn.Module):
     """
 
     def __init__(self, net: nn.Module, context: torch.Tensor) -> None:
+        if not isinstance(context, torch.Tensor):
+            raise TypeError(f"context must be a torch.Tensor, got {type(context).__name__}")
         super().__init__()
         self.net = net
         self.context = context

@@ -22,6 +22,14 @@ __all__ = "Bijector Compose Conditional ConditionalBijector ConditionalCompose C
 _TOKENS = itertools.count()
 
 
+def fits(event_shape: Sequence[int | None], shape: Sequence[int | None]) -> bool:
+    """Whether ``shape`` matches ``event_shape`` (same length; ``None`` on either side matches
+    any size)."""
+    return len(event_shape) == len(shape) and all(
+        e is None or s is None or e == s for e, s in zip(event_shape, shape, strict=True)
+    )
+
+
 def traced() -> bool:
     """Whether a ``torch.func`` transform (vmap, grad, jacrev ...) is running: no data-dependent
     checks and no cache then."""
@@ -167,6 +175,22 @@ class Bijector(TransformModule):
         like = next(iter(self.parameters()), None)
         check_tensor(value, name, event_shape, like=like, check_finite=False if traced() else None)
 
+    def check_shape(self, shape) -> tuple:
+        """Check that an input of event shape ``shape`` fits this bijection (for composite ones,
+        every part); return the output's event shape. Construction-time checks (e.g. of
+        :class:`~pyrogen.distributions.ImageFlow`) use it; no tensor is computed.
+
+        Raises:
+            ValueError: ``shape`` does not fit, naming the part.
+        """
+        shape = tuple(shape)
+        if not fits(self.event_shape, shape):
+            raise ValueError(
+                f"event shape {shape} does not fit {type(self).__name__} with event_shape "
+                f"{self.event_shape}"
+            )
+        return tuple(self.forward_shape(shape))
+
     def clear_cache(self) -> None:
         """Drop the cached round trip."""
         self._cache = None
@@ -198,6 +222,23 @@ class Compose(Bijector, nn.ModuleList):
             raise ValueError(f"parts must be a non-empty list of pyrogen Bijectors, got {parts}")
         super().__init__(parts[0].event_shape)
         self.extend(parts)
+        shape = parts[0].event_shape
+        for i, part in enumerate(parts[:-1]):
+            shape = tuple(part.forward_shape(shape))
+            if not fits(parts[i + 1].event_shape, shape):
+                raise ValueError(
+                    f"parts[{i}] returns event shape {shape}, which does not fit parts[{i + 1}] "
+                    f"({type(parts[i + 1]).__name__} with event_shape "
+                    f"{parts[i + 1].event_shape})"
+                )
+
+    def check_shape(self, shape) -> tuple:
+        for i, part in enumerate(self):
+            try:
+                shape = part.check_shape(shape)
+            except ValueError as e:
+                raise ValueError(f"parts[{i}]: {e}") from e
+        return tuple(shape)
 
     def forward_shape(self, shape):
         return functools.reduce(lambda s, part: part.forward_shape(s), self, shape)

@@ -34,15 +34,39 @@ def call(conditioner: nn.Module, x: torch.Tensor, context: torch.Tensor | None) 
     return conditioner(x) if context is None else conditioner(x, context)
 
 
-def unpack(out: torch.Tensor, axis: int, num_params: int, size: int, what: str) -> torch.Tensor:
+def unpack(
+    out: torch.Tensor, axis: int, num_params: int, size: int, what: str, like=None
+) -> torch.Tensor:
     """Conditioner output with ``num_params * size`` entries on ``axis`` (parameter-major) to
-    ``(*x.shape, num_params)``; raises ValueError for any other size."""
+    ``(*x.shape, num_params)``; raises ValueError for any other size, or (given ``like``, the
+    conditioner's input) trailing sizes after ``axis`` other than ``like``'s (no broadcasting
+    of, e.g., a 1x1 output over an image)."""
+    if not isinstance(out, torch.Tensor) or out.dim() < -axis:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"conditioner must return a tensor with {what} on dim {axis}, got {got}")
     if out.shape[axis] != num_params * size:
         raise ValueError(
             f"conditioner returned {out.shape[axis]} {what}, expected {num_params * size} "
             f"({num_params} parameters for each of {size})"
         )
+    if like is not None and axis < -1:
+        tail, expected = out.shape[out.dim() + axis + 1 :], like.shape[like.dim() + axis + 1 :]
+        if tail != expected:
+            raise ValueError(
+                f"conditioner returned trailing sizes {tuple(tail)} after its {what}, expected "
+                f"{tuple(expected)} (those of its input)"
+            )
     return out.unflatten(axis, (num_params, size)).movedim(axis - 1, -1)
+
+
+def check_conditioner(conditioner) -> nn.Module:
+    """``conditioner`` if it is an ``nn.Module``, else TypeError naming it."""
+    if not isinstance(conditioner, nn.Module):
+        raise TypeError(
+            "conditioner must be an nn.Module (e.g. pyrogen.nn.DenseNN or ConvNet), got "
+            f"{type(conditioner).__name__}"
+        )
+    return conditioner
 
 
 class Coupling(Bijector):
@@ -98,7 +122,8 @@ class Coupling(Bijector):
         parity: int = 0,
     ) -> None:
         transform = as_map(transform)
-        if mask not in MASKS or parity not in (0, 1):
+        check_conditioner(conditioner)
+        if mask not in MASKS or isinstance(parity, bool) or parity not in (0, 1):
             raise ValueError(f"mask must be in {MASKS}, parity 0 or 1; got {mask!r}, {parity!r}")
         event_shape = tuple(event_shape)
         if len(event_shape) != (1 if mask == "split" else 3):
@@ -132,13 +157,14 @@ class Coupling(Bijector):
         if self.mask == "checkerboard":
             h, w = (torch.arange(n, device=x.device) for n in x.shape[-2:])
             m = ((h[:, None] + w[None, :] + self.parity) % 2).to(x.dtype)
-            y, ladj = g(x, unpack(call(self.conditioner, x * m, context), axis, p, size, what))
+            params = unpack(call(self.conditioner, x * m, context), axis, p, size, what, x)
+            y, ladj = g(x, params)
             return torch.where(m.bool(), x, y), (ladj * (1 - m)).sum(dims)
         swap = self.parity == 1  # the last split_dim entries pass through
         first = size - self.split_dim if swap else self.split_dim
         kept, changed = x.split([first, size - first], dim=axis)[:: -1 if swap else 1]
         out = call(self.conditioner, kept, context)
-        new, ladj = g(changed, unpack(out, axis, p, changed.shape[axis], what))
+        new, ladj = g(changed, unpack(out, axis, p, changed.shape[axis], what, kept))
         kept = kept.expand(new.shape[: new.dim() + axis] + kept.shape[kept.dim() + axis :])
         return torch.cat([new, kept] if swap else [kept, new], dim=axis), ladj.sum(dims)
 
@@ -194,6 +220,8 @@ class AffineCoupling(Coupling):
         log_scale_bound: float | None = 5.0,
     ) -> None:
         transform = _affine(additive, log_scale_bound)
+        check_conditioner(conditioner)
+        check_count(split_dim, "split_dim")
         if input_dim is None:
             out = getattr(conditioner, "output_dim", None)
             if out is None:
@@ -242,6 +270,7 @@ class ImageCoupling(Coupling):
     ) -> None:
         if mask not in MASKS[1:]:
             raise ValueError(f"mask must be one of {MASKS[1:]}, got {mask!r}")
+        check_count(num_channels, "num_channels")
         g = _affine(additive, log_scale_bound)
         super().__init__(
             (num_channels, None, None), conditioner, transform=g, mask=mask, parity=parity

@@ -14,6 +14,8 @@ import torch
 from torch.distributions import AffineTransform, ComposeTransform, SigmoidTransform
 from torch.nn import functional as F
 
+from pyrogen.util import check_count, check_positive, check_real
+
 __all__ = "Additive Affine Elementwise PixelLogit RationalQuadraticSpline soft_bound".split()
 
 
@@ -36,10 +38,9 @@ def as_map(transform) -> Elementwise:
 
 
 def check_bound(value: float | None, name: str = "log_scale_bound") -> float | None:
-    finite = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-    if value is not None and not finite:
-        raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
-    return value
+    """A soft bound: a finite number > 0, or ``None`` for no bound (else ValueError, or
+    :class:`~pyrogen.util.ArgumentTypeError` for a non-number)."""
+    return check_positive(value, name, allow_none=True)
 
 
 class Elementwise:
@@ -123,13 +124,10 @@ class RationalQuadraticSpline(Elementwise):
         min_bin_size: float = 1e-3,
         min_derivative: float = 1e-3,
     ) -> None:
-        if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-            raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}")
-        check_bound(bound, "bound")
-        if not 0 < min_bin_size * num_bins < 1:
-            raise ValueError(f"min_bin_size must be in (0, 1 / num_bins), got {min_bin_size!r}")
-        if not 0 < min_derivative < 1:
-            raise ValueError(f"min_derivative must be in (0, 1), got {min_derivative!r}")
+        check_count(num_bins, "num_bins", minimum=2)
+        check_positive(bound, "bound")
+        check_real(min_bin_size, "min_bin_size", low=0.0, high=1.0 / num_bins)
+        check_real(min_derivative, "min_derivative", low=0.0, high=1.0)
         self.num_bins, self.bound = num_bins, float(bound)
         self.min_bin_size, self.min_derivative = min_bin_size, min_derivative
 
@@ -200,10 +198,8 @@ class PixelLogit(ComposeTransform):
     """
 
     def __init__(self, num_levels: int, *, alpha: float = 0.05, cache_size: int = 0) -> None:
-        if not isinstance(num_levels, int) or isinstance(num_levels, bool) or num_levels < 2:
-            raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
-        if not (isinstance(alpha, (int, float)) and 0 < alpha < 0.5):
-            raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+        check_count(num_levels, "num_levels", minimum=2)
+        check_real(alpha, "alpha", low=0.0, high=0.5)
         scale = num_levels / (1 - 2 * alpha)
         parts = [SigmoidTransform(), AffineTransform(-alpha * scale, scale)]
         super().__init__(parts, cache_size=cache_size)

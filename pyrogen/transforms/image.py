@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pyrogen.transforms.base import Bijector
+from pyrogen.transforms.base import Bijector, fits
 from pyrogen.transforms.coupling import check_channels, unpack
 from pyrogen.transforms.elementwise import Affine
 from pyrogen.util import check_count
@@ -151,7 +151,7 @@ class MultiScale(Bijector):
         )
 
     def _prior_params(self, h1: torch.Tensor) -> torch.Tensor:
-        return unpack(self.prior(h1), -3, 2, 2 * self.num_channels, "channels")
+        return unpack(self.prior(h1), -3, 2, 2 * self.num_channels, "channels", h1)
 
     def _prior(self, h1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and (bounded) log-sd of the factored-out half given the kept half ``h1``."""
@@ -161,6 +161,13 @@ class MultiScale(Bijector):
         if x.dim() < 3 or x.shape[-3] != self.num_channels:
             raise ValueError(f"expected (*batch, {self.num_channels}, H, W), got {tuple(x.shape)}")
         h, ladj = self.squeeze.forward_and_ladj(x)
+        for i, step in enumerate(self.steps):  # the steps are called directly: check the shape
+            if not fits(step.event_shape, h.shape[-3:]):
+                raise ValueError(
+                    f"x of shape {tuple(x.shape)} squeezes to {tuple(h.shape[-3:])}, which does "
+                    f"not fit steps[{i}] ({type(step).__name__} with event_shape "
+                    f"{step.event_shape})"
+                )
         for step in reversed(self.steps) if inverse else ():
             h, step_ladj = step.inverse_and_ladj(h)
             ladj = ladj + step_ladj
@@ -178,6 +185,20 @@ class MultiScale(Bijector):
             h, step_ladj = step.forward_and_ladj(h)
             ladj = ladj + step_ladj
         return self.squeeze.inverse_and_ladj(h)[0], ladj
+
+    def check_shape(self, shape) -> tuple:
+        """Check an input event shape ``(C, H, W)`` against this level, its steps and its inner
+        levels (see :meth:`Bijector.check_shape`)."""
+        shape = super().check_shape(shape)
+        c, h, w = self.squeeze.forward_shape(shape)
+        for i, step in enumerate(self.steps):
+            try:
+                step.check_shape((c, h, w))
+            except ValueError as e:
+                raise ValueError(f"MultiScale steps[{i}] on {(c, h, w)}: {e}") from e
+        if self.inner is not None:
+            self.inner.check_shape((c // 2 if c else c, h, w))
+        return shape
 
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._map(x, False)

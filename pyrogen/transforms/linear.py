@@ -4,6 +4,7 @@ Glow's 1x1 convolution and ActNorm."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyrogen.transforms.base import Bijector
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_positive
 
 __all__ = "ActNorm Invertible1x1Conv LULinear Permute QRLinear".split()
 
@@ -38,6 +39,14 @@ class Permute(Bijector):
     volume_preserving = True
 
     def __init__(self, permutation: Sequence[int] | torch.Tensor) -> None:
+        if isinstance(permutation, torch.Tensor):
+            integral = not (permutation.is_floating_point() or permutation.is_complex())
+        else:
+            if isinstance(permutation, (str, bytes)) or not hasattr(permutation, "__len__"):
+                raise ValueError(f"permutation must be a sequence of ints, got {permutation!r}")
+            integral = all(isinstance(i, numbers.Integral) for i in permutation)
+        if not integral:
+            raise ValueError(f"permutation must hold ints, got {permutation!r}")
         perm = torch.as_tensor(permutation, dtype=torch.long)
         n = perm.numel()
         if perm.dim() != 1 or n < 1 or not torch.equal(perm.sort().values, torch.arange(n)):
@@ -268,8 +277,7 @@ class ActNorm(Bijector):
         event_shape = tuple(event_shape)
         if not event_shape or not all(isinstance(n, int) and n >= 1 for n in event_shape):
             raise ValueError(f"event_shape must be a tuple of positive ints, got {event_shape!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
+        check_positive(eps, "eps")
         super().__init__(event_shape)
         self.eps = eps
         param_shape = (event_shape[0],) + (1,) * (len(event_shape) - 1)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyrogen.transforms.base import Bijector, traced
-from pyrogen.util import check_count
+from pyrogen.util import check_count, check_real
 
 __all__ = ["Planar"]
 
@@ -21,8 +21,10 @@ class Planar(Bijector):
     r"""Planar flow :math:`y = x + \hat u \tanh(w^\top x + b)` (Rezende & Mohamed 2015).
 
     What it computes: :math:`\hat u = u + (m(w^\top u) - w^\top u) w / \|w\|^2` with
-    :math:`m(a) = \operatorname{softplus}(a + \log(e - 1)) - 1`, so :math:`w^\top \hat u > -1`
-    (invertible for all parameters) and ``m(0) = 0`` (identity at ``u = 0``, the initialization);
+    :math:`m(a) = \max(\operatorname{softplus}(a + \log(e - 1)), \sqrt{\epsilon}) - 1`
+    (:math:`\epsilon` the dtype's machine epsilon), so :math:`w^\top \hat u = m > -1` also
+    after rounding (invertible for all parameters, the Newton steps of the inverse never divide
+    by zero) and ``m(0) = 0`` (identity at ``u = 0``, the initialization);
     :math:`\log|\det J| = \log(1 + w^\top\hat u\,(1 - \tanh^2(w^\top x + b)))`.
 
     Inverse: :math:`a = w^\top x + b` solves :math:`a + c \tanh a = w^\top y + b =: t`,
@@ -38,10 +40,13 @@ class Planar(Bijector):
         x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
     Args:
         input_dim: ``D``.
-        inverse_tol: relative tolerance of the root find (``None``: ``32 * eps`` of the dtype).
+        inverse_tol: relative tolerance of the root find (``None``: ``32 * eps`` of the dtype);
+            at least the machine epsilon of the dtype it runs in (float64: 2.2e-16, float32:
+            1.2e-7), since no root find resolves more.
         max_inverse_iters: iteration cap of the root find.
     Raises:
-        ValueError: ``input_dim < 1``, ``inverse_tol <= 0`` or ``max_inverse_iters < 1``.
+        ValueError: ``input_dim < 1``, ``inverse_tol`` not a finite number >= 2.2e-16 (checked
+            again against the input's dtype by the inverse), ``max_inverse_iters < 1``.
         RuntimeError: from the inverse, when the root find does not converge within the cap.
     References:
         Rezende, Mohamed (2015). Variational Inference with Normalizing Flows.
@@ -58,8 +63,8 @@ class Planar(Bijector):
     ) -> None:
         check_count(input_dim, "input_dim")
         check_count(max_inverse_iters, "max_inverse_iters")
-        if inverse_tol is not None and not inverse_tol > 0:
-            raise ValueError(f"inverse_tol must be > 0, got {inverse_tol!r}")
+        eps64 = torch.finfo(torch.float64).eps
+        check_real(inverse_tol, "inverse_tol", low=eps64, low_inclusive=True, allow_none=True)
         super().__init__((input_dim,))
         self.input_dim, self.inverse_tol = input_dim, inverse_tol
         self.max_inverse_iters = max_inverse_iters
@@ -68,20 +73,25 @@ class Planar(Bijector):
         self.w = nn.Parameter(torch.empty(input_dim).uniform_(-bound, bound))
         self.b = nn.Parameter(torch.zeros(()))
 
+    def _constrained(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`\\hat u` and :math:`c = w^\\top \\hat u = m(w^\\top u)` (taken as ``m``, not
+        recomputed as a dot product that could round to -1)."""
+        wu = self.w @ self.u
+        floor = torch.finfo(wu.dtype).eps ** 0.5
+        m = F.softplus(wu + _SHIFT).clamp(min=floor) - 1.0
+        return self.u + (m - wu) * self.w / (self.w @ self.w), m
+
     def u_hat(self) -> torch.Tensor:
         """The constrained vector :math:`\\hat u` of shape ``(input_dim,)``."""
-        wu = self.w @ self.u
-        m = F.softplus(wu + _SHIFT) - 1.0
-        return self.u + (m - wu) * self.w / (self.w @ self.w)
+        return self._constrained()[0]
 
     def forward_and_ladj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u_hat = self.u_hat()
+        u_hat, c = self._constrained()
         t = torch.tanh(x @ self.w + self.b)
-        return x + u_hat * t.unsqueeze(-1), torch.log1p((self.w @ u_hat) * (1 - t * t))
+        return x + u_hat * t.unsqueeze(-1), torch.log1p(c * (1 - t * t))
 
     def inverse_and_ladj(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u_hat = self.u_hat()
-        c = self.w @ u_hat
+        u_hat, c = self._constrained()
         target = y @ self.w + self.b
         with torch.no_grad():
             a = self._solve(target.detach(), c.detach())
@@ -93,7 +103,14 @@ class Planar(Bijector):
         return x, -torch.log1p(c * (1 - t * t))
 
     def _solve(self, target: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        tol = self.inverse_tol or 32 * torch.finfo(target.dtype).eps
+        eps = torch.finfo(target.dtype).eps
+        if self.inverse_tol is not None and self.inverse_tol < eps:
+            raise ValueError(
+                f"inverse_tol={self.inverse_tol:g} is below the resolution of {target.dtype} "
+                f"(eps = {eps:.3g}): the root find cannot reach it; use inverse_tol >= {eps:.3g}"
+                " or None"
+            )
+        tol = self.inverse_tol or 32 * eps
         scale = tol * (1 + target.abs() + c.abs())
         lo, hi = target - c.abs(), target + c.abs()
         a = target.clone()
