@@ -15,7 +15,13 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
-from pyrogen.infer.checks import CountedSteps, checked_loss_and_grads, nonfinite_sites
+from pyrogen.infer.checks import (
+    CountedSteps,
+    check_guide_covers,
+    checked_loss_and_grads,
+    empty_plates_as_errors,
+    nonfinite_sites,
+)
 from pyrogen.infer.importance import (
     PARTICLE_PLATE,
     guess_max_plate_nesting,
@@ -174,7 +180,8 @@ class IWAE(CountedSteps, ELBO):
         if self._nesting is None:
             self._nesting = guess_max_plate_nesting(model, guide, args, kwargs)
         particles = pyro.plate(PARTICLE_PLATE, self.num_particles, dim=-(self._nesting + 1))
-        guide_trace = poutine.trace(particles(guide)).get_trace(*args, **kwargs)
+        with empty_plates_as_errors("importance sampling"):
+            guide_trace = poutine.trace(particles(guide)).get_trace(*args, **kwargs)
         replay, scales = Trace(), {}
         for name, site in guide_trace.nodes.items():
             if site["type"] != "sample":
@@ -184,9 +191,11 @@ class IWAE(CountedSteps, ELBO):
                 value, scales[name] = value.view_as(value), 1.0
                 value.register_hook(lambda grad, name=name: grad * scales[name])
             replay.add_node(name, **{**site, "value": value})
-        model_trace = poutine.trace(poutine.replay(particles(model), trace=replay)).get_trace(
-            *args, **kwargs
-        )
+        with empty_plates_as_errors("importance sampling"):
+            model_trace = poutine.trace(poutine.replay(particles(model), trace=replay)).get_trace(
+                *args, **kwargs
+            )
+        check_guide_covers(model_trace, guide_trace)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self._nesting + 1)
         guide_trace = prune_subsample_sites(guide_trace)
