@@ -71,6 +71,7 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     repeats = 1 if args.quick else args.repeats
     results: dict = {"device": args.device, "repeats": repeats, "runs": {}}
+    out = args.out or (None if args.quick else str(HERE / "results" / "bench_all.json"))
     previous = torch.get_num_threads()
     try:
         for threads in args.threads:
@@ -84,11 +85,14 @@ def main(argv=None) -> dict:
             for note in dict.fromkeys(r["note"] for r in rows if "note" in r):
                 print(note)
             results["runs"][f"threads={threads}"] = {"rows": rows, "summary": summary}
+            if out is not None:  # after every thread count: a long run keeps what it measured
+                _write(out, results, argv, started)
     finally:
         torch.set_num_threads(previous)
-    out = args.out or (None if args.quick else str(HERE / "results" / "bench_all.json"))
-    if out is None:
-        return results
+    return results
+
+
+def _write(out: str, results: dict, argv, started: float) -> None:
     write_results(
         out,
         results,
@@ -102,8 +106,7 @@ def main(argv=None) -> dict:
         ),
         started=started,
     )
-    print(f"wrote {out}")
-    return results
+    print(f"wrote {out}", flush=True)
 
 
 if __name__ == "__main__":
