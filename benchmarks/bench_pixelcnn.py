@@ -7,7 +7,8 @@ reference (one network pass over the whole image per pixel) on the MNIST example
 images from the same seed. Median of ``--repeats`` runs, round-robin.
 
 Run: ``python benchmarks/bench_pixelcnn.py [--threads 1] [--num-samples 16] [--quick]
-[--out results.json]``.
+[--out results.json]``, or with every other benchmark: ``python -m benchmarks.run --only
+pixelcnn`` (``cases`` is this module's registry entry, see :mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,33 @@ import torch
 from pyrogen.analysis.report import run_metadata
 from pyrogen.distributions import PixelCNN
 from pyrogen.nn import PixelCNNNetwork
+
+
+def cases(quick: bool = False, device: str = "cpu", num_samples: int = 2) -> list[dict]:
+    """The registry entry (:mod:`benchmarks.harness`): ``num_samples`` 28x28 draws (8x8 when
+    ``quick``), causal windows (target 3x) against full-image passes, the same seed."""
+    size = 8 if quick else 28
+    torch.manual_seed(0)
+    with torch.device(device):
+        net = PixelCNNNetwork(hidden_channels=32, num_layers=5, gated=True)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        d = PixelCNN(net, (1, size, size))
+
+    def window():
+        torch.manual_seed(1)
+        return d.sample((num_samples,))
+
+    def full():
+        torch.manual_seed(1)
+        return d._sample((num_samples,), None)
+
+    name = f"PixelCNN sample {size}x{size} n={num_samples}"
+    return [
+        {"case": name, "library": "pyrogen", "fn": window, "target": 3.0},
+        {"case": name, "library": "full-image passes", "fn": full},
+    ]
 
 
 def main(argv=None) -> dict:

@@ -14,8 +14,9 @@ Timings are round-robin (one repeat of every case in turn), median of ``--repeat
 are ``peer / pyrogen`` (> 1: pyrogen is faster). Peers that are not installed are skipped
 (``pip install ".[bench]"`` installs them).
 
-Run: ``python benchmarks/bench_sequential.py [--threads 1] [--device cuda] [--quick]
-[--out results.json]``.
+Run: ``python benchmarks/bench_sequential.py [--threads 1] [--quick] [--out results.json]``,
+or these cases with every other benchmark's: ``python -m benchmarks.run --only sequential``
+(``cases`` is this module's registry entry, see :mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,44 @@ def iaf_inverse_cases(d, n):
     with torch.no_grad():
         err = (blocked() - fixed_point()).abs().max().item()
     return blocked, fixed_point, err
+
+
+def cases(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The registry entry (:mod:`benchmarks.harness`): MAF sampling at d = 16 (target 4x the
+    fastest peer) and d = 64 (10x), sampling with gradients against Pyro, and the IAF inverse
+    at d = 64 against the ``D``-pass fixed point (10x)."""
+    dims, n = ([4], 16) if quick else ([16, 64], 1024)
+    out = []
+    with torch.device(device):
+        for d in dims:
+            torch.manual_seed(0)
+            for name in ["pyrogen", "Pyro", "zuko", "nflows", "normflows"]:
+                fn = sampler(name, d, n)
+                if fn is not None:
+                    row = {"case": f"MAF sample d={d}", "library": name, "fn": _no_grad(fn)}
+                    if name == "pyrogen":
+                        row["target"] = 4.0 if d <= 16 else 10.0
+                    out.append(row)
+            for name, build in [("pyrogen", pyrogen_maf), ("Pyro", pyro_maf)]:
+                model = build(d)
+
+                def fn(model=model):
+                    model.rsample((n,)).sum().backward()
+
+                out.append({"case": f"MAF rsample+backward d={d}", "library": name, "fn": fn})
+        blocked, fixed_point, _ = iaf_inverse_cases(dims[-1], n)
+        name = f"IAF inverse d={dims[-1]}"
+        out.append({"case": name, "library": "pyrogen", "fn": _no_grad(blocked), "target": 10.0})
+        out.append({"case": name, "library": "D-pass fixed point", "fn": _no_grad(fixed_point)})
+    return out
+
+
+def _no_grad(fn):
+    def call():
+        with torch.no_grad():
+            return fn()
+
+    return call
 
 
 def main(argv=None) -> dict:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from pyrogen.distributions.image import ImageFlow
+from pyrogen.flows.compiled import compile, log_prob_function
 from pyrogen.flows.image import glow, realnvp_image
 from pyrogen.nn import MADE, DenseNN
 from pyrogen.transforms import (
@@ -51,8 +52,10 @@ from pyrogen.util import check_count, check_module_class
 
 __all__ = [
     "ImageFlow",
+    "compile",
     "glow",
     "iaf",
+    "log_prob_function",
     "maf",
     "nsf",
     "planar",

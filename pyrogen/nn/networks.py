@@ -87,7 +87,11 @@ class DenseNN(nn.Module):
         sizes = (input_dim + context_dim, *hidden_dims)
         layers: list[nn.Module] = []
         for a, b in itertools.pairwise(sizes):
-            layers += [nn.Linear(a, b), activation()]
+            # in place after a linear layer (its output is not needed by backward)
+            layers += [
+                nn.Linear(a, b),
+                activation(inplace=True) if activation is nn.ReLU else activation(),
+            ]
         last = nn.Linear(sizes[-1], output_dim)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
@@ -286,6 +290,11 @@ class MADE(nn.Module):
             x = x.flatten(-2)
         return self.forward_features(x, context, mask_index=mask_index)
 
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        if type(self.activation) is nn.ReLU:
+            return torch.relu_(h)  # a fresh linear output, which backward does not need
+        return self.activation(h)
+
     def forward_features(
         self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
     ) -> torch.Tensor:
@@ -302,9 +311,9 @@ class MADE(nn.Module):
             h = h + self.context_layer(context)
         elif context is not None:
             raise ValueError("this network takes no context (context_dim=0), got one")
-        h = self.activation(h)
+        h = self._activate(h)
         for layer in self.hidden[1:]:
-            h = self.activation(layer(h, mask_index))
+            h = self._activate(layer(h, mask_index))
         out = self.output(h, mask_index)
         return out.reshape((*out.shape[:-1], self.num_params, self.input_dim))
 

@@ -127,3 +127,64 @@ def test_context_errors():
         made_sequential(made, lambda t, p: (t, t), x)
     with pytest.raises(ValueError, match="context"):
         made_sequential(MADE(3, [4]), lambda t, p: (t, t), x, torch.randn(2, 2))
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 5])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[:3])) + f"-ctx{c[3]}")
+@pytest.mark.parametrize("grad", [False, True])
+def test_every_block_size_gives_the_fixed_point(case, block_size, grad, rtol):
+    kind, order, degrees, context_dim = case
+    layer = make(kind, order, degrees, context_dim)
+    target = torch.randn(4, 5)
+    context = torch.randn(4, context_dim) if context_dim else None
+    step = layer.transform.forward if layer.cheap == "inverse" else layer.transform.inverse
+    with torch.set_grad_enabled(grad):
+        fast = made_sequential(layer.conditioner, step, target, context, block_size=block_size)
+        slow = fixed_point(layer, target, context, step)
+    torch.testing.assert_close(fast[0], slow[0], rtol=rtol, atol=rtol)
+    torch.testing.assert_close(fast[1], slow[1], rtol=rtol, atol=rtol)
+    if grad:
+        params = list(layer.conditioner.parameters())
+        g_fast = torch.autograd.grad(fast[0].sum() + fast[1].sum(), params, allow_unused=True)
+        g_slow = torch.autograd.grad(slow[0].sum() + slow[1].sum(), params, allow_unused=True)
+        for a, b in zip(g_fast, g_slow, strict=True):
+            if a is not None and b is not None:
+                torch.testing.assert_close(a, b, rtol=1e3 * rtol, atol=1e3 * rtol)
+
+
+@pytest.mark.parametrize("activation", [torch.nn.ReLU, torch.nn.ELU])
+def test_activations_with_and_without_an_in_place_form(activation, rtol):
+    made = perturbed(MADE(6, [11, 7], activation=activation, order="random", seed=0))
+    layer = MaskedAutoregressive(made)
+    target = torch.randn(3, 6)
+    with torch.no_grad():
+        fast = made_sequential(made, layer.transform.forward, target, block_size=2)
+        slow = fixed_point(layer, target, None, layer.transform.forward)
+    torch.testing.assert_close(fast[0], slow[0], rtol=rtol, atol=rtol)
+
+
+def test_block_size_errors():
+    with pytest.raises(ValueError, match="block_size"):
+        made_sequential(MADE(3, [4]), lambda t, p: (t, t), torch.randn(2, 3), block_size=0)
+
+
+def test_repeated_calls_follow_new_weights_batch_sizes_and_masks():
+    """Without autograd the solve keeps buffers between calls: they must never go stale."""
+    layer = make("maf", "random", "random", 0)
+    step = layer.transform.forward
+    with torch.no_grad():
+        for n in [4, 4, 7]:
+            target = torch.randn(n, 5)
+            fast = layer._solve(target, None, step)
+            torch.testing.assert_close(fast[0], fixed_point(layer, target, None, step)[0])
+            perturbed(layer)  # in place, as an optimizer step
+        for p in layer.parameters():
+            p.data.mul_(0.5)  # through .data: no version bump
+        target = torch.randn(4, 5)
+        fast = layer._solve(target, None, step)
+        torch.testing.assert_close(fast[0], fixed_point(layer, target, None, step)[0])
+        other = make("maf", [4, 2, 0, 1, 3], "random", 0)
+        layer.load_state_dict(other.state_dict())  # new order and masks
+        fast = layer._solve(target, None, step)
+        torch.testing.assert_close(fast[0], fixed_point(other, target, None, step)[0])
+        assert fast[0].data_ptr() != layer._solve(target, None, step)[0].data_ptr()
