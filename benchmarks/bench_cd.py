@@ -142,8 +142,8 @@ def sklearn_epochs(x: torch.Tensor, batch: int):
     return run
 
 
-def cases(x: torch.Tensor | None = None) -> list[dict]:
-    """The benchmark's cases for a registry: one dict per batch size with ``name``,
+def table(x: torch.Tensor | None = None) -> list[dict]:
+    """This script's cases: one dict per batch size with ``name``,
     ``fn_pyrogen``, ``fn_pyrogen_traced``, ``fn_svi_floor`` and ``fn_peer`` (each
     ``fn(epochs) -> seconds per epoch``), ``peer`` (the peer library) and ``unit``."""
     x = binary_digits() if x is None else x
@@ -162,6 +162,30 @@ def cases(x: torch.Tensor | None = None) -> list[dict]:
     ]
 
 
+def cases(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The registry entry (see :mod:`benchmarks.harness`): per batch size, one epoch of
+    ``pyrogen`` (target: at most 2x scikit-learn's time at batch 10, at most 1x at batch 100),
+    ``pyrogen traced`` and ``SVI floor`` (ours, for reference) and ``scikit-learn``. CPU only
+    (scikit-learn has no GPU); ``quick`` uses 100 images."""
+    x = binary_digits()
+    x = x[:100] if quick else x
+    targets = {10: 0.5, 100: 1.0}
+    rows = []
+    for c in table(x):
+        name = f"{c['name']} (s/epoch)"
+        for library, key in (
+            ("pyrogen", "fn_pyrogen"),
+            ("pyrogen traced", "fn_pyrogen_traced"),
+            ("pyrogen SVI floor", "fn_svi_floor"),
+            ("scikit-learn", "fn_peer"),
+        ):
+            row = {"case": name, "library": library, "fn": lambda f=c[key]: f(1)}
+            if key == "fn_pyrogen":
+                row["target"] = targets.get(c["batch"], 1.0)
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
@@ -178,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     pyro.set_rng_seed(0)
     rows = []
     with threadpool_limits(limits=threads):
-        table = cases()
+        table = globals()["table"]()
         keys = {"pyrogen": "fn_pyrogen", "traced": "fn_pyrogen_traced"}
         keys |= {"floor": "fn_svi_floor", "peer": "fn_peer"}
         times = {(c["name"], k): [] for c in table for k in keys}

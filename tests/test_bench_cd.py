@@ -21,5 +21,5 @@ def test_bench_cd_quick(tmp_path):
         for key in ("pyrogen", "pyrogen_traced", "svi_floor", "sklearn"):
             assert row[f"{key}_s_per_epoch"] > 0
     assert json.loads(out.read_text())["results"]["rows"] == report["rows"]
-    names = [c["name"] for c in bench.cases()]
-    assert len(names) == 2 and all(callable(c["fn_peer"]) for c in bench.cases())
+    names = [c["name"] for c in bench.table()]
+    assert len(names) == 2 and all(callable(c["fn_peer"]) for c in bench.table())
