@@ -246,3 +246,122 @@ def test_errors():
         mode_coverage(torch.randn(5, 2), torch.randn(3, 2), radius=0.0)
     with pytest.raises(ValueError, match="min_samples"):
         mode_coverage(torch.randn(5, 2), torch.randn(3, 2), radius=1.0, min_samples=0)
+
+
+def _rows(n: int, d: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+_SOFT = torch.softmax(_rows(6, 3), -1)
+BAD_INPUT = {
+    # name: (call, message fragment); every message names the argument at fault
+    "list": (
+        lambda: frechet_distance([[1.0, 2.0]], _rows(4)),
+        r"features_a .*got \[\[1\.0, 2\.0\]\]",
+    ),
+    "1-d": (
+        lambda: frechet_distance(_rows(4), torch.zeros(3)),
+        r"features_b .*torch\.Size\(\[3\]\)",
+    ),
+    "integer": (
+        lambda: frechet_distance(torch.ones(4, 2, dtype=torch.long), _rows(4)),
+        "features_a",
+    ),
+    "one row": (
+        lambda: frechet_distance(_rows(1), _rows(4)),
+        "features_a needs at least 2 rows, got 1",
+    ),
+    "kid one row": (
+        lambda: kernel_distance(_rows(4), _rows(1)),
+        "features_b needs at least 2 rows",
+    ),
+    "kid nan": (lambda: kernel_distance(_rows(4), _rows(4) * math.nan), "features_b contains"),
+    "kid subsets": (lambda: kernel_distance(_rows(4), _rows(4), num_subsets=0), "num_subsets"),
+    "kid size": (lambda: kernel_distance(_rows(4), _rows(4), subset_size=1), "subset_size >= 2"),
+    "is negative": (lambda: inception_score(torch.tensor([[1.5, -0.5]])), "non-negative"),
+    "is sums": (lambda: inception_score(torch.tensor([[0.75, 0.75]])), "summing to 1"),
+    "is name": (lambda: inception_score(torch.zeros(3)), r"probs must"),
+    "is splits": (
+        lambda: inception_score(_SOFT, num_splits=7),
+        r"num_splits must lie in \[1, 6\], got 7",
+    ),
+    "is zero splits": (lambda: inception_score(_SOFT, num_splits=0), r"\[1, 6\], got 0"),
+    "pr real": (lambda: precision_recall(torch.zeros(3), _rows(4)), "real_features"),
+    "pr fake": (lambda: precision_recall(_rows(4), torch.zeros(3)), "fake_features"),
+    "pr k": (
+        lambda: precision_recall(_rows(5, 3), _rows(6, 3), k=5),
+        r"k must lie in \[1, 4\], got 5",
+    ),
+    "pr k fake": (lambda: precision_recall(_rows(6, 3), _rows(5, 3), k=5), r"\[1, 4\], got 5"),
+    "modes samples": (lambda: mode_coverage(torch.zeros(3), _rows(2), radius=1.0), "samples"),
+    "modes centers": (lambda: mode_coverage(_rows(2), torch.zeros(3), radius=1.0), "centers"),
+    "modes count": (
+        lambda: mode_coverage(_rows(2), _rows(2), radius=1.0, min_samples=0),
+        "min_samples must",
+    ),
+    "classes": (lambda: class_coverage(torch.zeros(3)), "probs must"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_messages(case):
+    call, message = BAD_INPUT[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_smallest_accepted_inputs_and_documented_defaults():
+    """The boundaries of the checks (2 rows for moments, 1 for probabilities and samples) and
+    the documented defaults of kernel_distance (100 subsets of 1000 rows) and k=3."""
+    two = _rows(2)
+    assert float(frechet_distance(two, two)) == pytest.approx(0.0, abs=1e-12)
+    assert float(kernel_distance(two, _rows(2, seed=1), subset_size=2).std) >= 0
+    assert inception_score(torch.tensor([[0.25, 0.75]])) == (pytest.approx(1.0), 0.0)
+    assert inception_score(torch.ones(3, 1)) == (pytest.approx(1.0), 0.0)  # one class
+    assert inception_score(torch.tensor([[0.5, 0.5 + 1e-6]]))[0] == pytest.approx(1.0)
+    assert inception_score(_SOFT, num_splits=6)[1] == 0.0  # one row per split: IS 1 each
+    assert mode_coverage(torch.zeros(1, 2), torch.zeros(1, 2), radius=1.0) == (1, 1.0)
+    assert class_coverage(torch.tensor([[0.2, 0.8]])) == (1, pytest.approx(math.log(2)))
+    # class_coverage counts every class, also those never predicted (K = 5, classes 0, 1 hit)
+    assert class_coverage(torch.eye(5)[[0, 1]]) == (2, pytest.approx(math.log(5 / 2)))
+    big_a, big_b = _rows(1001, 2, seed=2), _rows(1001, 2, seed=3) + 0.1
+    default = kernel_distance(
+        big_a, big_b, num_subsets=2, generator=torch.Generator().manual_seed(0)
+    )
+    explicit = kernel_distance(
+        big_a, big_b, num_subsets=2, subset_size=1000, generator=torch.Generator().manual_seed(0)
+    )
+    assert default == explicit and float(default.std) > 0
+    small_a, small_b = _rows(20, 2, seed=4), _rows(20, 2, seed=5)
+    torch.manual_seed(1)
+    default = kernel_distance(small_a, small_b)
+    torch.manual_seed(1)
+    assert default == kernel_distance(small_a, small_b, num_subsets=100, subset_size=1000)
+    real, fake = _rows(30, seed=6), 0.7 * _rows(30, seed=7)
+    assert precision_recall(real, fake) == precision_recall(real, fake, k=3)
+    assert precision_recall(real, fake, k=3) != precision_recall(real, fake, k=4)
+
+
+def test_balls_and_radii_are_closed():
+    """A point exactly at the k-NN radius (or at mode_coverage's radius) is inside."""
+    real = torch.tensor([[0.0], [1.0], [3.0]])  # 1-NN radii 1, 1, 2
+    fake = torch.tensor([[2.0], [5.5], [10.0]])  # 2.0 lies on the ball of 1.0 (and of 3.0)
+    assert precision_recall(real, fake, k=1).precision == pytest.approx(1 / 3)
+    centers = torch.tensor([[0.0, 0.0]])
+    assert mode_coverage(torch.tensor([[0.0, 0.5]]), centers, radius=0.5) == (1, 1.0)
+
+
+def test_kernel_distance_subsets_are_capped_at_the_smaller_set():
+    a, b = _rows(5, 3, seed=8), _rows(7, 3, seed=9)
+    from pyrogen.analysis.metrics import _unbiased_mmd2
+
+    for x, y in ((a, b), (b, a)):
+        g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+        got = kernel_distance(x, y, num_subsets=2, subset_size=10, generator=g1)
+        values = []
+        for _ in range(2):
+            ix = torch.randperm(len(x), generator=g2)[:5]
+            iy = torch.randperm(len(y), generator=g2)[:5]
+            values.append(float(_unbiased_mmd2(x[ix], y[iy])))
+        assert float(got.mean) == pytest.approx(np.mean(values), rel=1e-12)
+        assert float(got.std) == pytest.approx(np.std(values, ddof=1), rel=1e-12)
