@@ -1,10 +1,12 @@
 """IWAE: bound ordering, exactness, unbiased gradients, DReG/STL properties, subsampling."""
 
 import itertools
+import math
 
 import pyro
 import pyro.distributions as dist
 import pytest
+import scipy.special
 import torch
 from pyro.infer import SVI
 from pyro.optim import Adam
@@ -12,8 +14,10 @@ from pyro.optim import Adam
 from pyrogen.infer import IWAE, AutoFlow
 from tests.infer.linear_gaussian import (
     exact_params,
+    given_draws_guide,
     guide,
     log_evidence,
+    log_weights_by_hand,
     model,
     params,
     poor_guide,
@@ -221,3 +225,23 @@ def test_iwae_and_log_likelihood_on_cuda(estimator, device):
 
     r = log_likelihood(model_d, guide_d, x, num_samples=64)
     assert r.log_likelihood.device.type == device.type
+
+
+@pytest.mark.parametrize("K", [1, 3, 8])
+def test_bound_on_given_draws_is_the_log_mean_exp_of_known_weights(K):
+    """Non-exact guide, non-constant weights: -sum_n log (1/K) sum_k w_kn, recomputed with
+    scipy's logsumexp on the very draws the guide returned."""
+    x = X.to(torch.get_default_dtype())
+    draws = torch.randn(K, 3, generator=torch.Generator().manual_seed(K), dtype=torch.float64)
+    source = {"draws": draws, "used": 0}
+    loss = IWAE(K, "iwae", max_plate_nesting=1).loss(model, given_draws_guide(source), x)
+    assert source["used"] == K
+    lw = log_weights_by_hand(x, draws)
+    assert K == 1 or lw.std(0).min() > 0.1  # the weights differ between particles
+    expected = -(scipy.special.logsumexp(lw, 0) - math.log(K)).sum()
+    assert loss == pytest.approx(expected, rel=1e-10)
+    source["used"] = 0
+    diff = IWAE(K, "iwae", max_plate_nesting=1).differentiable_loss(
+        model, given_draws_guide(source), x
+    )
+    assert diff.item() == pytest.approx(expected, rel=1e-10)
