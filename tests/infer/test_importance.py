@@ -1,12 +1,23 @@
 """Importance-weighted log-likelihood: exactness, error bars, memory batching, errors."""
 
+import math
+
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
+import scipy.special
 import torch
 
 from pyrogen.infer import log_likelihood
-from tests.infer.linear_gaussian import guide, log_evidence, model, poor_guide
+from tests.infer.linear_gaussian import (
+    given_draws_guide,
+    guide,
+    log_evidence,
+    log_weights_by_hand,
+    model,
+    poor_guide,
+)
 
 
 def test_exact_guide_gives_exact_log_likelihood_per_point(rtol):
@@ -73,3 +84,26 @@ def test_two_plates_give_a_matrix_and_joint_latents_a_scalar():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         log_likelihood(model, guide, torch.zeros(3), **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 500])
+def test_estimate_and_stderr_on_given_draws(batch_size):
+    """Non-exact guide, non-constant weights, combined over batches of draws: the estimate
+    log (1/S) sum_k w_k and the delta-method error sqrt((mean w^2 / mean(w)^2 - 1) / S),
+    recomputed from the known draws."""
+    x = torch.linspace(-2, 2, 4)
+    num = 7
+    draws = torch.randn(num, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    source = {"draws": draws, "used": 0}
+    r = log_likelihood(
+        model, given_draws_guide(source), x, num_samples=num, batch_size=batch_size,
+        max_plate_nesting=1,
+    )  # fmt: skip
+    assert source["used"] == num
+    lw = log_weights_by_hand(x, draws)
+    w = np.exp(lw - lw.max(0))
+    expected = scipy.special.logsumexp(lw, 0) - math.log(num)
+    stderr = np.sqrt((np.mean(w**2, 0) / np.mean(w, 0) ** 2 - 1) / num)
+    assert stderr.min() > 0.05
+    np.testing.assert_allclose(r.log_likelihood.numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(r.stderr.numpy(), stderr, rtol=1e-8)

@@ -1,10 +1,12 @@
 """IWAE: bound ordering, exactness, unbiased gradients, DReG/STL properties, subsampling."""
 
 import itertools
+import math
 
 import pyro
 import pyro.distributions as dist
 import pytest
+import scipy.special
 import torch
 from pyro.infer import SVI
 from pyro.optim import Adam
@@ -12,8 +14,10 @@ from pyro.optim import Adam
 from pyrogen.infer import IWAE, AutoFlow
 from tests.infer.linear_gaussian import (
     exact_params,
+    given_draws_guide,
     guide,
     log_evidence,
+    log_weights_by_hand,
     model,
     params,
     poor_guide,
@@ -104,6 +108,18 @@ def test_subsampled_plate_scales_per_point_bound(rtol):
     loss = IWAE(3).loss(model, guide, x, idx)  # exact guide: every per-point bound = log p(x_n)
     expected = -(10 / 3) * log_evidence(x[idx]).sum()
     assert loss == pytest.approx(float(expected), rel=rtol)
+    # the differentiable loss is scaled the same way, and its surrogate's gradient is the
+    # bound's gradient on the same draws (the IWAE estimator), scale included
+    bound, surrogate = IWAE(3).loss_and_surrogate(model, poor_guide, x, idx)
+    theta = params("w", "a", "s")
+    for g_bound, g_surrogate in zip(
+        torch.autograd.grad(bound, theta, retain_graph=True),
+        torch.autograd.grad(surrogate, theta),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_surrogate, g_bound)
+    loss = IWAE(3).differentiable_loss(model, guide, x, idx)
+    assert loss.item() == pytest.approx(float(expected), rel=rtol)
 
 
 def test_non_reparameterizable_site():
@@ -124,6 +140,31 @@ def test_non_reparameterizable_site():
     loss = IWAE(3, "iwae").differentiable_loss(model_d, guide_d, x)
     (grad,) = torch.autograd.grad(loss, params("p"))
     assert torch.isfinite(grad)
+    # the score-function gradient is unbiased: against the exact gradient of the enumerated
+    # bound, E over c_1..K ~ Bern(p) of log mean_k p(x, c_k) / q(c_k), K = 3 (2^3 terms)
+    u = params("p")[0].detach().clone().requires_grad_()
+    prob = torch.sigmoid(u)
+    exact = 0.0
+    for xn in (1.0, -1.0):
+        for config in itertools.product((0.0, 1.0), repeat=3):
+            c = torch.tensor(config)
+            q = torch.where(c == 1, prob, 1 - prob)
+            log_w = math.log(0.5) + dist.Normal(2 * c - 1, 1.0).log_prob(torch.tensor(xn))
+            exact = exact + q.prod() * (log_w - q.log()).logsumexp(0) - q.prod() * math.log(3)
+    (exact_grad,) = torch.autograd.grad(-exact, u)
+    big = x.repeat(500)  # 1000 independent per-point estimators per call
+    draws = torch.stack(
+        [
+            torch.autograd.grad(
+                IWAE(3, "iwae").differentiable_loss(model_d, guide_d, big), params("p")
+            )[0]
+            / 500
+            for _ in range(20)
+        ]
+    )
+    se = float(draws.std()) / math.sqrt(20)
+    assert abs(float(draws.mean()) - float(exact_grad)) < 4 * se, (draws.mean(), exact_grad, se)
+    assert abs(float(exact_grad)) > 8 * se  # the check has power
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
@@ -221,3 +262,23 @@ def test_iwae_and_log_likelihood_on_cuda(estimator, device):
 
     r = log_likelihood(model_d, guide_d, x, num_samples=64)
     assert r.log_likelihood.device.type == device.type
+
+
+@pytest.mark.parametrize("K", [1, 3, 8])
+def test_bound_on_given_draws_is_the_log_mean_exp_of_known_weights(K):
+    """Non-exact guide, non-constant weights: -sum_n log (1/K) sum_k w_kn, recomputed with
+    scipy's logsumexp on the very draws the guide returned."""
+    x = X.to(torch.get_default_dtype())
+    draws = torch.randn(K, 3, generator=torch.Generator().manual_seed(K), dtype=torch.float64)
+    source = {"draws": draws, "used": 0}
+    loss = IWAE(K, "iwae", max_plate_nesting=1).loss(model, given_draws_guide(source), x)
+    assert source["used"] == K
+    lw = log_weights_by_hand(x, draws)
+    assert K == 1 or lw.std(0).min() > 0.1  # the weights differ between particles
+    expected = -(scipy.special.logsumexp(lw, 0) - math.log(K)).sum()
+    assert loss == pytest.approx(expected, rel=1e-10)
+    source["used"] = 0
+    diff = IWAE(K, "iwae", max_plate_nesting=1).differentiable_loss(
+        model, given_draws_guide(source), x
+    )
+    assert diff.item() == pytest.approx(expected, rel=1e-10)

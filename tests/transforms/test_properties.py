@@ -377,24 +377,63 @@ def test_cuda_matches_cpu(name, device):
     )
 
 
+@pytest.mark.parametrize("path", ["backward", "no_grad"])
 @pytest.mark.parametrize("name", IDS)
-def test_cache_is_not_stale_after_an_optimizer_step(name):
-    """Full-batch training re-scores the same tensor: it must see the updated parameters."""
+def test_cache_is_not_stale_after_an_optimizer_step(name, path):
+    """Full-batch training re-scores the same tensor: it must see the updated parameters.
+
+    ``path="backward"``: a training step (backward, then a ``p.data`` write).
+    ``path="no_grad"``: ``evaluate_loss`` or ``Predictive`` draw and score under ``no_grad``,
+    and the optimizer writes ``p.data`` without any backward through the cached graph; the
+    round trip of that draw must then be recomputed, and with gradients when they are on.
+    """
     case = CASES[name]
     module, f = build(case)
     params = list(module.parameters())
     if not params:
         pytest.skip("no parameters")
     q = _flow_dist(case, f)
-    y = data(case, (8,))
-    q.log_prob(y).sum().neg().backward()
+
+    def step():
+        with torch.no_grad():
+            for p in params:  # like pyro's ClippedAdam: through .data, invisible to _version
+                p.data.add_(0.05 * torch.randn_like(p))
+
+    if path == "backward":
+        y = data(case, (8,))
+        before = q.log_prob(y)
+        before.sum().neg().backward()
+        step()
+        again = q.log_prob(y)  # same tensor object as before
+        fresh = q.log_prob(y.clone())
+        assert not torch.allclose(before.detach(), fresh.detach())
+        torch.testing.assert_close(again, fresh)
+        again.sum().backward()  # the graph is alive (no "backward through the graph a second time")
+        return
+    # a draw scored under no_grad, the parameters written, the draw scored again under no_grad
     with torch.no_grad():
-        for p in params:  # like pyro's ClippedAdam: through .data, invisible to _version
-            p.data.add_(0.05 * torch.randn_like(p))
-    again = q.log_prob(y)  # same tensor object as before
+        y = q.sample((8,))
+        before = q.log_prob(y)
+    step()
+    with torch.no_grad():
+        again, fresh = q.log_prob(y), q.log_prob(y.clone())
+    assert not torch.allclose(before, fresh)
+    torch.testing.assert_close(again, fresh)
+    # a draw made under no_grad, then scored with gradients on: they must reach the parameters
+    with torch.no_grad():
+        y = q.sample((8,))
+    again = q.log_prob(y)
     fresh = q.log_prob(y.clone())
     torch.testing.assert_close(again, fresh)
-    again.sum().backward()  # the graph is alive (no "backward through the graph a second time")
+    live = [p for p in params if p.requires_grad]
+    got = torch.autograd.grad(again.sum(), live, allow_unused=True)
+    want = torch.autograd.grad(fresh.sum(), live, allow_unused=True)
+    for g_got, g_want in zip(got, want, strict=True):
+        if g_want is None:
+            assert g_got is None
+        else:
+            assert g_got is not None
+            torch.testing.assert_close(g_got, g_want)
 
 
 def test_cache_serves_sample_then_score():

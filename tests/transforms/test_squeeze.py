@@ -29,14 +29,37 @@ def test_log_det_against_autograd_and_inside_a_flow():
     x = torch.randn(1, 4, 4)
     jac = torch.autograd.functional.jacobian(lambda u: s(u).reshape(-1), x).reshape(16, 16)
     assert torch.allclose(torch.linalg.slogdet(jac).logabsdet, torch.tensor(0.0))
+    assert torch.allclose(s.inv.log_abs_det_jacobian(s(x), x), torch.zeros(()))
     base = dist.Normal(torch.zeros(4, 2, 2), 1.0).to_event(3)
     conv = Invertible1x1Conv(4)
+    with torch.no_grad():  # away from the (orthogonal, log-det 0) initialization
+        for p in conv.parameters():
+            p.add_(0.5 * torch.randn_like(p))
     flow = dist.TransformedDistribution(base, [conv, s.inv])  # (4, 2, 2) -> (1, 4, 4)
-    image = torch.randn(5, 1, 4, 4)
-    expected = base.log_prob(conv.inv(s(image))) - conv.log_abs_det_jacobian(
-        conv.inv(s(image)), s(image)
-    )
-    assert torch.allclose(flow.log_prob(image), expected)
+    images = torch.randn(5, 1, 4, 4)
+
+    def to_base(image):  # the flow's inverse, (1, 4, 4) -> (4, 2, 2)
+        return conv.inv(s(image))
+
+    expected = []
+    for image in images:
+        z = to_base(image.clone())
+        jac = torch.autograd.functional.jacobian(lambda u: to_base(u).reshape(-1), image.clone())
+        logdet = torch.linalg.slogdet(jac.reshape(16, 16)).logabsdet
+        expected.append(torch.distributions.Normal(0.0, 1.0).log_prob(z).sum() + logdet)
+    expected = torch.stack(expected)
+    # the 1x1 convolution's own log-det is H * W * log|det W| and is not zero after perturbing
+    assert not torch.allclose(expected, base.log_prob(to_base(images)), atol=1e-3)
+    torch.testing.assert_close(flow.log_prob(images), expected)
+    # a sample's score: base score minus the forward map's log-det, from autograd as well
+    z = base.sample((3,))
+    x = s.inv(conv(z))
+    forward = [
+        torch.autograd.functional.jacobian(lambda u: s.inv(conv(u)).reshape(-1), zi.clone())
+        for zi in z
+    ]
+    logdets = torch.stack([torch.linalg.slogdet(j.reshape(16, 16)).logabsdet for j in forward])
+    torch.testing.assert_close(flow.log_prob(x.clone()), base.log_prob(z) - logdets)
 
 
 def test_errors():
