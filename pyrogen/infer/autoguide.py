@@ -21,7 +21,9 @@ from pyro.nn import PyroParam
 from torch.distributions import Transform, biject_to
 
 from pyrogen import flows
-from pyrogen.util import check_module_class
+from pyrogen.infer.path_gradient import PathGradientPosterior
+from pyrogen.transforms import Bijector
+from pyrogen.util import check_module_class, progress_bar
 
 __all__ = ["AutoFlow"]
 
@@ -180,7 +182,7 @@ class AutoFlow(AutoContinuous):
         self,
         model: Callable,
         *,
-        flow: str | Callable[[int], Transform] = "maf",
+        flow: str | Callable[[int], Transform] = "iaf",
         num_layers: int = 3,
         hidden_dims: Sequence[int] | None = None,
         activation: type[torch.nn.Module] = torch.nn.Tanh,
@@ -190,6 +192,7 @@ class AutoFlow(AutoContinuous):
         init_laplace: bool = True,
         num_quantile_draws: int = 4000,
         path_gradient: bool = True,
+        progress: bool | None = None,
     ) -> None:
         if not (callable(flow) or flow in _BUILDERS):
             raise ValueError(f"flow must be one of {sorted(_BUILDERS)} or a callable, got {flow!r}")
@@ -211,6 +214,7 @@ class AutoFlow(AutoContinuous):
         self._init_laplace = bool(init_laplace)
         self._num_quantile_draws = num_quantile_draws
         self._path_gradient = bool(path_gradient)
+        self._progress = progress
         super().__init__(model, init_loc_fn=init_loc_fn)
         # the model without Pyro's init handler (which would draw from every site's prior while
         # the log joint is evaluated); a tuple so that a PyroModule model is not a submodule
@@ -266,15 +270,40 @@ class AutoFlow(AutoContinuous):
             trace = poutine.trace(model).get_trace(*args, **kwargs)
         return trace.log_prob_sum() + log_det
 
+    def _batched(self, fn: Callable, points: torch.Tensor, desc: str) -> torch.Tensor:
+        """``fn`` at every row of ``points``: vectorized by ``torch.func.vmap`` where the model
+        allows it, else one model run per row (with a progress bar)."""
+        try:
+            return torch.func.vmap(fn)(points)
+        except Exception:  # noqa: BLE001 - any model that vmap cannot trace runs row by row
+            rows = progress_bar(points, progress=self._progress, desc=desc)
+            return torch.stack([fn(p) for p in rows])
+
     def _gaussian_elbo(self, center, scale_tril, args, kwargs, num_draws: int = 256) -> float:
         """Monte Carlo ELBO (nats) of N(center, L L^T), fixed draws (comparable across calls)."""
         g = torch.Generator().manual_seed(0)
         eps = torch.randn(num_draws, center.numel(), generator=g, dtype=center.dtype)
         z = center + eps.to(center.device) @ scale_tril.T
         log_q = dist.MultivariateNormal(center, scale_tril=scale_tril).log_prob(z)
-        log_p = torch.stack([self._log_joint(zi, args, kwargs) for zi in z])
+        log_p = self._batched(lambda v: self._log_joint(v, args, kwargs), z, "Laplace start: ELBO")
         elbo = float((log_p - log_q).mean())
         return elbo if math.isfinite(elbo) else -math.inf
+
+    def _hessian(self, mode: torch.Tensor, args, kwargs) -> torch.Tensor:
+        """Hessian of the log joint at ``mode``: one gradient pass, then its Jacobian by
+        vectorized vector-Jacobian products (row by row if the model defeats ``vmap``)."""
+        v = mode.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self._log_joint(v, args, kwargs), v, create_graph=True)
+        eye = torch.eye(v.numel(), dtype=v.dtype, device=v.device)
+
+        def row(e):
+            return torch.autograd.grad(grad, v, e, retain_graph=True)[0]
+
+        try:
+            return torch.autograd.grad(grad, v, eye, retain_graph=True, is_grads_batched=True)[0]
+        except Exception:  # noqa: BLE001 - a model that vmap cannot trace: one row at a time
+            rows = progress_bar(eye, progress=self._progress, desc="Laplace start: Hessian")
+            return torch.stack([row(e) for e in rows])
 
     @torch.enable_grad()
     def _laplace_start(self, loc: torch.Tensor, args, kwargs):
@@ -301,9 +330,7 @@ class AutoFlow(AutoContinuous):
         # Polish with Newton steps (exact for a Gaussian posterior): L-BFGS can stop early
         # along a ridge of near-perfect correlation.
         for _ in range(5):
-            hessian = torch.autograd.functional.hessian(
-                lambda v: self._log_joint(v, args, kwargs), mode
-            )
+            hessian = self._hessian(mode, args, kwargs)
             if not bool(torch.isfinite(hessian).all()):
                 return None
             eigenvalues, eigenvectors = torch.linalg.eigh(-(hessian + hessian.T) / 2)
@@ -363,7 +390,7 @@ class AutoFlow(AutoContinuous):
         posterior = dist.TransformedDistribution(self.get_base_dist(), transforms)
         if not (self._path_gradient and torch.is_grad_enabled()):
             return posterior
-        _, affine, _ = transforms
+        _, affine, outer = transforms
         loc, scale_tril = affine.loc.detach(), affine.scale_tril.detach()
         inverse = _Inverse(self.flow)
         params = {f"flow.{k}": v.detach() for k, v in inverse.flow.named_parameters()}
@@ -380,6 +407,9 @@ class AutoFlow(AutoContinuous):
             log_det = scale_tril.diagonal().abs().log().sum() + self.whiten.diagonal().log().sum()
             return self.get_base_dist().log_prob(eps) + inv_ladj - log_det
 
+        if isinstance(self.flow, Bijector):
+            affines = [(affine.loc, affine.scale_tril), (outer.loc, outer.scale_tril)]
+            return PathGradientPosterior(self.get_base_dist(), self.flow, affines, score, posterior)
         return _PathDerivative(posterior, score)
 
     @torch.no_grad()
