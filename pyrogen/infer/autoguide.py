@@ -234,20 +234,28 @@ class AutoFlow(AutoContinuous):
                     f"discrete support {site['fn'].support}. Enumerate it in the model "
                     "(pyro.infer.config_enumerate with TraceEnum_ELBO) or use another guide."
                 )
+        store = pyro.get_param_store()
+        # restoring from the param store (ParamStore.load, then a fresh guide): the stored
+        # values are kept and the Laplace start is not searched again
+        restoring = f"{self._pyro_name}.center" in store
         loc = self._init_loc()
+        if restoring:  # an nn.Parameter attribute would replace the stored entry
+            loc = store[f"{self._pyro_name}.loc"].detach().clone().to(loc)
         self.loc = torch.nn.Parameter(loc)
         scale = torch.full_like(loc, self._init_scale)
         eye = torch.eye(self.latent_dim, dtype=loc.dtype, device=loc.device)
         # Fixed outer affine map z = center + whiten @ w; the identity unless the Laplace start
         # below is chosen, in which case the learned part works in whitened coordinates.
         center, whiten = torch.zeros_like(loc), eye
-        if self._init_laplace:
+        if self._init_laplace and not restoring:
             laplace = self._laplace_start(loc, args, kwargs)
             if laplace is not None:
                 center, whiten = laplace
                 loc, scale = torch.zeros_like(loc), torch.ones_like(loc)
-        self.register_buffer("center", center)
-        self.register_buffer("whiten", whiten)
+        # fixed (never given a gradient), but held in the param store so that a store
+        # save/load round trip restores the guide
+        self.center = PyroParam(center)
+        self.whiten = PyroParam(whiten)
         with torch.no_grad():
             self.loc.copy_(loc)
         self.scale = PyroParam(scale, self.scale_constraint)
@@ -356,8 +364,9 @@ class AutoFlow(AutoContinuous):
             return spec(dim)
         # the builder contract of pyrogen.flows: the same keywords for every builder
         kwargs = {"num_layers": self._num_layers, "activation": self._activation}
-        if self._hidden_dims is not None:
-            kwargs["hidden_dims"] = self._hidden_dims
+        # networks of width max(32, D): enough units for every degree of a MADE, and a step
+        # cost that grows like D^2 (the builders' 2D doubles the largest matrices)
+        kwargs["hidden_dims"] = self._hidden_dims or (max(32, dim),) * 2
         if "log_scale_bound" in inspect.signature(_BUILDERS[spec]).parameters:
             kwargs["log_scale_bound"] = self._log_scale_bound
         try:
@@ -372,12 +381,14 @@ class AutoFlow(AutoContinuous):
     def get_transform(self, *args, **kwargs) -> list[Transform]:
         """The list ``[flow, learned affine, fixed whitening affine]`` applied to base noise."""
         if isinstance(self.flow, torch.nn.Module):
-            pyro.module(f"{self._pyro_name}.flow", self.flow)
+            # update_module_params: a flow restored with ParamStore.load adopts the stored values
+            pyro.module(f"{self._pyro_name}.flow", self.flow, update_module_params=True)
         # cache_size=1: scoring its own sample must reach the flow as the identical tensor, so
         # the flow serves its cache (an IAF inverse costs D sequential passes).
         scale_tril = self.scale[..., None] * self.scale_tril
         affine = LowerCholeskyAffine(self.loc, scale_tril=scale_tril, cache_size=1)
-        outer = LowerCholeskyAffine(self.center, scale_tril=self.whiten, cache_size=1)
+        center, whiten = self.center.detach(), self.whiten.detach()
+        outer = LowerCholeskyAffine(center, scale_tril=whiten, cache_size=1)
         return [self.flow, affine, outer]
 
     def get_posterior(self, *args, **kwargs) -> dist.TorchDistribution:
@@ -401,10 +412,11 @@ class AutoFlow(AutoContinuous):
             def solve(tril, v):
                 return torch.linalg.solve_triangular(tril, v.unsqueeze(-1), upper=False)
 
-            w = solve(self.whiten, z - self.center).squeeze(-1)
+            w = solve(outer.scale_tril, z - outer.loc).squeeze(-1)
             u = solve(scale_tril, w - loc).squeeze(-1)
             eps, inv_ladj = torch.func.functional_call(inverse, params, (u,))
-            log_det = scale_tril.diagonal().abs().log().sum() + self.whiten.diagonal().log().sum()
+            log_det = scale_tril.diagonal().abs().log().sum()
+            log_det = log_det + outer.scale_tril.diagonal().log().sum()
             return self.get_base_dist().log_prob(eps) + inv_ladj - log_det
 
         if isinstance(self.flow, Bijector):
