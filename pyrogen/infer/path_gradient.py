@@ -154,7 +154,9 @@ class PathGradientPosterior(dist.TorchDistribution):
         _, _, xs, log_q = self._draw
         g = score_gradient(self.parts, xs)
         for _, tril in self.affines:
-            g = torch.linalg.solve_triangular(tril.detach(), g.unsqueeze(-2), upper=False, left=False)
+            g = torch.linalg.solve_triangular(
+                tril.detach(), g.unsqueeze(-2), upper=False, left=False
+            )
             g = g.squeeze(-2)
         # value log q(z); gradient d/dz log q(z) = g; no parameter gradient
         return log_q + (g * (value - value.detach())).sum(-1)
