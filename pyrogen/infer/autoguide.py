@@ -283,7 +283,7 @@ class AutoFlow(AutoContinuous):
         allows it, else one model run per row (with a progress bar)."""
         try:
             return torch.func.vmap(fn)(points)
-        except Exception:  # noqa: BLE001 - any model that vmap cannot trace runs row by row
+        except Exception:  # any model that vmap cannot trace runs row by row
             rows = progress_bar(points, progress=self._progress, desc=desc)
             return torch.stack([fn(p) for p in rows])
 
@@ -309,7 +309,7 @@ class AutoFlow(AutoContinuous):
 
         try:
             return torch.autograd.grad(grad, v, eye, retain_graph=True, is_grads_batched=True)[0]
-        except Exception:  # noqa: BLE001 - a model that vmap cannot trace: one row at a time
+        except Exception:  # a model that vmap cannot trace: one row at a time
             rows = progress_bar(eye, progress=self._progress, desc="Laplace start: Hessian")
             return torch.stack([row(e) for e in rows])
 
