@@ -98,8 +98,9 @@ class AutoFlow(AutoContinuous):
     non-Gaussian shape (funnels, skewed or heavy tails). Putting the affine map last keeps the
     flow's inputs at unit scale even when posterior scales span many orders of magnitude.
 
-    Defaults: three MAF layers whose MADE networks use ``tanh`` units and a soft log-scale
-    bound of 2 nats, trained with the path-derivative gradient. With ReLU units the flow's
+    Defaults: three IAF layers (sampling in the flow's cheap direction) whose MADE networks,
+    of width ``max(32, D)``, use ``tanh`` units and a soft log-scale bound of 2 nats, trained
+    with the path-derivative gradient. With ReLU units the flow's
     log-scales grow linearly far out in the tails, where the ELBO has few draws to pin them
     down, so the guide's tails swing with the optimizer's noise (the earlier default, two ReLU
     layers with bound 5 and the plain gradient, put the non-centred eight schools ``tau`` sd
@@ -109,10 +110,12 @@ class AutoFlow(AutoContinuous):
     ``examples/posteriordb_accuracy.py`` (one unchanged recipe, seeds 0, 1, 2), these defaults
     meet the accuracy targets of its four posteriors on every seed.
 
-    Cost: one flow pass per draw for ``flow="iaf"`` (sampling and scoring its own samples, the
-    case of ``Trace_ELBO``); ``"maf"`` samples with ``D`` sequential passes per layer; the
-    path-derivative gradient adds one inverse pass (one network pass for MAF, ``D`` sequential
-    ones for IAF). Choose ``"iaf"`` with ``path_gradient=False`` when sampling cost matters more.
+    Cost: one flow pass per draw for ``flow="iaf"`` (the default); ``"maf"`` samples in its
+    sequential direction (one pass of arithmetic plus ``D`` small steps per layer). The
+    path-derivative score of the guide's own draw is taken from the sampling pass
+    (:class:`~pyrogen.infer.path_gradient.PathGradientPosterior`): one vector-Jacobian product
+    per layer with a cheap inverse and, per IAF layer, one batched pass of ``D``
+    vector-Jacobian products and a triangular solve, never the sequential inverse.
 
     Shapes:
         latent: ``(*batch, D)`` with ``D`` the total size of the unconstrained latents.
@@ -120,7 +123,7 @@ class AutoFlow(AutoContinuous):
         model: a Pyro model whose latent sites are continuous or enumerated (discrete sites
             marked by ``config_enumerate`` for ``TraceEnum_ELBO``, or hidden by
             ``poutine.block`` as for Pyro's autoguides; the guide covers the continuous ones).
-        flow: ``"maf"`` (default), ``"iaf"``, ``"nsf"``, ``"realnvp"``, ``"spline_coupling"``,
+        flow: ``"iaf"`` (default), ``"maf"``, ``"nsf"``, ``"realnvp"``, ``"spline_coupling"``,
             ``"planar"`` (the builders of :mod:`pyrogen.flows`, called with this guide's
             ``num_layers``, ``hidden_dims``, ``activation`` and, where they take it,
             ``log_scale_bound``), or any callable mapping ``D`` to a
@@ -144,13 +147,14 @@ class AutoFlow(AutoContinuous):
             correlations of -0.99999 cost the optimizer nothing. Otherwise (no finite mode, as in
             a funnel; an indefinite Hessian; a lower ELBO) the guide starts at the initial
             Gaussian with ``C = I``.
+        progress: a progress bar for the Laplace start's row-by-row work on models that
+            ``torch.func.vmap`` cannot vectorize (``None``: only when stderr is a terminal).
         num_quantile_draws: draws used by :meth:`median` and :meth:`quantiles` (flows have no
             closed-form quantiles; these are Monte Carlo estimates).
         path_gradient: score the guide's own samples with its parameters detached, so that
             the guide's ELBO gradient is the path derivative only ("sticking the landing",
             Roeder et al. 2017): the loss is unchanged, the gradient unbiased, exactly zero at
-            the exact posterior and of lower variance near it. Costs one inverse pass of the
-            flow per step (one network pass for MAF, ``D`` sequential passes for IAF). Under
+            the exact posterior and of lower variance near it (cost: see above). Under
             :class:`~pyrogen.infer.IWAE` it leaves ``estimator="dreg"`` (the default) and
             ``"stl"`` unchanged but turns ``"iwae"`` into ``"stl"``, which is biased for
             ``K > 1``; pass ``path_gradient=False`` for the plain IWAE gradient.
