@@ -119,8 +119,8 @@ POSTERIORS = {
 GUIDES = {
     "AutoNormal": lambda model: AutoNormal(model),
     "AutoMultivariateNormal": lambda model: AutoMultivariateNormal(model),
-    "AutoFlow(iaf)": lambda model: AutoFlow(model, flow="iaf"),
-    "AutoFlow(maf)": lambda model: AutoFlow(model),  # the default flow
+    "AutoFlow(iaf)": lambda model: AutoFlow(model, flow="iaf"),  # the default flow
+    "AutoFlow(maf)": lambda model: AutoFlow(model, flow="maf"),
 }
 DEFAULT_GUIDES = list(GUIDES)
 # not run by default: two MAF layers of ReLU networks, log-scale bound 5, score-function term

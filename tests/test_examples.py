@@ -1,5 +1,6 @@
 """Every example and benchmark runs in its smoke mode."""
 
+import json
 import math
 
 import pytest
@@ -144,3 +145,17 @@ def test_image_flows_smoke(tmp_path):
         for r in results[data].values():
             assert math.isfinite(r["test_bits_per_dim"]) and r["test_bits_per_dim"] > 0
     assert (tmp_path / "image_flows_mnist.png").stat().st_size > 0
+
+
+def test_logistic_regression_smoke(tmp_path):
+    """Both guides fit, k-hat and the moment comparison are reported and written as JSON."""
+    example = load(ROOT / "examples" / "logistic_regression.py")
+    record = example.main(["--smoke", "--out", str(tmp_path)])
+    assert set(record["guides"]) == {"AutoFlow", "AutoMultivariateNormal"}
+    for r in record["guides"].values():
+        # a log-likelihood of 569 Bernoulli labels: below zero
+        assert -5000 < r["elbo"] < 0 and math.isfinite(r["khat"])
+        assert r["log_evidence"] < 0
+    assert record["comparison"]["max_abs_sd_ratio_minus_1"] >= 0
+    saved = json.loads((tmp_path / "logistic_regression.json").read_text())
+    assert saved["results"]["guides"] == record["guides"]

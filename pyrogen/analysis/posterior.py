@@ -229,19 +229,42 @@ class PSISDiagnostic:
         return "ok after reweighting" if self.khat <= 0.7 else "unreliable"
 
 
+def _sequential_log_weights(model, guide, args, kwargs, num_samples):
+    """``log p(x, z_s) - log q(z_s)`` for ``num_samples`` draws, one model run each."""
+    log_w, guide_trace = [], None
+    for _ in progress_bar(range(num_samples), desc="importance weights"):
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+        log_w.append(model_trace.log_prob_sum() - guide_trace.log_prob_sum())
+    return torch.stack(log_w), guide_trace
+
+
 def _importance(model, guide, args, kwargs, num_samples, name="num_samples"):
     _check_num_samples(num_samples, name, minimum=MIN_PSIS_DRAWS)
     with torch.no_grad():
         _, prototype = _traces(model, guide, args, kwargs)  # validates guide against model
-        log_w, _, guide_trace = pyro.infer.importance.vectorized_importance_weights(
-            model,
-            guide,
-            *args,
-            num_samples=num_samples,
-            max_plate_nesting=guess_max_plate_nesting(model, guide, args, kwargs),
-            normalized=False,
-            **kwargs,
-        )
+        try:
+            log_w, _, guide_trace = pyro.infer.importance.vectorized_importance_weights(
+                model,
+                guide,
+                *args,
+                num_samples=num_samples,
+                max_plate_nesting=guess_max_plate_nesting(model, guide, args, kwargs),
+                normalized=False,
+                **kwargs,
+            )
+        except (RuntimeError, ValueError, IndexError) as error:
+            # a model that is not vectorizable (shapes fixed by hand, Python control flow):
+            # one guide draw and model replay at a time
+            warnings.warn(
+                f"the model could not be vectorized over {num_samples} particles ({error}); "
+                "computing the importance weights one draw at a time",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            log_w, guide_trace = _sequential_log_weights(model, guide, args, kwargs, num_samples)
     log_w = log_w.reshape(num_samples)
     if not bool(torch.isfinite(log_w).any()):
         raise ValueError("every importance weight is zero or non-finite; check model and guide")

@@ -122,3 +122,26 @@ def test_bad_input(fn):
 
     with pytest.raises(ValueError, match="'mu'"):
         fn(model, wrong_guide, y, num_samples=10)
+
+
+def test_psis_khat_falls_back_to_one_draw_at_a_time_on_a_model_that_is_not_vectorizable():
+    """A model with a hand-fixed shape (``reshape(2)``) defeats the particle plate; psis_khat
+    warns and weighs one draw at a time. With the exact posterior as the guide every weight
+    equals log p(y) = log N(y; 0, 3)."""
+    y = torch.tensor(1.3)
+
+    def fixed_shape_model():
+        z = pyro.sample("z", pyro.distributions.Normal(torch.zeros(2), 1.0).to_event(1))
+        pyro.sample("y", pyro.distributions.Normal(z.reshape(2).sum(), 1.0), obs=y)
+
+    cov = torch.eye(2) - torch.ones(2, 2) / 3
+    mean = torch.full((2,), float(y) / 3)
+
+    def exact_guide():
+        pyro.sample("z", pyro.distributions.MultivariateNormal(mean, cov))
+
+    with pytest.warns(RuntimeWarning, match="one draw at a time"):
+        d = psis_khat(fixed_shape_model, exact_guide, num_samples=20)
+    expected = pyro.distributions.Normal(0.0, 3.0**0.5).log_prob(y)
+    assert d.log_weights.shape == (20,)
+    torch.testing.assert_close(d.log_weights, expected.expand(20).to(d.log_weights))
