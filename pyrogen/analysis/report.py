@@ -19,13 +19,13 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["render", "run_metadata", "set_threads", "write_results"]
+__all__ = ["render", "run_metadata", "seed_spread", "set_threads", "write_results"]
 
 _PACKAGES = ("torch", "pyro-ppl", "numpy", "arviz", "scikit-learn", "pyrogen")
 _NO_META = "The script that wrote this record does not record its command, date or machine."
@@ -133,6 +133,68 @@ def write_results(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    mean = sum(values) / len(values)
+    n = len(values)
+    var = sum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else 0.0
+    return {"mean": mean, "sd": math.sqrt(var), "min": min(values), "max": max(values)}
+
+
+def _spread(tables: list[Any], quantities: Sequence[str] | None) -> dict[str, Any]:
+    """The spread of one level of the per-seed tables (dicts with the same keys)."""
+    keys = list(dict.fromkeys(k for t in tables if isinstance(t, dict) for k in t))
+    row: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for key in keys:
+        values = [t[key] for t in tables if isinstance(t, dict) and key in t]
+        if all(isinstance(v, dict) for v in values):
+            sub = _spread(values, quantities)
+            if sub:
+                nested[key] = sub
+        elif all(_is_number(v) for v in values) and (quantities is None or key in quantities):
+            row["seeds"] = max(row.get("seeds", 0), len(values))
+            row |= {f"{key} {stat}": x for stat, x in _summary(values).items()}
+    if row and nested:
+        nested[""] = row
+        return nested
+    return row or nested
+
+
+def seed_spread(
+    per_seed: Mapping[Any, Mapping[str, Any]],
+    quantities: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The spread over seeds of every number of a record that a script measured once per seed.
+
+    ``per_seed[seed]`` is one seed's results, e.g. ``{"MAF": {"test_nats": -101.2, ...}, ...}``
+    (nested dicts of any depth). The spread has the same nesting; each dict of numbers becomes
+    ``{"seeds": n, "<quantity> mean": ..., "<quantity> sd": ..., "<quantity> min": ...,
+    "<quantity> max": ...}`` over the seeds that have it, in the quantity's own units, with
+    the sample standard deviation (``n - 1`` in the denominator; 0 for one seed). Booleans,
+    strings and lists are left out. (A dict holding both numbers and dicts keeps its numbers'
+    spread under the key ``""``.)
+
+    Args:
+        per_seed: seed -> that seed's results (any JSON-able seed keys).
+        quantities: the quantity names to summarise (default: every numeric one).
+    Returns:
+        the spread, nested as the results.
+    Raises:
+        ValueError: ``per_seed`` is empty.
+    Example:
+        >>> spread = seed_spread({0: {"MAF": {"nats": -101.0}}, 1: {"MAF": {"nats": -103.0}}})
+        >>> spread["MAF"]["nats mean"], spread["MAF"]["nats sd"], spread["MAF"]["seeds"]
+        (-102.0, 1.4142135623730951, 2)
+    """
+    if not per_seed:
+        raise ValueError("per_seed must hold at least one seed's results")
+    return _spread(list(per_seed.values()), quantities)
 
 
 # ---------------------------------------------------------------------------- rendering
