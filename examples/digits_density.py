@@ -318,6 +318,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     args.out.mkdir(parents=True, exist_ok=True)
     save_figure(args.out / "digits_density.png", x_test, first_dists, per_seed, spread)
+    reduced = ""
+    if args.smoke:
+        reduced = "--smoke: 200 training and 50 test images, 2 epochs per flow"
+    elif args.epochs:
+        reduced = f"--epochs {args.epochs} for every flow (full mode: 60 or 100 per flow)"
     record = {
         "spread_over_seeds": spread,
         "per_seed": {name: {str(s): per_seed[s][name] for s in seeds} for name in spread},
@@ -330,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict:
         argv=argv,
         description=__doc__.split("\nModel selection:")[0],
         started=started,
+        reduced=reduced,
     )
     print(f"wrote {args.out / 'digits_density.png'} and {args.out / 'digits_density.json'}")
     return record

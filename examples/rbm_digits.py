@@ -493,6 +493,11 @@ def main(argv: list[str] | None = None) -> dict:
             smoke=args.smoke,
             out=args.out if seed == seeds[0] else None,
         )
+    reduced = ""
+    if args.smoke:
+        reduced = "--smoke: 200 training and 50 test images, 1 epoch, 100 AIS temperatures"
+    elif args.epochs:
+        reduced = f"--epochs {args.epochs} (full mode: 100)"
     record = {
         "epochs": epochs,
         "ais_betas": num_betas,
@@ -507,6 +512,7 @@ def main(argv: list[str] | None = None) -> dict:
         argv=argv,
         description=__doc__.split("\nRun:")[0],
         started=started,
+        reduced=reduced,
     )
     return record
 
