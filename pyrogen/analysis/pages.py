@@ -26,7 +26,8 @@ its command, date, machine and library versions. To reproduce a page, run its fu
 command below with ``--out docs/results``, then ``python -m pyrogen.analysis.report
 docs/results``; the test suite checks that each committed page is exactly the rendering of its
 record, so a page cannot drift from the numbers behind it. A page whose results depend on the
-seed gives their spread over seeds (mean, sample sd, min and max) under ``spread_over_seeds``;
+seed gives their spread over seeds (mean, sample sd, min and max) under ``spread_over_seeds``
+and each seed's results under ``per_seed``;
 the seeds column counts them ("1": a single run, whose seed-to-seed noise the page does not
 show). A page from a run smaller than the script's full mode says so at its top. Timings
 depend on the machine and on what else runs on it."""
@@ -232,14 +233,17 @@ def render_index(
         run = meta.get("date", "not recorded")
         if meta.get("reduced"):
             run += " (reduced run)"
-        spread = (records[name].get("results") or {}).get("spread_over_seeds")
+        results = records[name].get("results") or {}
+        seeds = _seed_count(results.get("spread_over_seeds"))
+        if isinstance(results.get("per_seed"), dict):  # seed -> that seed's results
+            seeds = max(seeds, len(results["per_seed"]))
         rows.append(
             [
                 f":doc:`{name}`",
                 _cell(entry["about"]),
                 f"``{entry['command']}``",
                 _cell(run),
-                str(_seed_count(spread)),
+                str(seeds),
             ]
         )
     lines = [_HEADER.format(source=source), "", "Results", "=======", ""]
