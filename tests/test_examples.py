@@ -164,19 +164,29 @@ def test_avb_digits_smoke(tmp_path):
 @pytest.mark.slow
 def test_autoregressive_mnist_smoke(tmp_path):
     example = load(ROOT / "examples" / "autoregressive_mnist.py")
-    results = example.main(["--smoke", "--out", str(tmp_path)])
-    assert set(results) == {"MADE (1 ordering)", "MADE (8 orderings)", "PixelCNN", "PixelVAE"}
-    for r in results.values():
-        assert math.isfinite(r["test_nll"]) and r["test_nll"] > 0
+    record = example.main(["--smoke", "--seeds", "0", "1", "--out", str(tmp_path)])
+    models = {"MADE (1 ordering)", "MADE (8 orderings)", "PixelCNN", "PixelVAE"}
+    assert set(record["per_seed"]) == {"0", "1"} and set(record["spread_over_seeds"]) == models
+    for name in models:
+        nll = [record["per_seed"][seed][name]["test_nll"] for seed in ("0", "1")]
+        assert all(math.isfinite(v) and v > 0 for v in nll)
+        assert record["spread_over_seeds"][name]["test_nll mean"] == pytest.approx(sum(nll) / 2)
+    written = json.loads((tmp_path / "autoregressive_mnist.json").read_text())
+    assert written["results"] == record and written["meta"]["reduced"].startswith("--smoke")
     assert (tmp_path / "autoregressive_mnist.png").stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_image_flows_smoke(tmp_path):
     example = load(ROOT / "examples" / "image_flows.py")
-    results = example.main(["--smoke", "--out", str(tmp_path)])
+    record = example.main(["--smoke", "--out", str(tmp_path)])
+    results = record["per_seed"]["0"]
     for data in ("digits", "MNIST-5k"):
         assert set(results[data]) == {"Glow", "RealNVP (image)", "MAF (vector)", "RealNVP (vector)"}
-        for r in results[data].values():
+        for name, r in results[data].items():
             assert math.isfinite(r["test_bits_per_dim"]) and r["test_bits_per_dim"] > 0
+            spread = record["spread_over_seeds"][data][name]
+            assert spread["seeds"] == 1 and spread["test_bits_per_dim sd"] == 0.0
+    written = json.loads((tmp_path / "image_flows.json").read_text())
+    assert written["results"] == record and written["meta"]["reduced"].startswith("--smoke")
     assert (tmp_path / "image_flows_mnist.png").stat().st_size > 0
