@@ -35,10 +35,10 @@ biases at the data's logits).
 
 Run: ``python examples/rbm_digits.py --threads 1`` (one seed; ``--seeds 0 1 2`` for one run per
 seed and their spread; the wall time is on its results page, ``docs/results/rbm_digits.rst``),
-``--smoke`` for a short check. Writes ``outputs/rbm_digits.json`` (the record its results page
-renders), ``outputs/rbm_digits.png`` (test images and each model's samples with its score) and
-``outputs/ebm_two_moons.png`` (data, density and samples, with the test log-likelihoods), the
-figures from the first seed.
+``--epochs`` / ``--ais-betas`` for a smaller run, ``--smoke`` for a short check. Writes
+``outputs/rbm_digits.json`` (the record its results page renders), ``outputs/rbm_digits.png``
+(test images and each model's samples with its score) and ``outputs/ebm_two_moons.png`` (data,
+density and samples, with the test log-likelihoods), the figures from the first seed.
 """
 
 from __future__ import annotations
@@ -454,6 +454,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="short budget, for the test suite")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per RBM (100)")
     parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument("--ais-betas", type=int, default=None, help="AIS temperatures (14500)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     seeds = [args.seed] if args.seed is not None else args.seeds
     epochs = args.epochs or (1 if args.smoke else 100)
-    num_betas = 100 if args.smoke else 14500
+    num_betas = args.ais_betas or (100 if args.smoke else 14500)
     big = (25,) if args.smoke else (100, 500)
 
     import matplotlib
@@ -496,8 +497,11 @@ def main(argv: list[str] | None = None) -> dict:
     reduced = ""
     if args.smoke:
         reduced = "--smoke: 200 training and 50 test images, 1 epoch, 100 AIS temperatures"
-    elif args.epochs:
-        reduced = f"--epochs {args.epochs} (full mode: 100)"
+    else:
+        parts = [f"--epochs {args.epochs} (full mode: 100)"] if args.epochs else []
+        if args.ais_betas:
+            parts.append(f"--ais-betas {args.ais_betas} (full mode: 14500)")
+        reduced = "; ".join(parts)
     record = {
         "epochs": epochs,
         "ais_betas": num_betas,
