@@ -287,7 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"IAF encoder - Gaussian encoder test ELBO: {gain:+.2f} nats", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    shown = {k: models[k] for k in ("VAE", "IWAE-DReG k=50") if k in models}
+    shown = {
+        f"{k} (test log p(x) {results[k]['test_log_likelihood']:.2f} nats)": models[k]
+        for k in ("VAE", "IWAE-DReG k=50")
+        if k in models
+    }
     if shown:
         save_grid(shown, x_test, args.out / "vae_mnist.png")
     out = {"variants": results, "summary": summary, "epochs": epochs, "eval_samples": eval_samples}
