@@ -29,7 +29,7 @@ trained ``IWAE k=50`` model (K = 1, 5, 50) and of the trained ``IWAE-DReG k=50``
 over 200 independent gradient draws, SNR = |mean| / sd per encoder parameter, averaged (and
 medianed) over the parameters.
 
-Run: ``python examples/vae_mnist.py`` (about 20 minutes on 2 CPU cores; ``--epochs`` sets the
+Run: ``python examples/vae_mnist.py`` (wall time on its results page; ``--epochs`` sets the
 budget), ``--smoke`` for a seconds-long check. Writes ``outputs/vae_mnist.json`` and
 ``outputs/vae_mnist.png`` (samples and test reconstructions of the VAE and IWAE-DReG k=50).
 """
