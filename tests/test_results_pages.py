@@ -1,6 +1,7 @@
 """Results pages are the rendering of their committed JSON records, and the renderer shows
 every number of a record."""
 
+import io
 import json
 from pathlib import Path
 
@@ -28,6 +29,31 @@ def test_committed_page_is_the_rendering_of_its_record(record):
         f"{page.name} is not the rendering of {record.name}: "
         f"run python -m pyrogen.analysis.report docs/results/{record.name}"
     )
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.stem)
+def test_committed_page_is_valid_restructuredtext(record):
+    core = pytest.importorskip("docutils.core")
+    warnings = io.StringIO()
+    core.publish_doctree(
+        record.with_suffix(".rst").read_text(),
+        settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": warnings},
+    )
+    assert warnings.getvalue() == ""
+
+
+def test_text_that_looks_like_a_list_item_stays_text():
+    core = pytest.importorskip("docutils.core")
+    rows = report.render({"+ bound 10": {"x": 1.0}, "1. a": {"x": 2.0}})
+    assert "   * - \\+ bound 10\n" in rows and "   * - \\1. a\n" in rows
+    sections = report.render({"+ a": {"r": {"x": 1.0}}, "- b": {"s": {"y": 2.0}}})
+    assert "\\+ a\n" in sections and "\\- b\n" in sections
+    for page in (rows, sections):
+        warnings = io.StringIO()
+        core.publish_doctree(
+            page, settings_overrides={"report_level": 2, "warning_stream": warnings}
+        )
+        assert warnings.getvalue() == ""
 
 
 def test_every_page_has_a_record_and_a_registry_entry():
