@@ -25,6 +25,7 @@ Papamakarios et al. 2017, against ``x = y e^{s} + mu`` in the data-to-noise dire
 nflows and zuko).
 
 Run: ``python benchmarks/bench_maf_quality.py --threads 1 --seeds 0 1 2 --out out.json``
+(the record its results pages render)
 (about 15 s per model and seed on one core); ``--models`` picks a subset by name, ``--quick`` runs a
 few steps of everything (the smoke test).
 """
@@ -53,6 +54,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from pyrogen import flows
+from pyrogen.analysis.report import write_results
 from pyrogen.datasets import DIGITS_LEVELS, bits_per_dim, dequantize, load_digits, logit_transform
 from pyrogen.nn import MADE
 from pyrogen.transforms import Bijector, LULinear, MaskedAutoregressive, Permute, soft_bound
@@ -445,8 +447,15 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, default=str))
+    write_results(
+        args.out,
+        json.loads(json.dumps({"protocol": report["protocol"], "models": results}, default=str)),
+        title="MAF quality at equal budget: pyrogen against Pyro, nflows and zuko",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        reduced=f"--quick: {args.steps} steps, 256/64 images, one seed" if args.quick else "",
+    )
     print(f"wrote {args.out}")
     return report
 

@@ -7,20 +7,20 @@ reference (one network pass over the whole image per pixel) on the MNIST example
 images from the same seed. Median of ``--repeats`` runs, round-robin.
 
 Run: ``python benchmarks/bench_pixelcnn.py [--threads 1] [--num-samples 16] [--quick]
-[--out results.json]``, or with every other benchmark: ``python -m benchmarks.run --only
-pixelcnn`` (``cases`` is this module's registry entry, see :mod:`benchmarks.harness`).
+[--out results.json]``; ``--out`` writes the record its results page renders
+(``docs/results/bench_pixelcnn.rst``). With every other benchmark: ``python -m benchmarks.run
+--only pixelcnn`` (``cases`` is this module's registry entry, see :mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
 
-from pyrogen.analysis.report import run_metadata
+from pyrogen.analysis.report import run_metadata, write_results
 from pyrogen.distributions import PixelCNN
 from pyrogen.nn import PixelCNNNetwork
 
@@ -88,8 +88,15 @@ def main(argv=None) -> dict:
     results = {"meta": run_metadata(__file__, argv), "seconds": med, "speedup": speedup,
                "identical": identical, "image_size": size, "num_samples": n}  # fmt: skip
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+        write_results(
+            args.out,
+            {k: v for k, v in results.items() if k != "meta"},
+            title="PixelCNN sampling: causal windows against full-image passes",
+            script=__file__,
+            argv=argv,
+            description=__doc__.split("\nRun:")[0],
+            reduced="--quick: 8x8 images, 2 samples, 1 repeat" if args.quick else "",
+        )
     return results
 
 

@@ -14,15 +14,16 @@ Timings are round-robin (one repeat of every case in turn), median of ``--repeat
 are ``peer / pyrogen`` (> 1: pyrogen is faster). Peers that are not installed are skipped
 (``pip install ".[bench]"`` installs them).
 
-Run: ``python benchmarks/bench_sequential.py [--threads 1] [--quick] [--out results.json]``,
-or these cases with every other benchmark's: ``python -m benchmarks.run --only sequential``
-(``cases`` is this module's registry entry, see :mod:`benchmarks.harness`).
+Run: ``python benchmarks/bench_sequential.py [--threads 1] [--device cuda] [--quick]
+[--out results.json]``; ``--out`` writes the record its results page renders
+(``docs/results/bench_sequential.rst``). With every other benchmark: ``python -m
+benchmarks.run --only sequential`` (``cases`` is this module's registry entry, see
+:mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -32,7 +33,7 @@ import torch
 from pyro.nn import AutoRegressiveNN
 
 from pyrogen import flows
-from pyrogen.analysis.report import run_metadata
+from pyrogen.analysis.report import run_metadata, write_results
 
 NUM_LAYERS = 5
 HIDDEN = [256, 256]
@@ -240,8 +241,15 @@ def main(argv=None) -> dict:
         "iaf_inverse_max_abs_error": err,
     }
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+        write_results(
+            args.out,
+            {k: v for k, v in results.items() if k != "meta"},
+            title="The sequential direction of autoregressive flows against peer libraries",
+            script=__file__,
+            argv=argv,
+            description=__doc__.split("\nRun:")[0],
+            reduced="--quick: d = 4, batch 16, 1 repeat" if args.quick else "",
+        )
     return results
 
 

@@ -14,9 +14,9 @@ script prints, on held-out data, the ELBO and an importance-weighted estimate of
 (K = 256 draws from each guide; nats per data point). A better guide has a higher ELBO, and a
 smaller gap between ELBO and ``log p(x)``.
 
-Run: ``python examples/amortized_flow_guide.py`` (about a minute), ``--smoke`` for the tests,
-``--threads N`` to set torch's CPU threads, ``--seeds 0 1 2`` for one run per seed (data and
-initialization) and their spread. Writes ``outputs/amortized_flow_guide.json``.
+Run: ``python examples/amortized_flow_guide.py`` (wall time on its results page), ``--smoke``
+for the tests, ``--threads N`` to set torch's CPU threads, ``--seeds 0 1 2`` for one run per
+seed (data and initialization) and their spread. Writes ``outputs/amortized_flow_guide.json``.
 """
 
 from __future__ import annotations

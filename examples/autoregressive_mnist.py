@@ -24,8 +24,10 @@ Test negative log-likelihoods are exact for MADE and PixelCNN (nats per image, o
 per mask set). Papers on full binarized MNIST (60k training images) report PixelCNN 81.3 and
 MADE 86.6-88.0 nats; ours use 4000 training images.
 
-Run: ``python examples/autoregressive_mnist.py`` (about 20 minutes on 2 CPU cores), ``--smoke``
-for a short check. Writes ``outputs/autoregressive_mnist.json`` and ``.png`` (samples).
+Run: ``python examples/autoregressive_mnist.py --threads 1`` (one seed; ``--seeds 0 1 2`` for
+the spread over seeds; the wall time is on its results page), ``--smoke`` for a short check.
+Writes ``outputs/autoregressive_mnist.json`` (the record its results page renders) and ``.png``
+(test images and each model's samples with its test NLL, from the first seed).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyrogen.analysis import active_units, save_image_grid
-from pyrogen.analysis.report import set_threads, write_results
+from pyrogen.analysis.report import seed_spread, set_threads, write_results
 from pyrogen.datasets import load_mnist5k
 from pyrogen.distributions import MADE, MADENetwork, PixelCNN
 from pyrogen.infer import log_likelihood
@@ -134,27 +136,8 @@ def batched_mean(fn, x: torch.Tensor, batch: int = 250) -> float:
         return float(torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)]).mean())
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--made-epochs", type=int, default=200)
-    parser.add_argument("--pixelcnn-epochs", type=int, default=12)
-    parser.add_argument("--num-samples", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="outputs")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    started = time.perf_counter()
-    torch.set_default_dtype(torch.float32)
-    x_train, x_test, _, _ = load_mnist5k(dtype=torch.float32)
-    x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
-    if args.smoke:
-        args.made_epochs, args.pixelcnn_epochs, args.num_samples = 1, 1, 2
-        x_train, x_test = x_train[:300], x_test[:20]
-    n_val = x_train.shape[0] // 10
-    x_val = torch.bernoulli(x_train[:n_val], generator=torch.Generator().manual_seed(99))
-    x_fit = x_train[n_val:]
+def run_seed(args, seed: int, x_fit, x_val, x_test) -> tuple[dict, dict]:
+    """Every model trained with ``seed`` and scored: (name -> figures, name -> 16 samples)."""
     results, samples = {}, {}
 
     for name, masks in (("MADE (1 ordering)", 1), ("MADE (8 orderings)", 8)):
@@ -165,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
             return float(made.distribution().log_prob(x).mean())
 
         seconds = fit(made, made.model, empty_guide, x_fit, x_val, args.made_epochs, val_score,
-                      args.seed)  # fmt: skip
+                      seed)  # fmt: skip
         r = {"test_nll": -batched_mean(made.distribution().log_prob, x_test), "seconds": seconds}
         if masks > 1:
             r["test_nll_mask0_only"] = -batched_mean(made.distribution(0).log_prob, x_test)
@@ -179,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         return batched_mean(pcnn.distribution().log_prob, x.reshape(-1, *SHAPE))
 
     seconds = fit(pcnn, pcnn.model, empty_guide, x_fit, x_val, args.pixelcnn_epochs, pcnn_score,
-                  args.seed)  # fmt: skip
+                  seed)  # fmt: skip
     results["PixelCNN"] = {"test_nll": -pcnn_score(x_test), "seconds": seconds}
     samples["PixelCNN"] = pcnn.distribution().sample((16,)).reshape(16, 28, 28)
 
@@ -190,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         return -sum(Trace_ELBO().loss(vae.model, vae.guide, b) for b in x.split(250)) / len(x)
 
     seconds = fit(vae, vae.model, vae.guide, x_fit, x_val, args.pixelcnn_epochs, vae_elbo,
-                  args.seed)  # fmt: skip
+                  seed)  # fmt: skip
     # every particle of every image costs a PixelCNN pass: chunk the images (100 at a time)
     # and the particles (10 at a time), about 100 MB per activation
     lls = [
@@ -213,35 +196,93 @@ def main(argv: list[str] | None = None) -> dict:
         z = torch.randn(16, vae.latent_dim)
         samples["PixelVAE"] = vae.decoder.distribution(z).sample().reshape(16, 28, 28)
 
-    print(f"\n{'model (MNIST-5k)':<22} {'test NLL (nats)':>16} {'seconds':>8}")
-    for name, r in results.items():
-        print(f"{name:<22} {r['test_nll']:>16.2f} {r['seconds']:>8.1f}")
-    made8 = results["MADE (8 orderings)"]
-    print(f"MADE (8 orderings), mask set 0 alone: {made8['test_nll_mask0_only']:.2f} nats")
-    pv = results["PixelVAE"]
-    print(
-        f"PixelVAE: -ELBO {pv['test_negative_elbo']:.2f}, NLL with K={pv['num_samples']} "
-        f"(max se {pv['max_stderr']:.2f}), active units {pv['active_units']}/16"
-    )
+    return results, samples
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--made-epochs", type=int, default=200)
+    parser.add_argument("--pixelcnn-epochs", type=int, default=12)
+    parser.add_argument("--num-samples", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--out", default="outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    torch.set_default_dtype(torch.float32)
+    x_train, x_test, _, _ = load_mnist5k(dtype=torch.float32)
+    x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
+    if args.smoke:
+        args.made_epochs, args.pixelcnn_epochs, args.num_samples = 1, 1, 2
+        x_train, x_test = x_train[:300], x_test[:20]
+    n_val = x_train.shape[0] // 10
+    x_val = torch.bernoulli(x_train[:n_val], generator=torch.Generator().manual_seed(99))
+    x_fit = x_train[n_val:]
+    per_seed, samples = {}, None
+    for seed in seeds:
+        print(f"--- seed {seed}", flush=True)
+        results, seed_samples = run_seed(args, seed, x_fit, x_val, x_test)
+        per_seed[seed] = results
+        samples = samples or seed_samples
+        print(f"\n{'model (MNIST-5k)':<22} {'seed':>4} {'test NLL (nats)':>16} {'seconds':>8}")
+        for name, r in results.items():
+            print(f"{name:<22} {seed:4d} {r['test_nll']:>16.2f} {r['seconds']:>8.1f}")
+        made8 = results["MADE (8 orderings)"]
+        print(f"MADE (8 orderings), mask set 0 alone: {made8['test_nll_mask0_only']:.2f} nats")
+        pv = results["PixelVAE"]
+        print(
+            f"PixelVAE: -ELBO {pv['test_negative_elbo']:.2f}, NLL with K={pv['num_samples']} "
+            f"(max se {pv['max_stderr']:.2f}), active units {pv['active_units']}/16"
+        )
+    spread = seed_spread(per_seed)
+    print(f"\n{'over seeds':<22} {'seeds':>5} {'test NLL mean':>14} {'sd':>6}")
+    for name, r in spread.items():
+        print(f"{name:<22} {r['seeds']:5d} {r['test_nll mean']:14.2f} {r['test_nll sd']:6.2f}")
+    reduced = []
+    if args.smoke:
+        reduced.append("--smoke: 300 training and 20 test images, 1 epoch, K = 2")
+    else:
+        if args.made_epochs != 200:
+            reduced.append(f"--made-epochs {args.made_epochs} (full mode: 200)")
+        if args.pixelcnn_epochs != 12:
+            reduced.append(f"--pixelcnn-epochs {args.pixelcnn_epochs} (full mode: 12)")
+        if args.num_samples != 100:
+            reduced.append(f"--num-samples {args.num_samples} (full mode: 100)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "spread_over_seeds": spread,
+        "per_seed": {str(seed): r for seed, r in per_seed.items()},
+    }
     write_results(
         out / "autoregressive_mnist.json",
-        results,
+        record,
         title="Autoregressive likelihoods on MNIST-5k",
         script=__file__,
         argv=argv,
         description=__doc__.split("\nRun:")[0],
         started=started,
+        reduced="; ".join(reduced),
     )
-    labelled = {f"{k} ({results[k]['test_nll']:.2f} nats test NLL)": v for k, v in samples.items()}
+    first = per_seed[seeds[0]]
+    labelled = {f"test images (binarized; {len(x_test)} held out, the first 16)": x_test[:16]}
+    for k, v in samples.items():
+        label = f"{k} samples: test NLL {first[k]['test_nll']:.2f} nats/img (seed {seeds[0]})"
+        if len(seeds) > 1:
+            label += f", {spread[k]['test_nll mean']:.2f} \u00b1 {spread[k]['test_nll sd']:.2f}"
+            label += f" over {len(seeds)} seeds"
+        labelled[label] = v
     save_image_grid(
         labelled,
         out / "autoregressive_mnist.png",
         image_size=(28, 28),
-        title="MNIST-5k: samples of each model (test negative log-likelihood per image)",
+        title="MNIST-5k: test images and samples of each model (lower NLL is better)",
     )
-    return results
+    return record
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ Held-out figures, nats per image, on the 360 test digits:
   (5 degrees of freedom) proposal with the mean and sd of 512 guide draws per test image. The
   same moment-matched proposal is also applied to the VAE as a check on the estimator.
 
-Run: ``python examples/avb_digits.py`` (about 4 minutes on 2 CPU cores), ``--smoke`` for a short
+Run: ``python examples/avb_digits.py`` (wall time on its results page), ``--smoke`` for a short
 check. Writes ``outputs/avb_digits.json``.
 """
 

@@ -16,12 +16,22 @@ log-determinant is part of ``log_prob``; ``E_u[log p(k + u)]`` is a lower bound 
 log-likelihood ``log P(k)`` (Theis et al. 2016). Bits/dim = ``-log p / (64 ln 2)``. Held-out
 numbers average 10 dequantization draws per test image with a fixed seed.
 
+Printed (and on the results page): one row per model and seed under the header
+
+    model                seed test nats bits/dim train nats epoch seconds  params
+
+then one row per model, its test log-likelihood over the seeds (sample sd), under
+
+    model                seeds test nats mean    sd      min      max bits/dim mean
+
 Model selection: 10% of the training images are held out for early stopping (the state with
 the best validation log-likelihood is kept); the test set is used once, at the end.
 
-Run: ``python examples/digits_density.py`` (about 2 minutes on 2 CPU cores), or ``--smoke``
-for a few-second check. Writes ``outputs/digits_density.png`` (real vs sampled digits) and
-``outputs/digits_density.json`` (the table).
+Run: ``python examples/digits_density.py --threads 1`` (seeds 0, 1 and 2; its wall time is on
+its results page, ``docs/results/digits_density.rst``), ``--seeds``/``--seed`` to choose the
+seeds, or ``--smoke`` for a few-second check. Writes ``outputs/digits_density.png`` (test images
+and each model's samples, labelled with its scores) and ``outputs/digits_density.json`` (the
+record its results page renders).
 """
 
 from __future__ import annotations
@@ -129,49 +139,39 @@ def train_flow(
     return best[2]
 
 
-def save_grid(path: Path, rows: dict[str, torch.Tensor]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = next(iter(rows.values())).shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.8, len(rows) * 0.9))
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r, c]
-            pixels = images[c].reshape(8, 8).clamp(0, DIGITS_LEVELS).cpu().numpy()
-            ax.imshow(pixels, cmap="gray_r", vmin=0, vmax=DIGITS_LEVELS)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+TABLE_HEADER = (
+    f"{'model':20s} {'seed':>4s} {'test nats':>9s} {'bits/dim':>8s} {'train nats':>10s} "
+    f"{'epoch':>5s} {'seconds':>7s} {'params':>7s}"
+)
+SPREAD_HEADER = (
+    f"{'model':20s} {'seeds':>5s} {'test nats mean':>14s} {'sd':>5s} {'min':>8s} {'max':>8s} "
+    f"{'bits/dim mean':>13s}"
+)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs for every flow")
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    from pyrogen.analysis.report import set_threads, write_results
+def table_row(name: str, seed: int, r: dict) -> str:
+    """One printed row of the per-seed table (under ``TABLE_HEADER``)."""
+    return (
+        f"{name:20s} {seed:4d} {r['test_log_likelihood_nats']:9.2f} "
+        f"{r['test_bits_per_dim']:8.3f} {r['train_log_likelihood_nats']:10.2f} "
+        f"{r['epochs']:5d} {r['seconds']:7.1f} {r['parameters']:7d}"
+    )
 
-    set_threads(args.threads)
-    started = time.perf_counter()
 
-    pyro.set_rng_seed(args.seed)
-    x_train, x_test, _, _ = load_digits(dtype=torch.float32)
-    if args.smoke:
-        x_train, x_test = x_train[:200], x_test[:50]
-    n_val = x_train.shape[0] // 10
-    x_fit, x_val = x_train[n_val:], x_train[:n_val]
-    g = torch.Generator().manual_seed(args.seed)
+def spread_row(name: str, s: dict) -> str:
+    """One printed row of the spread-over-seeds table (under ``SPREAD_HEADER``)."""
+    q = "test_log_likelihood_nats"
+    return (
+        f"{name:20s} {s['seeds']:5d} {s[q + ' mean']:14.2f} {s[q + ' sd']:5.2f} "
+        f"{s[q + ' min']:8.2f} {s[q + ' max']:8.2f} {s['test_bits_per_dim mean']:13.3f}"
+    )
 
+
+def fit_all(args, seed: int, data) -> tuple[dict, dict]:
+    """Every model fitted with ``seed``: (name -> figures, name -> fitted distribution)."""
+    x_fit, x_val, x_test = data
+    pyro.set_rng_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     # name: (builder, epochs, batch size, learning rate, weight decay)
     specs = {
         "RealNVP": (
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     dists = {"Gaussian (full cov)": flow_distribution(gauss)}
     for name, (make, epochs, batch_size, lr, weight_decay) in specs.items():
-        torch.manual_seed(args.seed)
-        flow = make().to(x_train.dtype)
+        torch.manual_seed(seed)
+        flow = make().to(x_fit.dtype)
         if args.epochs or args.smoke:
             epochs = args.epochs or 2
         t0 = time.perf_counter()
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
-            seed=args.seed,
+            seed=seed,
             weight_decay=weight_decay,
             progress=not args.no_progress,
         )
@@ -236,7 +236,6 @@ def main(argv: list[str] | None = None) -> dict:
             "parameters": sum(p.numel() for p in flow.parameters()),
         }
         dists[name] = flow_distribution(gauss, flow)
-
     for name, d in dists.items():
         ll = held_out_log_prob(d, x_test)
         results[name].update(
@@ -244,35 +243,102 @@ def main(argv: list[str] | None = None) -> dict:
             test_bits_per_dim=bits_per_dim(ll, D),
             train_log_likelihood_nats=held_out_log_prob(d, x_fit, num_draws=1),
         )
+    return results, dists
+
+
+def save_figure(path: Path, x_test, dists: dict, per_seed: dict, spread: dict) -> None:
+    """Test images, then 16 samples of each model of the first seed, each row labelled with
+    the model's test log-likelihood (that seed, and the mean and sd over seeds)."""
+    from pyrogen.analysis import save_image_grid
+
+    seed = next(iter(per_seed))
+    torch.manual_seed(seed)
+    rows = {f"test images ({x_test.shape[0]} held out; the first 16)": x_test[:16]}
+    with torch.no_grad():
+        for name, d in dists.items():
+            r, s = per_seed[seed][name], spread[name]
+            label = (
+                f"{name} samples: test {r['test_log_likelihood_nats']:.2f} nats/img, "
+                f"{r['test_bits_per_dim']:.3f} bits/dim (seed {seed}); "
+                f"{s['test_log_likelihood_nats mean']:.2f} "
+                f"\u00b1 {s['test_log_likelihood_nats sd']:.2f} over {s['seeds']} seed(s)"
+            )
+            rows[label] = d.sample((16,)).clamp(0, DIGITS_LEVELS)
+    save_image_grid(
+        rows,
+        path,
+        image_size=(8, 8),
+        vmax=float(DIGITS_LEVELS),
+        title="8x8 digits: held-out test images and samples of each density model "
+        "(higher log-likelihood is better)",
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs for every flow")
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    from pyrogen.analysis.report import seed_spread, set_threads, write_results
+
+    set_threads(args.threads)
+    started = time.perf_counter()
+    if args.seed is not None:
+        seeds = [args.seed]
+    else:
+        seeds = args.seeds or ([0] if args.smoke else [0, 1, 2])
+
+    x_train, x_test, _, _ = load_digits(dtype=torch.float32)
+    if args.smoke:
+        x_train, x_test = x_train[:200], x_test[:50]
+    n_val = x_train.shape[0] // 10
+    x_fit, x_val = x_train[n_val:], x_train[:n_val]
+
+    per_seed, first_dists = {}, None
+    for seed in seeds:
+        per_seed[seed], dists = fit_all(args, seed, (x_fit, x_val, x_test))
+        first_dists = first_dists or dists
+    spread = seed_spread(per_seed)
 
     print(f"\nHeld-out log-likelihood on digits ({x_test.shape[0]} test images, 8x8, 17 levels,")
     print("uniform dequantization, logit preprocessing accounted; higher is better)")
-    header = ["test nats/img", "test bits/dim", "train nats/img", "best epoch", "seconds", "params"]
-    print(f"{'model':22s} " + " ".join(f"{h:>14s}" for h in header))
-    for name, r in results.items():
-        print(
-            f"{name:22s} {r['test_log_likelihood_nats']:14.2f} {r['test_bits_per_dim']:14.3f} "
-            f"{r['train_log_likelihood_nats']:14.2f} {r['epochs']:14d} {r['seconds']:14.1f} "
-            f"{r['parameters']:14d}"
-        )
+    print(TABLE_HEADER)
+    for seed, results in per_seed.items():
+        for name, r in results.items():
+            print(table_row(name, seed, r))
+    print(f"\nSpread over seeds {' '.join(map(str, seeds))} (test nats/img; sd over seeds)")
+    print(SPREAD_HEADER)
+    for name, s in spread.items():
+        print(spread_row(name, s))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
-    with torch.no_grad():
-        rows = {"real": x_test[:10]}
-        rows.update({name: d.sample((10,)) for name, d in dists.items()})
-    save_grid(args.out / "digits_density.png", rows)
+    save_figure(args.out / "digits_density.png", x_test, first_dists, per_seed, spread)
+    reduced = ""
+    if args.smoke:
+        reduced = "--smoke: 200 training and 50 test images, 2 epochs per flow"
+    elif args.epochs:
+        reduced = f"--epochs {args.epochs} for every flow (full mode: 60 or 100 per flow)"
+    record = {
+        "spread_over_seeds": spread,
+        "per_seed": {name: {str(s): per_seed[s][name] for s in seeds} for name in spread},
+    }
     write_results(
         args.out / "digits_density.json",
-        results,
+        record,
         title="Density models of 8x8 digits (the main job)",
         script=__file__,
         argv=argv,
         description=__doc__.split("\nModel selection:")[0],
         started=started,
+        reduced=reduced,
     )
     print(f"wrote {args.out / 'digits_density.png'} and {args.out / 'digits_density.json'}")
-    return results
+    return record
 
 
 if __name__ == "__main__":

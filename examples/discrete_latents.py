@@ -23,7 +23,7 @@ pyrogen's ``IWAE(5, "iwae")`` for the same number of epochs and scores each on t
 with ``pyrogen.infer.log_likelihood`` (K = 1000 importance draws, nats per image): pyrogen's
 objectives and estimators run on the same model and guide as Pyro's.
 
-Run: ``python examples/discrete_latents.py`` (about 2 minutes on 2 CPU cores), ``--smoke`` for
+Run: ``python examples/discrete_latents.py`` (wall time on its results page), ``--smoke`` for
 a seconds-long check. Writes ``outputs/discrete_latents.json``.
 """
 

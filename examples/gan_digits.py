@@ -22,7 +22,7 @@ classes predicted (of 10) and the KL divergence of the predicted-class histogram
 (nats), and the Inception-style score of the class probabilities. For scale, the training
 digits themselves are scored the same way. Sample grids go to ``outputs/gan_digits.png``.
 
-Run: ``python examples/gan_digits.py`` (about 6.5 minutes on 2 CPU cores), ``--smoke`` for a short
+Run: ``python examples/gan_digits.py`` (wall time on its results page), ``--smoke`` for a short
 check. Writes ``outputs/gan_digits.json`` and ``outputs/gan_digits.png``.
 """
 

@@ -19,7 +19,7 @@ Every ``--eval-every`` generator steps, 2,000 samples are drawn through
 (a mode counts when at least 20 samples, 1% of the draw, lie within 3 component sds of its
 centre) and the fraction of high-quality samples (within 3 sds of some centre).
 
-Run: ``python examples/gan_eight_gaussians.py`` (about 5 minutes on 2 CPU cores), ``--smoke`` for
+Run: ``python examples/gan_eight_gaussians.py`` (wall time on its results page), ``--smoke`` for
 a short check. Writes ``outputs/gan_eight_gaussians.json`` and ``.png`` (samples and curves).
 """
 

@@ -184,7 +184,9 @@ def log_likelihoods(name: str, model, inputs: dict, num_samples: int) -> dict:
 TRAINERS = {"MAF": train_flow, "PixelCNN": train_pixelcnn, "VAE": train_vae_model}
 
 
-def figure(all_scores: dict, path: Path) -> None:
+def figure(all_scores: dict, path: Path, aurocs: dict | None = None) -> None:
+    """Histograms of each score per image set, labelled with the set's AUROC against the
+    MNIST test digits."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,12 +212,19 @@ def figure(all_scores: dict, path: Path) -> None:
             lo, hi = np.percentile(values, [0.5, 99.5])
             bins = np.linspace(lo, hi, 60)
             for s, v in per_set.items():
-                ax.hist(np.clip(v, lo, hi), bins=bins, histtype="step", density=True, label=s,
+                label = s
+                if aurocs is not None and s in aurocs.get(model, {}):
+                    label = f"{s} (AUROC {aurocs[model][s][kind]:.3f})"
+                ax.hist(np.clip(v, lo, hi), bins=bins, histtype="step", density=True, label=label,
                         lw=2 if s == "MNIST test" else 1)  # fmt: skip
             ax.set_title(f"{model}: {titles[kind]}", fontsize=10)
             ax.set_xlabel("sign(s) log10(1 + |s|) of the score s (higher = more unusual)")
             ax.set_ylabel("density")
-    axes[0, 0].legend(fontsize=8)
+            ax.legend(fontsize=7)
+    fig.suptitle(
+        "Outlier scores of MNIST-5k test digits (thick) and of each outlier set; AUROC of the "
+        "set against the test digits (1 = perfectly separated, 0.5 = chance)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
@@ -305,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     total = time.perf_counter() - start
     print(f"total run time: {total:.0f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    figure(all_scores, args.out / "outlier_detection.png")
+    figure(all_scores, args.out / "outlier_detection.png", aurocs)
     record = {
         "command": " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

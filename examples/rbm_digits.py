@@ -33,15 +33,17 @@ biases at the data's logits).
    A summary table compares RBMs, the DBN and the DBM: test log-likelihood (nats per image),
    its standard error (test-set spread and AIS combined) and training seconds.
 
-Run: ``python examples/rbm_digits.py`` (about 16 minutes on 2 busy CPU cores), ``--smoke`` for a
-short check. Writes ``outputs/rbm_digits.json``, ``outputs/rbm_digits.png`` (data and samples)
-and ``outputs/ebm_two_moons.png``.
+Run: ``python examples/rbm_digits.py --threads 1`` (one seed; ``--seeds 0 1 2`` for one run per
+seed and their spread; the wall time is on its results page, ``docs/results/rbm_digits.rst``),
+``--epochs`` / ``--ais-betas`` for a smaller run, ``--smoke`` for a short check. Writes
+``outputs/rbm_digits.json`` (the record its results page renders), ``outputs/rbm_digits.png``
+(test images and each model's samples with its score) and ``outputs/ebm_two_moons.png`` (data,
+density and samples, with the test log-likelihoods), the figures from the first seed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -180,8 +182,9 @@ class Energy(nn.Module):
         return self.net(x).squeeze(-1) + 0.05 * (x**2).sum(-1)  # weak confinement
 
 
-def ebm_two_moons(steps: int, out: Path) -> dict:
-    """Continuous EBM trained by CD with Langevin negatives; log Z by grid quadrature."""
+def ebm_two_moons(steps: int, out: Path | None) -> dict:
+    """Continuous EBM trained by CD with Langevin negatives; log Z by grid quadrature (and,
+    with ``out``, its figure ``out / "ebm_two_moons.png"``)."""
     g = torch.Generator().manual_seed(0)
     train, test = two_moons(2000, generator=g) * 2, two_moons(1000, generator=g) * 2
     energy = Energy()
@@ -210,66 +213,56 @@ def ebm_two_moons(steps: int, out: Path) -> dict:
     mean, cov = train.mean(0), torch.cov(train.T)
     gauss = float(torch.distributions.MultivariateNormal(mean, cov).log_prob(test).mean())
 
-    import matplotlib.pyplot as plt
+    if out is not None:
+        import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-    axes[0].scatter(*test.T.numpy(), s=2)
-    axes[0].set_title("two moons (test)")
-    density = log_f.reshape(301, 301).T.exp().numpy()
-    axes[1].imshow(density, origin="lower", extent=(-6, 6, -6, 6))
-    axes[1].set_title("exp(-E(x))")
-    axes[2].scatter(*samples.T.numpy(), s=2)
-    axes[2].set_title("MALA samples (2000 steps)")
-    for ax in axes:
-        ax.set_xlim(-6, 6)
-        ax.set_ylim(-6, 6)
-    fig.tight_layout()
-    fig.savefig(out / "ebm_two_moons.png", dpi=70)
-    plt.close(fig)
+        fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+        axes[0].scatter(*test.T.numpy(), s=2)
+        axes[0].set_title(f"two moons x2: {len(test)} test points")
+        density = log_f.reshape(301, 301).T.exp().numpy()
+        axes[1].imshow(density, origin="lower", extent=(-6, 6, -6, 6))
+        axes[1].set_title("unnormalized density exp(-E(x))")
+        axes[2].scatter(*samples.T.numpy(), s=2)
+        axes[2].set_title(f"{len(samples)} MALA samples (2000 steps)")
+        for ax in axes:
+            ax.set_xlim(-6, 6)
+            ax.set_ylim(-6, 6)
+            ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
+        fig.suptitle(
+            f"Langevin-trained EBM: test log-likelihood {test_ll:.3f} nats/point (log Z by "
+            f"quadrature), full-covariance Gaussian {gauss:.3f}"
+        )
+        fig.tight_layout()
+        fig.savefig(out / "ebm_two_moons.png", dpi=70)
+        plt.close(fig)
     return {"test_ll": test_ll, "log_partition_quadrature": log_z, "gaussian_test_ll": gauss}
 
 
-def save_digit_grid(rows: dict[str, torch.Tensor], path: Path) -> None:
-    import matplotlib.pyplot as plt
+def save_digit_grid(rows: dict[str, torch.Tensor], path: Path, title: str) -> None:
+    """Labelled strips of 16 binary (or [0, 1]) 8x8 digits, one per row."""
+    from pyrogen.analysis import save_image_grid
 
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows)))
-    for ax, (title, images) in zip(axes, rows.items(), strict=True):
-        strip = images[:16].reshape(16, 8, 8).permute(1, 0, 2).reshape(8, 16 * 8)
-        ax.imshow(strip.numpy(), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
+    rows = {label: x[:16].clamp(0, 1) for label, x in rows.items()}
+    save_image_grid(rows, path, image_size=(8, 8), title=title)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="short budget, for the test suite")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per RBM (100)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    from pyrogen.analysis.report import set_threads
-
-    set_threads(args.threads)
-    epochs = args.epochs or (1 if args.smoke else 100)
-    num_betas = 100 if args.smoke else 14500
-    big = (25,) if args.smoke else (100, 500)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    args.out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float64
-    x_train, x_test, _, _ = load_digits(dtype=dtype)
-    real_train, real_test = x_train, x_test
-    x_train, x_test = (x_train >= 8).to(dtype), (x_test >= 8).to(dtype)
-    if args.smoke:
-        x_train, x_test = x_train[:200], x_test[:50]
-        real_train, real_test = real_train[:200], real_test[:50]
-    results: dict = {"epochs": epochs}
+def run_seed(
+    seed: int,
+    x_train: torch.Tensor,
+    x_test: torch.Tensor,
+    real_train: torch.Tensor,
+    real_test: torch.Tensor,
+    *,
+    epochs: int,
+    num_betas: int,
+    big: tuple[int, ...],
+    smoke: bool,
+    out: Path | None,
+) -> dict:
+    """Every model trained and scored with ``seed``; the figures are drawn when ``out`` is
+    given."""
+    results: dict = {}
 
     # 1-2. 20 hidden units, exactly scored
     losses = {
@@ -280,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     small: dict[str, BernoulliRBM] = {}
     print(f"{'model (20 hidden units)':34s} {'exact test LL':>13s} {'s/epoch':>8s}", flush=True)
     for name, make in losses.items():
-        pyro.set_rng_seed(args.seed)
+        pyro.set_rng_seed(seed)
         start = time.perf_counter()
         small[name] = fit_rbm(x_train, 20, loss=make(), epochs=epochs)
         seconds = (time.perf_counter() - start) / epochs
@@ -298,8 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{sk_seconds:8.3f}",
         flush=True,
     )
-    timing_epochs = 1 if args.smoke else 5
-    pyro.set_rng_seed(args.seed)
+    timing_epochs = 1 if smoke else 5
+    pyro.set_rng_seed(seed)
     start = time.perf_counter()
     fit_rbm(
         x_train,
@@ -348,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["pyrogen CD-25"]["seconds_per_epoch"] * epochs,
     )
     for h in big:
-        pyro.set_rng_seed(args.seed)
+        pyro.set_rng_seed(seed)
         start = time.perf_counter()
         rbm = fit_rbm(x_train, h, loss=ContrastiveDivergence(25), epochs=epochs)
         seconds = time.perf_counter() - start
@@ -360,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{f'{h} hidden units':34s} {ll:11.3f} {log_z:9.3f} {se:6.3f}", flush=True)
 
     # 4. Gaussian-Bernoulli RBM on real-valued pixels
-    pyro.set_rng_seed(args.seed)
+    pyro.set_rng_seed(seed)
     gb = gaussian_rbm(real_train, real_test, epochs)
     results["gaussian_bernoulli_rbm"] = {
         k: gb[k] for k in ("test_ll", "diagonal_gaussian", "full_gaussian")
@@ -373,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 5. Deep belief net, greedy
-    pyro.set_rng_seed(args.seed)
+    pyro.set_rng_seed(seed)
     start = time.perf_counter()
     first = fit_rbm(
         x_train, 100, loss=ContrastiveDivergence(1, persistent=True, num_chains=50), epochs=epochs
@@ -393,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["dbn"] = {"test_ll_lower_bound": float(bound.mean()), "log_partition_top": log_z}
 
     # 7. Deep Boltzmann machine
-    pyro.set_rng_seed(args.seed)
+    pyro.set_rng_seed(seed)
     start = time.perf_counter()
     dbm = train_dbm(x_train, epochs)
     dbm_seconds = time.perf_counter() - start
@@ -420,8 +413,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:34s} {ll:9.2f} {se:6.2f} {sec:8.1f}", flush=True)
 
     # 6. Langevin EBM on two moons
-    pyro.set_rng_seed(args.seed)
-    results["ebm_two_moons"] = ebm_two_moons(20 if args.smoke else 3000, args.out)
+    pyro.set_rng_seed(seed)
+    results["ebm_two_moons"] = ebm_two_moons(20 if smoke else 3000, out)
     e = results["ebm_two_moons"]
     print(
         f"EBM on two moons (x2 scale): test LL {e['test_ll']:.3f} nats (log Z by quadrature), "
@@ -429,20 +422,103 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
 
-    with torch.no_grad():
-        gb_samples = gb["rbm"].sample((16,)) * gb["unstandardize"] + gb["mean"]
-        save_digit_grid(
-            {
-                "test data (binarized)": x_test,
-                "RBM, 20 hidden, CD-25: exact samples": small["CD-25"].sample((16,)),
-                "DBN 64-100-50: top-down samples (mean activations)": dbn.sample((16,)),
-                "DBM 64-100-50: block-Gibbs samples (1000 sweeps)": dbm.sample((16,)),
-                "Gaussian-Bernoulli RBM: exact samples (real-valued, /16)": gb_samples / 16,
-            },
-            args.out / "rbm_digits.png",
-        )
-    (args.out / "rbm_digits.json").write_text(json.dumps(results, indent=2))
+    if out is not None:
+        with torch.no_grad():
+            gb_samples = gb["rbm"].sample((16,)) * gb["unstandardize"] + gb["mean"]
+            s = results["summary"]
+            rbm20, dbn_name, dbm_name = (
+                "RBM 64-20, CD-25 (exact)",
+                "DBN 64-100-50 (AIS + bound)",
+                "DBM 64-100-50 (AIS + bound)",
+            )
+            save_digit_grid(
+                {
+                    f"test images (binarized; {len(x_test)} held out, the first 16)": x_test,
+                    f"RBM 64-20, CD-25, exact samples: test log-likelihood "
+                    f"{s[rbm20]['test_ll']:.2f} nats/img (exact)": small["CD-25"].sample((16,)),
+                    f"DBN 64-100-50, top-down samples (mean activations): test bound "
+                    f"{s[dbn_name]['test_ll']:.2f} nats/img": dbn.sample((16,)),
+                    f"DBM 64-100-50, block-Gibbs samples (1000 sweeps): test bound "
+                    f"{s[dbm_name]['test_ll']:.2f} nats/img": dbm.sample((16,)),
+                    f"Gaussian-Bernoulli RBM, exact samples (real-valued pixels / 16): test "
+                    f"{gb['test_ll']:.2f} nats/img (standardized)": gb_samples / 16,
+                },
+                out / "rbm_digits.png",
+                f"Energy models of 8x8 digits (seed {seed}): test images and samples",
+            )
     return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="short budget, for the test suite")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per RBM (100)")
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument("--ais-betas", type=int, default=None, help="AIS temperatures (14500)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    from pyrogen.analysis.report import seed_spread, set_threads, write_results
+
+    set_threads(args.threads)
+    started = time.perf_counter()
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    epochs = args.epochs or (1 if args.smoke else 100)
+    num_betas = args.ais_betas or (100 if args.smoke else 14500)
+    big = (25,) if args.smoke else (100, 500)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    args.out.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float64
+    x_train, x_test, _, _ = load_digits(dtype=dtype)
+    real_train, real_test = x_train, x_test
+    x_train, x_test = (x_train >= 8).to(dtype), (x_test >= 8).to(dtype)
+    if args.smoke:
+        x_train, x_test = x_train[:200], x_test[:50]
+        real_train, real_test = real_train[:200], real_test[:50]
+    per_seed = {}
+    for seed in seeds:
+        print(f"--- seed {seed}", flush=True)
+        per_seed[seed] = run_seed(
+            seed,
+            x_train,
+            x_test,
+            real_train,
+            real_test,
+            epochs=epochs,
+            num_betas=num_betas,
+            big=big,
+            smoke=args.smoke,
+            out=args.out if seed == seeds[0] else None,
+        )
+    reduced = ""
+    if args.smoke:
+        reduced = "--smoke: 200 training and 50 test images, 1 epoch, 100 AIS temperatures"
+    else:
+        parts = [f"--epochs {args.epochs} (full mode: 100)"] if args.epochs else []
+        if args.ais_betas:
+            parts.append(f"--ais-betas {args.ais_betas} (full mode: 14500)")
+        reduced = "; ".join(parts)
+    record = {
+        "epochs": epochs,
+        "ais_betas": num_betas,
+        "spread_over_seeds": seed_spread(per_seed),
+        "per_seed": {str(seed): r for seed, r in per_seed.items()},
+    }
+    write_results(
+        args.out / "rbm_digits.json",
+        record,
+        title="Energy models of 8x8 digits: RBMs, DBN, DBM, EBM",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+        reduced=reduced,
+    )
+    return record
 
 
 if __name__ == "__main__":

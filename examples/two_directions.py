@@ -176,8 +176,14 @@ def figure(results, draws, target_map, path: Path) -> None:
         plt.Line2D([], [], ls="", marker="o", color="tab:blue", label="draws, forward KL fit"),
         plt.Line2D([], [], ls="", marker="o", color="tab:red", label="draws, reverse KL fit"),
     ]
-    fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.legend(
+        handles=handles, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.975)
+    )
+    fig.suptitle(
+        "Flows fitted by forward KL (to samples) and reverse KL (to the density): draws over the "
+        "target, with both KLs (nats)"
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

@@ -16,7 +16,10 @@ def test_bench_maf_quality_quick(tmp_path):
     threads = torch.get_num_threads()
     report = bench.main(["--quick", "--threads", str(threads), "--out", str(out)])
     assert torch.get_default_dtype() == torch.float64  # restored after the float32 runs
-    assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
+    written = json.loads(out.read_text())
+    assert written["results"]["models"].keys() == report["results"].keys()
+    assert written["results"]["protocol"]["seeds"] == [0]
+    assert written["meta"]["reduced"].startswith("--quick")
     results = report["results"]
     assert set(results) == set(bench.MODELS)
     for name, r in results.items():

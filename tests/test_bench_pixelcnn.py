@@ -1,5 +1,7 @@
 """The PixelCNN sampling benchmark runs in its quick mode and both samplers agree."""
 
+import json
+
 import pytest
 import torch
 
@@ -16,4 +18,5 @@ def test_bench_pixelcnn_quick(tmp_path):
         torch.set_num_threads(threads)
     assert report["identical"]
     assert report["seconds"]["window"] > 0 and report["seconds"]["full image"] > 0
-    assert (tmp_path / "pixelcnn.json").exists()
+    written = json.loads((tmp_path / "pixelcnn.json").read_text())
+    assert written["results"]["identical"] and written["meta"]["reduced"].startswith("--quick")

@@ -23,4 +23,5 @@ def test_bench_sequential_quick(tmp_path):
     assert all(r["ms"] > 0 for r in report["rows"])
     tol = 1e-10 if torch.get_default_dtype() == torch.float64 else 1e-4
     assert report["iaf_inverse_max_abs_error"] < tol
-    assert json.loads(out.read_text())["rows"] == report["rows"]
+    written = json.loads(out.read_text())
+    assert written["results"]["rows"] == report["rows"] and written["meta"]["reduced"]

@@ -36,5 +36,5 @@ def test_docs_build_without_warnings(tmp_path):
     assert status == 0
     for page in ("api/transforms", "guide", "tutorials/vae", "results/index"):
         assert (tmp_path / f"{page}.html").exists(), page
-    results = {p.stem for p in (DOCS / "results").glob("*.json")}
+    results = {p.stem for p in (DOCS / "results").glob("*.json")} - {"registry"}
     assert results and all((tmp_path / "results" / f"{r}.html").exists() for r in results)

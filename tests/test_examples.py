@@ -9,15 +9,51 @@ from tests.scripts import ROOT, load
 
 
 @pytest.mark.slow
-def test_digits_density_smoke(tmp_path):
+def test_digits_density_smoke(tmp_path, capsys):
     example = load(ROOT / "examples" / "digits_density.py")
-    results = example.main(["--smoke", "--no-progress", "--out", str(tmp_path)])
-    assert set(results) == {"Gaussian (full cov)", "RealNVP", "MAF", "NSF", "Planar"}
-    for r in results.values():
-        assert math.isfinite(r["test_log_likelihood_nats"])
-        assert r["test_bits_per_dim"] > 0
+    record = example.main(["--smoke", "--no-progress", "--seeds", "0", "1", "--out", str(tmp_path)])
+    models = ["Gaussian (full cov)", "RealNVP", "MAF", "NSF", "Planar"]
+    assert list(record["spread_over_seeds"]) == models == list(record["per_seed"])
+    for name in models:
+        runs = record["per_seed"][name]
+        assert set(runs) == {"0", "1"}
+        for r in runs.values():
+            assert math.isfinite(r["test_log_likelihood_nats"])
+            assert r["test_bits_per_dim"] == pytest.approx(
+                -r["test_log_likelihood_nats"] / (64 * math.log(2))
+            )
+        nats = [r["test_log_likelihood_nats"] for r in runs.values()]
+        spread = record["spread_over_seeds"][name]
+        assert spread["seeds"] == 2
+        assert spread["test_log_likelihood_nats mean"] == pytest.approx(sum(nats) / 2)
+        assert spread["test_log_likelihood_nats sd"] == pytest.approx(
+            abs(nats[0] - nats[1]) / math.sqrt(2)
+        )
+    # The printed tables: the headers documented in the example (and so on its results
+    # page), then one row per model and seed, then one row per model, with the same numbers.
+    lines = capsys.readouterr().out.splitlines()
+    doc = example.__doc__
+    assert f"    {example.TABLE_HEADER}\n" in doc and f"    {example.SPREAD_HEADER}\n" in doc
+    top = lines.index(example.TABLE_HEADER)
+    rows = [example.table_row(m, s, record["per_seed"][m][str(s)]) for s in (0, 1) for m in models]
+    assert lines[top + 1 : top + 1 + len(rows)] == rows
+    for row, seed, name in zip(rows, [0] * 5 + [1] * 5, models * 2, strict=True):
+        fields = row[20:].split()
+        r = record["per_seed"][name][str(seed)]
+        assert row.startswith(name) and int(fields[0]) == seed and len(fields) == 7
+        assert float(fields[1]) == pytest.approx(r["test_log_likelihood_nats"], abs=0.005)
+    bottom = lines.index(example.SPREAD_HEADER)
+    spread_rows = [example.spread_row(m, record["spread_over_seeds"][m]) for m in models]
+    assert lines[bottom + 1 : bottom + 1 + len(models)] == spread_rows
     assert (tmp_path / "digits_density.png").stat().st_size > 0
-    assert (tmp_path / "digits_density.json").exists()
+    written = json.loads((tmp_path / "digits_density.json").read_text())
+    assert written["results"] == json.loads(json.dumps(record))
+
+
+def test_main_job_results_page_documents_the_printed_tables():
+    example = load(ROOT / "examples" / "digits_density.py")
+    page = (ROOT / "docs" / "results" / "digits_density.rst").read_text()
+    assert f"    {example.TABLE_HEADER}\n" in page and f"    {example.SPREAD_HEADER}\n" in page
 
 
 @pytest.mark.slow
@@ -129,21 +165,31 @@ def test_avb_digits_smoke(tmp_path):
 @pytest.mark.slow
 def test_autoregressive_mnist_smoke(tmp_path):
     example = load(ROOT / "examples" / "autoregressive_mnist.py")
-    results = example.main(["--smoke", "--out", str(tmp_path)])
-    assert set(results) == {"MADE (1 ordering)", "MADE (8 orderings)", "PixelCNN", "PixelVAE"}
-    for r in results.values():
-        assert math.isfinite(r["test_nll"]) and r["test_nll"] > 0
+    record = example.main(["--smoke", "--seeds", "0", "1", "--out", str(tmp_path)])
+    models = {"MADE (1 ordering)", "MADE (8 orderings)", "PixelCNN", "PixelVAE"}
+    assert set(record["per_seed"]) == {"0", "1"} and set(record["spread_over_seeds"]) == models
+    for name in models:
+        nll = [record["per_seed"][seed][name]["test_nll"] for seed in ("0", "1")]
+        assert all(math.isfinite(v) and v > 0 for v in nll)
+        assert record["spread_over_seeds"][name]["test_nll mean"] == pytest.approx(sum(nll) / 2)
+    written = json.loads((tmp_path / "autoregressive_mnist.json").read_text())
+    assert written["results"] == record and written["meta"]["reduced"].startswith("--smoke")
     assert (tmp_path / "autoregressive_mnist.png").stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_image_flows_smoke(tmp_path):
     example = load(ROOT / "examples" / "image_flows.py")
-    results = example.main(["--smoke", "--out", str(tmp_path)])
+    record = example.main(["--smoke", "--out", str(tmp_path)])
+    results = record["per_seed"]["0"]
     for data in ("digits", "MNIST-5k"):
         assert set(results[data]) == {"Glow", "RealNVP (image)", "MAF (vector)", "RealNVP (vector)"}
-        for r in results[data].values():
+        for name, r in results[data].items():
             assert math.isfinite(r["test_bits_per_dim"]) and r["test_bits_per_dim"] > 0
+            spread = record["spread_over_seeds"][data][name]
+            assert spread["seeds"] == 1 and spread["test_bits_per_dim sd"] == 0.0
+    written = json.loads((tmp_path / "image_flows.json").read_text())
+    assert written["results"] == record and written["meta"]["reduced"].startswith("--smoke")
     assert (tmp_path / "image_flows_mnist.png").stat().st_size > 0
 
 

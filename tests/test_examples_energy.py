@@ -1,5 +1,6 @@
 """The energy-model example runs in its smoke mode and its models learn real structure."""
 
+import json
 import math
 
 import pytest
@@ -12,7 +13,15 @@ UNIFORM = -64 * math.log(2)  # -44.36 nats: the uniform model over 8x8 binary im
 @pytest.mark.slow
 def test_rbm_digits_smoke(tmp_path):
     example = load(ROOT / "examples" / "rbm_digits.py")
-    out = example.main(["--smoke", "--out", str(tmp_path)])
+    record = example.main(["--smoke", "--out", str(tmp_path)])
+    out = record["per_seed"]["0"]
+    written = json.loads((tmp_path / "rbm_digits.json").read_text())
+    assert written["results"] == record and written["meta"]["command"].endswith(str(tmp_path))
+    spread = record["spread_over_seeds"]["summary"]["DBM 64-100-50 (AIS + bound)"]
+    assert (
+        spread["seeds"] == 1
+        and spread["test_ll mean"] == out["summary"]["DBM 64-100-50 (AIS + bound)"]["test_ll"]
+    )
     # one epoch on 200 images already beats the uniform model by far more than the noise
     for name in ("pyrogen CD-1", "pyrogen CD-25", "pyrogen PCD-1", "scikit-learn BernoulliRBM"):
         assert UNIFORM + 10 < out[name]["test_ll"] < 0

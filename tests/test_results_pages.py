@@ -1,17 +1,19 @@
 """Results pages are the rendering of their committed JSON records, and the renderer shows
 every number of a record."""
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from pyrogen.analysis import pages as pages_module
 from pyrogen.analysis import report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-RECORDS = sorted(RESULTS.glob("*.json"))
+RECORDS = sorted(p for p in RESULTS.glob("*.json") if p.name != "registry.json")
 
 
 def test_there_are_results_pages():
@@ -29,9 +31,60 @@ def test_committed_page_is_the_rendering_of_its_record(record):
     )
 
 
-def test_every_page_has_a_record():
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.stem)
+def test_committed_page_is_valid_restructuredtext(record):
+    core = pytest.importorskip("docutils.core")
+    warnings = io.StringIO()
+    core.publish_doctree(
+        record.with_suffix(".rst").read_text(),
+        settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": warnings},
+    )
+    assert warnings.getvalue() == ""
+
+
+def test_text_that_looks_like_a_list_item_stays_text():
+    core = pytest.importorskip("docutils.core")
+    rows = report.render({"+ bound 10": {"x": 1.0}, "1. a": {"x": 2.0}})
+    assert "   * - \\+ bound 10\n" in rows and "   * - \\1. a\n" in rows
+    sections = report.render({"+ a": {"r": {"x": 1.0}}, "- b": {"s": {"y": 2.0}}})
+    assert "\\+ a\n" in sections and "\\- b\n" in sections
+    for page in (rows, sections):
+        warnings = io.StringIO()
+        core.publish_doctree(
+            page, settings_overrides={"report_level": 2, "warning_stream": warnings}
+        )
+        assert warnings.getvalue() == ""
+
+
+def test_every_page_has_a_record_and_a_registry_entry():
     pages = {p.stem for p in RESULTS.glob("*.rst")} - {"index"}
     assert pages == {p.stem for p in RECORDS}
+    registry = json.loads((RESULTS / pages_module.REGISTRY).read_text())
+    assert set(registry) == pages
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.stem)
+def test_each_record_was_written_by_its_registered_script(record):
+    registry = json.loads((RESULTS / pages_module.REGISTRY).read_text())
+    entry = registry[record.stem]
+    assert (ROOT / entry["script"]).exists()
+    assert entry["command"].startswith(f"python {entry['script']}")
+    meta = json.loads(record.read_text())["meta"]
+    assert meta["command"].startswith(f"python {entry['script']}")
+
+
+def test_the_index_is_the_rendering_of_the_registry():
+    assert report.main([str(RESULTS), "--check"]) == 0
+    registry = json.loads((RESULTS / pages_module.REGISTRY).read_text())
+    records = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in registry}
+    index = (RESULTS / "index.rst").read_text()
+    assert index == pages_module.render_index(registry, records)
+    for name in registry:
+        assert f":doc:`{name}`" in index and f"\n   {name}\n" in index
+    with pytest.raises(ValueError, match="no record"):
+        pages_module.render_index({"x": registry[next(iter(registry))]}, {})
+    with pytest.raises(ValueError, match="lacks"):
+        pages_module.render_index({"x": {"script": "a.py"}}, {"x": {}})
 
 
 def test_write_results_records_the_run_and_render_shows_every_number(tmp_path):
@@ -59,6 +112,38 @@ def test_write_results_records_the_run_and_render_shows_every_number(tmp_path):
     assert "   * - A / 0\n" in page and "   * - A / 1\n" in page  # nested records: one row each
     results["MAF"]["test_nats"] = -101.28
     assert report.render(record, source="run.json") != page
+
+
+def test_a_reduced_run_says_so_on_its_page(tmp_path):
+    kwargs = {"title": "A run", "script": __file__, "argv": []}
+    full = report.write_results(tmp_path / "full.json", {"a": {"x": 1.0}}, **kwargs)
+    assert "reduced" not in full["meta"] and "warning" not in report.render(full)
+    small = report.write_results(
+        tmp_path / "small.json", {"a": {"x": 1.0}}, reduced="--epochs 2 (full mode: 100)", **kwargs
+    )
+    page = report.render(small)
+    assert ".. warning::\n\n   A reduced run" in page and "--epochs 2 (full mode: 100)" in page
+
+
+def test_seed_spread():
+    per_seed = {
+        0: {"MAF": {"nats": -101.0, "ok": True}, "AIS": {"RBM": {"se": 0.1}}, "steps": 10},
+        1: {"MAF": {"nats": -103.0, "ok": False}, "AIS": {"RBM": {"se": 0.3}}, "steps": 10},
+        2: {"MAF": {"nats": -105.0, "ok": True}, "AIS": {"RBM": {"se": 0.2}}, "steps": 10},
+    }
+    spread = report.seed_spread(per_seed)
+    assert spread["MAF"] == {
+        "seeds": 3,
+        "nats mean": -103.0,
+        "nats sd": 2.0,
+        "nats min": -105.0,
+        "nats max": -101.0,
+    }
+    assert spread["AIS"]["RBM"]["se mean"] == pytest.approx(0.2)
+    assert spread[""]["steps sd"] == 0.0
+    assert report.seed_spread(per_seed, quantities=["se"]) == {"AIS": {"RBM": spread["AIS"]["RBM"]}}
+    with pytest.raises(ValueError, match="per_seed"):
+        report.seed_spread({})
 
 
 def test_a_record_without_metadata_says_so():

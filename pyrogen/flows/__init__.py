@@ -280,8 +280,9 @@ def maf(
     Each layer's MADE draws its own random autoregressive order by default (from torch's
     global generator when the flow is built; the orders are buffers, saved in the
     ``state_dict``), as Pyro's ``AffineAutoregressive`` does. On the 8x8 digits protocol of
-    ``benchmarks/bench_maf_quality.py`` this gains about 3 nats per image over alternating
-    two orders (``order="natural"`` with reversals).
+    ``benchmarks/bench_maf_quality.py`` this gains several nats per image over alternating
+    two orders (``order="natural"`` with reversals); the figures, over three seeds, are on the
+    results page ``docs/results/bench_maf_quality_full.rst``.
 
     Shapes:
         x, y: ``(*batch, input_dim)``.  context: ``(*batch, context_dim)``.

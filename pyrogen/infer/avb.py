@@ -99,18 +99,16 @@ class AVB(CountedSteps, ELBO):
     (all latents flattened and concatenated in the guide's order) and the model's positional
     arguments, and returns ``(N,)`` or ``(N, 1)`` logits.
 
-    Known instability (the paper's section 3.3 and our runs): the ELBO estimate is only as good
-    as the discriminator, which lags behind a moving guide; in our runs it underestimated
-    :math:`\log q - \log p` (the KL term), so that the estimate exceeded :math:`\log p(x)`;
-    without adaptive contrast :math:`T^*` is large and far from linear when
-    the posterior is narrow relative to the prior. On binarized 8x8 digits
-    (``examples/avb_digits.py``: Adam lr 1e-3 for model, guide and discriminator, one
-    discriminator step per ELBO step, 300 epochs) training was stable, but the discriminator's
-    test "ELBO" (-14.0 nats without, -13.2 with adaptive contrast) lay far above the
-    importance-sampled test :math:`\log p(x)` (-28.8 and -21.8), against -17.4 for a
-    Gaussian-guide VAE of the same size. Use ``adaptive_contrast=True``, and report held-out
-    likelihoods by importance sampling with an explicit proposal, never the discriminator's
-    estimate.
+    Known instability (the paper's section 3.3): the ELBO estimate is only as good as the
+    discriminator, which lags behind a moving guide; it can underestimate
+    :math:`\log q - \log p` (the KL term), so that the estimate exceeds :math:`\log p(x)`;
+    without adaptive contrast :math:`T^*` is large and far from linear when the posterior is
+    narrow relative to the prior. On binarized 8x8 digits (``examples/avb_digits.py``, figures
+    on its results page ``docs/results/avb_digits.rst``) the discriminator's test "ELBO" lies
+    far above the importance-sampled test :math:`\log p(x)`, with and without adaptive
+    contrast, and above a Gaussian-guide VAE of the same size. Use ``adaptive_contrast=True``,
+    and report held-out likelihoods by importance sampling with an explicit proposal, never the
+    discriminator's estimate.
 
     Args:
         discriminator: ``nn.Module`` described above.
