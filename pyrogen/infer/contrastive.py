@@ -337,7 +337,10 @@ class ContrastiveDivergence(CountedSteps, ELBO):
             known = set(pyro.get_param_store().keys())
             devices = [a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda]
             rng = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices[:1]]
-            with poutine.block():
+            with (
+                empty_plates_as_errors(f"ContrastiveDivergence step {self.num_steps}"),
+                poutine.block(),
+            ):
                 trace = poutine.trace(model).get_trace(*args, **kwargs)
             if set(pyro.get_param_store().keys()) <= known:
                 # no parameter was initialized: undo the model's draws (e.g. a plate's
