@@ -26,8 +26,8 @@ def log_prob_function(
     form ``torch.compile`` traces as one graph.
 
     Shapes:
-        value: ``(*sample_shape, *batch_shape, *event_shape)``; returns
-        ``(*sample_shape, *batch_shape)`` (nats).
+        value: ``(sample_shape, batch_shape, event_shape)`` concatenated; returns
+        ``(sample_shape, batch_shape)`` (nats).
     Raises:
         TypeError: ``distribution`` is not a :class:`pyro.distributions.TransformedDistribution`.
     """
