@@ -8,7 +8,7 @@ timed round-robin, one step of every case in turn, and the median of ``--repeats
 in milliseconds with the ratio ``AutoFlow / AutoMultivariateNormal`` at each ``D``.
 
 Run: ``python benchmarks/bench_autoflow.py [--dims 10 50 200] [--repeats 30] [--threads 1]
-[--out benchmarks/results/autoflow.json] [--smoke]``.
+[--out docs/results/bench_autoflow.json] [--smoke]``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pyro.infer.autoguide import AutoMultivariateNormal
 from pyrogen.analysis.report import set_threads, write_results
 from pyrogen.infer import AutoFlow
 
-OUT = Path(__file__).resolve().parent / "results" / "autoflow.json"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench_autoflow.json"
 GUIDES = {"AutoFlow": AutoFlow, "AutoMultivariateNormal": AutoMultivariateNormal}
 
 

@@ -26,7 +26,7 @@ median over ``--repeats`` of the seconds per epoch. Ratios are ``pyrogen / sciki
 (< 1: pyrogen is faster). ``--threads`` limits torch and the BLAS behind NumPy alike.
 
 Run: ``python benchmarks/bench_cd.py [--threads 1] [--repeats 7] [--epochs 3] [--quick]
-[--out benchmarks/results/cd.json]``.
+[--out docs/results/bench_cd.json]``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from pyrogen.infer import ContrastiveDivergence
 
 N_HIDDEN, LR = 20, 0.1
 BATCHES = (10, 100)
-OUT = Path(__file__).resolve().parent / "results" / "cd.json"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench_cd.json"
 
 
 def binary_digits() -> torch.Tensor:

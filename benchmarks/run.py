@@ -12,7 +12,7 @@ compiled), ``sequential`` (MAF sampling, IAF inverse), ``pixelcnn`` (PixelCNN sa
 where present, ``objectives``, ``autoflow`` and ``cd``.
 
 Run: ``python -m benchmarks.run [--threads 1 2] [--repeats 5] [--only logprob sequential]
-[--device cuda] [--no-compile] [--quick] [--out benchmarks/results/bench_all.json]``.
+[--device cuda] [--no-compile] [--quick] [--out docs/results/bench_all.json]``.
 ``--device cuda`` needs a GPU (an error otherwise); CPU is the default.
 """
 
@@ -62,8 +62,7 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--out",
         default=None,
-        help="JSON record (default benchmarks/results/bench_all.json; "
-        "with --quick none unless given)",
+        help="JSON record (default docs/results/bench_all.json; with --quick none unless given)",
     )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -71,7 +70,9 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     repeats = 1 if args.quick else args.repeats
     results: dict = {"device": args.device, "repeats": repeats, "runs": {}}
-    out = args.out or (None if args.quick else str(HERE / "results" / "bench_all.json"))
+    out = args.out or (
+        None if args.quick else str(HERE.parent / "docs" / "results" / "bench_all.json")
+    )
     previous = torch.get_num_threads()
     try:
         for threads in args.threads:
