@@ -229,7 +229,9 @@ class IWAE(CountedSteps, ELBO):
 
     def loss_and_surrogate(self, model: Callable, guide: Callable, *args, **kwargs):
         """Return ``(loss, surrogate_loss)``: :math:`-\\mathcal L_K` (tensor, nats) and a tensor
-        whose gradient is the chosen estimator's gradient of ``loss``.
+        whose gradient is the chosen estimator's gradient of ``loss`` (under ``"dreg"`` the
+        returned ``loss`` is detached: the model sees the draws through the rescaling identity,
+        so only ``surrogate`` carries gradients).
 
         ``"dreg"`` runs the model once: with :math:`\\bar z` the model's view of the draw,
         whose gradient is multiplied by :math:`\\tilde w_k` on the way back, the surrogate
@@ -261,6 +263,8 @@ class IWAE(CountedSteps, ELBO):
             if lw.score_log_q is not None:
                 surrogate = surrogate + (bound_per_point.detach() * lw.score_log_q.sum(0)).sum()
         surrogate = surrogate * lw.scale + lw.global_log_weight
+        if self.estimator == "dreg":  # the draws' gradients are rescaled on the way back
+            bound = bound.detach()
         return -bound, -surrogate
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:

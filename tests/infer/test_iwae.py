@@ -110,7 +110,7 @@ def test_subsampled_plate_scales_per_point_bound(rtol):
     assert loss == pytest.approx(float(expected), rel=rtol)
     # the differentiable loss is scaled the same way, and its surrogate's gradient is the
     # bound's gradient on the same draws (the IWAE estimator), scale included
-    bound, surrogate = IWAE(3).loss_and_surrogate(model, poor_guide, x, idx)
+    bound, surrogate = IWAE(3, "iwae").loss_and_surrogate(model, poor_guide, x, idx)
     theta = params("w", "a", "s")
     for g_bound, g_surrogate in zip(
         torch.autograd.grad(bound, theta, retain_graph=True),
