@@ -1,5 +1,5 @@
-"""Judge a variational posterior: ArviZ ``InferenceData`` from an SVI guide, PSIS k-hat, and
-importance resampling. All ArviZ calls of pyrogen live in this module."""
+"""Judge a variational posterior: PSIS k-hat and importance resampling (and, re-exported here,
+ArviZ ``InferenceData`` from an SVI guide)."""
 
 from __future__ import annotations
 
@@ -12,183 +12,24 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
 
+from pyrogen.analysis.inference_data import (
+    _arviz,
+    _check_num_samples,
+    _is_latent,
+    _traces,
+    to_inference_data,
+)
 from pyrogen.infer.importance import guess_max_plate_nesting
-from pyrogen.util import check_count, progress_bar
+from pyrogen.util import progress_bar
 
 __all__ = ["PSISDiagnostic", "importance_resample", "psis_khat", "to_inference_data"]
-
-
-def _arviz():
-    with warnings.catch_warnings():
-        # ArviZ 0.2x announces its 1.0 refactor with a FutureWarning on import.
-        warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
-        import arviz
-
-    return arviz
 
 
 MIN_PSIS_DRAWS = 10
 """Fewest guide draws PSIS accepts: its Pareto fit uses the largest ``min(S / 5, 3 sqrt(S))``
 weights, and with fewer than 10 draws there is no tail to fit (one draw has constant weights
 and would be reported as a perfect k-hat)."""
-
-
-def _check_num_samples(num_samples: int, name: str = "num_samples", minimum: int = 1) -> None:
-    check_count(num_samples, name, minimum=minimum)
-
-
-def _is_latent(site: dict) -> bool:
-    return (
-        site["type"] == "sample"
-        and not site_is_subsample(site)
-        and not site["is_observed"]
-        and not site["infer"].get("was_observed", False)
-        and not site["infer"].get("is_auxiliary", False)
-    )
-
-
-def _is_observed(site: dict) -> bool:
-    return site["type"] == "sample" and (
-        site["infer"].get("was_observed", False) and not site["infer"].get("_deterministic", False)
-    )
-
-
-def _is_deterministic(site: dict) -> bool:
-    return site["type"] == "sample" and site["infer"].get("_deterministic", False)
-
-
-def _traces(model: Callable, guide: Callable, args, kwargs):
-    """One guide draw and the model replayed on it, with observed sites un-observed (so that the
-    model also draws the posterior predictive); checks that the guide covers every latent."""
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(
-        poutine.uncondition(poutine.replay(model, trace=guide_trace))
-    ).get_trace(*args, **kwargs)
-    for name, site in model_trace.nodes.items():
-        if _is_latent(site) and name not in guide_trace.nodes:
-            raise ValueError(
-                f"the guide does not match the model: latent site {name!r} of the model is not "
-                f"sampled by the guide (guide sites: {sorted(guide_trace.stochastic_nodes)})"
-            )
-    return guide_trace, model_trace
-
-
-def _dims(site: dict, shape: torch.Size) -> list[str]:
-    """Dimension names of a site's value: plate names where plates are, else ``{site}_dim_k``."""
-    names = [f"{site['name']}_dim_{k}" for k in range(len(shape))]
-    for frame in site["cond_indep_stack"]:
-        if frame.vectorized and frame.dim is not None and -len(shape) <= frame.dim < 0:
-            names[len(shape) + frame.dim] = frame.name
-    return names
-
-
-def to_inference_data(
-    model: Callable,
-    guide: Callable,
-    *args,
-    num_samples: int = 1000,
-    progress: bool | None = None,
-    **kwargs,
-):
-    """Turn a fitted SVI guide into an ArviZ ``InferenceData`` (Pyro's ``az.from_pyro`` takes MCMC
-    only).
-
-    Draws ``num_samples`` times from the guide; for each draw the model is replayed on the
-    guide's latent values with its observed sites un-observed, which yields in one pass the
-    posterior predictive draw and the log-likelihood of every observation.
-
-    Groups (one chain, ``num_samples`` draws):
-        ``posterior``: every latent and ``pyro.deterministic`` site, constrained, with dims named
-        after the model's plates; ``posterior_predictive``: each observed site; ``log_likelihood``:
-        the per-observation log-likelihood (nats, shape = the site's batch shape);
-        ``observed_data``; ``sample_stats``: ``lp`` = log p(x, z) and ``log_q`` = log q(z) (nats).
-        ``attrs`` record the inference library and method (the guide's class).
-
-    Args:
-        model, guide: a Pyro model and a guide for it (any guide, e.g. an autoguide).
-        args, kwargs: the model's positional and keyword arguments.
-        num_samples: number of guide draws.
-        progress: a tqdm bar over the draws (``None``: only when stderr is a terminal;
-            ``False``: never).
-    Returns:
-        ``arviz.InferenceData``.
-    Raises:
-        ValueError: ``num_samples < 1``; a model latent site missing from the guide.
-    References:
-        Kumar, Carroll, Hartikainen, Martin (2019). ArviZ a unified library for exploratory
-        analysis of Bayesian models in Python. https://doi.org/10.21105/joss.01143
-    """
-    _check_num_samples(num_samples)
-    az = _arviz()
-    groups: dict[str, dict[str, list]] = {
-        "posterior": {},
-        "posterior_predictive": {},
-        "log_likelihood": {},
-        "observed_data": {},
-        "sample_stats": {"lp": [], "log_q": []},
-    }
-    dims: dict[str, list[str]] = {}
-    with torch.no_grad():
-        for _ in progress_bar(range(num_samples), progress=progress, desc="to_inference_data"):
-            guide_trace, model_trace = _traces(model, guide, args, kwargs)
-            guide_trace.compute_log_prob()
-            log_q = sum(
-                site["log_prob"].sum()
-                for site in guide_trace.nodes.values()
-                if site["type"] == "sample" and "log_prob" in site
-            )
-            lp = torch.zeros(())
-            for name, site in model_trace.nodes.items():
-                if _is_latent(site) or _is_deterministic(site):
-                    value = site["value"]
-                    groups["posterior"].setdefault(name, []).append(value)
-                    dims.setdefault(name, _dims(site, value.shape))
-                    if _is_latent(site):
-                        lp = lp + site["fn"].log_prob(value).sum()
-                elif _is_observed(site):
-                    obs = site["infer"]["obs"]
-                    log_lik = site["fn"].log_prob(obs)
-                    lp = lp + log_lik.sum()
-                    groups["posterior_predictive"].setdefault(name, []).append(site["value"])
-                    groups["log_likelihood"].setdefault(name, []).append(log_lik)
-                    groups["observed_data"].setdefault(name, [obs])
-                    dims.setdefault(name, _dims(site, obs.shape))
-            groups["sample_stats"]["lp"].append(lp)
-            groups["sample_stats"]["log_q"].append(torch.as_tensor(log_q))
-
-    def stack(values: list[torch.Tensor]) -> np.ndarray:
-        return torch.stack([torch.as_tensor(v) for v in values]).cpu().numpy()[None]
-
-    data = {
-        group: {name: stack(values) for name, values in sites.items()}
-        for group, sites in groups.items()
-        if group != "observed_data"
-    }
-    observed = {name: values[0].cpu().numpy() for name, values in groups["observed_data"].items()}
-    ll_dims = {}
-    for name, values in groups["log_likelihood"].items():
-        batch_ndim = values[0].dim()
-        ll_dims[name] = dims[name][len(dims[name]) - batch_ndim :] if batch_ndim else []
-    attrs = {
-        "inference_library": "pyro",
-        "inference_library_version": pyro.__version__,
-        "inference_method": f"SVI ({getattr(guide, '__name__', type(guide).__name__)})",
-        "creation_library": "pyrogen",
-    }
-    idata = az.from_dict(
-        posterior=data["posterior"],
-        posterior_predictive=data["posterior_predictive"],
-        sample_stats=data["sample_stats"],
-        observed_data=observed,
-        dims=dims,
-        attrs=attrs,
-    )
-    # Per-observation log-likelihoods have the observed site's batch shape only (event dims are
-    # summed), so they get their own dims.
-    idata.extend(az.from_dict(log_likelihood=data["log_likelihood"], dims=ll_dims, attrs=attrs))
-    return idata
 
 
 @dataclass
