@@ -9,7 +9,7 @@ pyrogen row over the fastest other row with its target, and writes everything as
 
 Registered modules: ``logprob`` (MAF and RealNVP ``log_prob`` forward+backward, eager and
 compiled), ``sequential`` (MAF sampling, IAF inverse), ``pixelcnn`` (PixelCNN sampling) and,
-where present, ``objectives``, ``autoflow`` and ``cd``.
+where present, ``objectives``, ``autoflow``, ``cd`` and ``inference_data``.
 
 Run: ``python -m benchmarks.run [--threads 1 2] [--repeats 5] [--only logprob sequential]
 [--device cuda] [--no-compile] [--quick] [--out docs/results/bench_all.json]``.
@@ -29,7 +29,7 @@ import torch
 from benchmarks import harness
 from pyrogen.analysis.report import set_threads, write_results
 
-MODULES = ("logprob", "sequential", "pixelcnn", "objectives", "autoflow", "cd")
+MODULES = ("logprob", "sequential", "pixelcnn", "objectives", "autoflow", "cd", "inference_data")
 HERE = Path(__file__).resolve().parent
 
 
