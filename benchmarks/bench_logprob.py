@@ -3,7 +3,14 @@ zuko, nflows and normflows, the same architecture and parameter count in every l
 
 Cases (batch 1024, d = 16 and 64): MAF with 5 layers over MADEs with hidden sizes [256, 256],
 reversals (or the library's permutation) between them; RealNVP with 8 affine coupling layers
-whose conditioner is an MLP [256, 256] on the passed-through half. One call is
+whose conditioner is an MLP [256, 256] on the passed-through half. Every library runs the same
+net: three (masked) linear layers with biases and a ReLU after each of the two hidden ones
+(normflows' MLP uses ``LeakyReLU(0.0)``, the same function), and the same number of network
+parameters (normflows' ``DiagGaussian`` base adds its ``2 d`` trainable loc and log-scale).
+normflows' MADE applies no nonlinearity after its initial layer, so its MAF case inserts the
+missing ReLU there (without it normflows computes one ReLU per layer less than the others).
+The elementwise maps are each library's own (soft or hard bound on the log-scale, sigmoid
+scale). One call is
 ``(-flow.log_prob(x).mean()).backward()`` on a fresh copy of ``x`` (Pyro's identity-keyed
 caches would otherwise serve a freed graph). pyrogen is timed eagerly and compiled
 (:func:`pyrogen.flows.compile`, a ``torch.compile`` of the distribution's ``log_prob``; its
@@ -71,6 +78,10 @@ def maf_models(d: int, device: str) -> dict:
             made = nf.flows.MaskedAffineAutoregressive(
                 d, 256, num_blocks=1, use_residual_blocks=False
             )
+            # normflows' MADE applies no nonlinearity after its initial layer (nflows' does):
+            # add the ReLU, so that the net is MADE [256, 256] with two ReLUs as elsewhere
+            net = made.autoregressive_net
+            net.initial_layer = torch.nn.Sequential(net.initial_layer, torch.nn.ReLU())
             layers += [nf.flows.Reverse(made), nf.flows.Permute(d, mode="swap")]
         flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(d), layers).to(device)
         return flow, flow

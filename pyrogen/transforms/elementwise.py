@@ -65,7 +65,8 @@ class Affine(Elementwise):
         self.log_scale_bound = check_bound(log_scale_bound)
 
     def _unpack(self, params):
-        return params[..., 0], soft_bound(params[..., 1], self.log_scale_bound)
+        shift, log_scale = params.unbind(-1)  # one view op each way (select would take two)
+        return shift, soft_bound(log_scale, self.log_scale_bound)
 
     def forward(self, x, params):
         shift, log_scale = self._unpack(params)
@@ -73,7 +74,8 @@ class Affine(Elementwise):
 
     def inverse(self, y, params):
         shift, log_scale = self._unpack(params)
-        return (y - shift) * torch.exp(-log_scale), -log_scale
+        neg = -log_scale  # the inverse's log-derivative, also its log-scale
+        return (y - shift) * torch.exp(neg), neg
 
 
 class Additive(Elementwise):
