@@ -304,8 +304,8 @@ def render_index(
             run += " (reduced run)"
         results = records[name].get("results") or {}
         seeds = _seed_count(results.get("spread_over_seeds"))
-        if isinstance(results.get("per_seed"), dict):  # seed -> that seed's results
-            seeds = max(seeds, len(results["per_seed"]))
+        if "spread_over_seeds" not in results and isinstance(results.get("per_seed"), dict):
+            seeds = len(results["per_seed"])  # seed -> that seed's results
         rows.append(
             [
                 f":doc:`{name}`",
