@@ -25,7 +25,12 @@ def test_there_are_results_pages():
 def test_committed_page_is_the_rendering_of_its_record(record):
     page = record.with_suffix(".rst")
     assert page.exists(), f"{page.name} is missing: run python -m pyrogen.analysis.report"
-    expected = report.render(json.loads(record.read_text()), source=f"docs/results/{record.name}")
+    registry = json.loads((RESULTS / pages_module.REGISTRY).read_text())
+    expected = report.render(
+        json.loads(record.read_text()),
+        source=f"docs/results/{record.name}",
+        full_command=registry[record.stem]["command"],
+    )
     assert page.read_text() == expected, (
         f"{page.name} is not the rendering of {record.name}: "
         f"run python -m pyrogen.analysis.report docs/results/{record.name}"
@@ -128,6 +133,10 @@ def test_a_reduced_run_says_so_on_its_page(tmp_path):
     )
     page = report.render(small)
     assert ".. warning::\n\n   A reduced run" in page and "--epochs 2 (full mode: 100)" in page
+    assert "The full figure" not in page
+    named = report.render(small, full_command="python run.py --epochs 100")
+    assert "   The full figure: ``python run.py --epochs 100``.\n" in named
+    assert "The full figure" not in report.render(full, full_command="python run.py")
 
 
 def test_seed_spread():

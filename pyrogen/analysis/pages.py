@@ -133,7 +133,7 @@ def _body(value: Any, level: int) -> list[str]:
     return lines
 
 
-def _meta_lines(meta: dict[str, Any] | None) -> list[str]:
+def _meta_lines(meta: dict[str, Any] | None, full_command: str = "") -> list[str]:
     if not meta:
         return [_NO_META, ""]
     machine = meta.get("machine", {})
@@ -158,6 +158,8 @@ def _meta_lines(meta: dict[str, Any] | None) -> list[str]:
             "   A reduced run, smaller than the script's full mode: " + _cell(str(meta["reduced"])),
             "",
         ]
+        if full_command:
+            lines += [f"   The full figure: ``{full_command}``.", ""]
     return lines
 
 
@@ -169,10 +171,10 @@ def posteriordb_summary(results: dict[str, Any]) -> list[str]:
     """The summary table of a ``examples/posteriordb_accuracy.py`` record: one row per
     posterior and guide, over that fit's seeds.
 
-    Each row gives the number of seeds, the mean (and min to max over seeds) of the max
-    |mean error| in reference sds and of the max |sd error| (relative), the mean PSIS k-hat,
-    the mean log-evidence estimate (nats), the mean fit time (s) and how many seeds meet the
-    script's accuracy target. Every per-seed number stays in the full results below it.
+    Each row gives the number of seeds, the mean (and min to max over seeds) of the largest
+    absolute mean error in reference sds and of the largest absolute relative sd error, the
+    mean PSIS k-hat, the mean log-evidence estimate (nats), the mean fit time (s) and how many
+    seeds meet the script's accuracy target. Every per-seed number stays in the full results below it.
 
     Args:
         results: the record's ``results``: ``{"fits": {posterior: {guide: {seed: {...}}}},
@@ -219,7 +221,7 @@ def posteriordb_summary(results: dict[str, Any]) -> list[str]:
 SUMMARIES = {"posteriordb_accuracy": posteriordb_summary}
 
 
-def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
+def render(record: dict[str, Any], *, source: str = "FILE.json", full_command: str = "") -> str:
     """The reStructuredText page of a results record.
 
     A record written by :func:`write_results` gives its title, description and metadata; any
@@ -230,6 +232,8 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
     Args:
         record: the parsed JSON.
         source: the JSON file's path as the page's header names it.
+        full_command: the script's full-mode command (its registry entry's), which the
+            warning of a reduced run names.
     Returns:
         the page, ending with one newline.
     Raises:
@@ -250,7 +254,7 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
     if description.strip():  # plain text (e.g. a docstring): a literal block cannot misparse
         body = [f"    {line}".rstrip() for line in description.strip().splitlines()]
         lines += ["What was measured:", "", ".. code-block:: text", "", *body, ""]
-    lines += _meta_lines(meta)
+    lines += _meta_lines(meta, full_command)
     if Path(source).stem in SUMMARIES and isinstance(results, dict):
         lines += SUMMARIES[Path(source).stem](results)
     lines += _body(results, 0)

@@ -222,7 +222,11 @@ def _targets(paths: Sequence[Path]) -> list[tuple[Path, str]]:
             for name in registry:
                 record = path / f"{name}.json"
                 records[name] = json.loads(record.read_text())
-                page = render(records[name], source=f"{where}/{name}.json")
+                page = render(
+                    records[name],
+                    source=f"{where}/{name}.json",
+                    full_command=registry[name].get("command", ""),
+                )
                 targets.append((record.with_suffix(".rst"), page))
             targets.append((path / "index.rst", render_index(registry, records, source=where)))
         else:
