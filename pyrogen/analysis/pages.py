@@ -174,7 +174,8 @@ def posteriordb_summary(results: dict[str, Any]) -> list[str]:
     Each row gives the number of seeds, the mean (and min to max over seeds) of the largest
     absolute mean error in reference sds and of the largest absolute relative sd error, the
     mean PSIS k-hat, the mean log-evidence estimate (nats), the mean fit time (s) and how many
-    seeds meet the script's accuracy target. Every per-seed number stays in the full results below it.
+    seeds meet the script's accuracy target. Every per-seed number stays in the full results
+    below it.
 
     Args:
         results: the record's ``results``: ``{"fits": {posterior: {guide: {seed: {...}}}},
