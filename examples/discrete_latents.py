@@ -23,8 +23,9 @@ pyrogen's ``IWAE(5, "iwae")`` for the same number of epochs and scores each on t
 with ``pyrogen.infer.log_likelihood`` (K = 1000 importance draws, nats per image): pyrogen's
 objectives and estimators run on the same model and guide as Pyro's.
 
-Run: ``python examples/discrete_latents.py`` (wall time on its results page), ``--smoke`` for
-a seconds-long check. Writes ``outputs/discrete_latents.json``.
+Run: ``python examples/discrete_latents.py --threads 1 --seeds 0 1 2`` (the spread over seeds;
+one seed, 0, by default; wall time on its results page), ``--smoke`` for a seconds-long check.
+Writes ``outputs/discrete_latents.json`` (the record its results page renders).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyrogen.analysis.report import set_threads, write_results
+from pyrogen.analysis.report import seed_spread, set_threads, write_results
 from pyrogen.datasets import load_digits
 from pyrogen.infer import IWAE, AnnealedELBO, log_likelihood
 
@@ -99,26 +100,10 @@ def train(net: SigmoidBeliefNet, loss, x: torch.Tensor, *, epochs: int) -> float
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (100)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    started = time.perf_counter()
-    epochs = args.epochs or (2 if args.smoke else 100)
-    draws = 10 if args.smoke else 200
-    eval_samples = 20 if args.smoke else 1000
-
-    pyro.set_rng_seed(args.seed)
-    x_train, x_test, _, _ = load_digits(dtype=torch.float32)
-    x_train, x_test = (x_train >= 8).float(), (x_test >= 8).float()
-    if args.smoke:
-        x_train, x_test = x_train[:200], x_test[:50]
-
+def run_seed(seed: int, x_train, x_test, *, epochs: int, draws: int, eval_samples: int) -> dict:
+    """Gradient variances at parameters trained with ``seed``, and the model trained with each
+    objective and scored: the seed's figures."""
+    pyro.set_rng_seed(seed)
     # 1. gradient variance at trained parameters (trained with TraceGraph_ELBO + baseline)
     net = SigmoidBeliefNet(baseline=True).to(torch.float32)
     train(net, TraceGraph_ELBO(), x_train, epochs=epochs)
@@ -159,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"{'trained with':42s} {'test log p(x)':>14s} {'seconds':>8s}")
     for name, (baseline, make) in objectives.items():
-        pyro.set_rng_seed(args.seed)
+        pyro.set_rng_seed(seed)
         net = SigmoidBeliefNet(baseline=baseline).to(torch.float32)
         seconds = train(net, make(), x_train, epochs=epochs)
         with torch.no_grad():
@@ -177,15 +162,51 @@ def main(argv: list[str] | None = None) -> dict:
         "trained": trained,
         "epochs": epochs,
     }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (100)")
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    epochs = args.epochs or (2 if args.smoke else 100)
+    draws = 10 if args.smoke else 200
+    eval_samples = 20 if args.smoke else 1000
+
+    x_train, x_test, _, _ = load_digits(dtype=torch.float32)
+    x_train, x_test = (x_train >= 8).float(), (x_test >= 8).float()
+    if args.smoke:
+        x_train, x_test = x_train[:200], x_test[:50]
+
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    per_seed = {}
+    for seed in seeds:
+        per_seed[seed] = run_seed(
+            seed, x_train, x_test, epochs=epochs, draws=draws, eval_samples=eval_samples
+        )
+    out = per_seed[seeds[0]]
+    spread = seed_spread(per_seed, ["q(h1|x)", "q(h2|h1)", "test_log_likelihood"])
+    if args.smoke:
+        reduced = "--smoke: 200 training and 50 test images, 2 epochs, 10 gradient draws, K = 20"
+    else:
+        reduced = f"--epochs {epochs} (full mode: 100)" if epochs != 100 else ""
     args.out.mkdir(parents=True, exist_ok=True)
     write_results(
         args.out / "discrete_latents.json",
-        out,
+        {"spread_over_seeds": spread, "per_seed": {str(s): r for s, r in per_seed.items()}},
         title="Discrete latents: gradient variance of guide estimators",
         script=__file__,
         argv=argv,
         description=__doc__.split("\nRun:")[0],
         started=started,
+        reduced=reduced,
     )
     return out
 

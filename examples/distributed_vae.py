@@ -16,23 +16,21 @@ image, the 1000 test images split over the workers), off the training clock. At 
 prints the figures of ``vae_mnist.py`` for its ``VAE`` variant (its ``evaluate``: test
 log-likelihood with K = ``--eval-samples`` importance draws, test ELBO averaged over 10 draws,
 active units), steps per second and the training time until the test ELBO first reached
-``--target-elbo``, and writes ``<out>/distributed_vae_<W>proc.json`` (command, date, machine
-and load, versions, every number) and ``<out>/distributed_vae.png``. Only rank 0 prints and
-writes.
+``--target-elbo``, and writes ``<out>/distributed_vae_<W>proc.json`` (the record that the
+results page ``docs/results/distributed_vae_<W>proc.rst`` renders: command, date, machine,
+load average, versions, every number) and ``<out>/distributed_vae.png``. Only rank 0 prints
+and writes.
 
-Run: ``torchrun --nproc_per_node 2 examples/distributed_vae.py`` (gloo on CPU, NCCL with one
-GPU per worker when CUDA is present); ``python examples/distributed_vae.py`` runs one process
-without a process group. ``--smoke`` for a seconds-long check, ``--threads`` for torch's
-threads per worker.
+Run: ``torchrun --nproc_per_node 2 examples/distributed_vae.py --threads 1`` (gloo on CPU,
+NCCL with one GPU per worker when CUDA is present); ``python examples/distributed_vae.py
+--threads 1`` runs one process without a process group. ``--smoke`` for a seconds-long check,
+``--threads`` for torch's threads per worker.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -45,7 +43,7 @@ from pyro.infer import Trace_ELBO
 from pyro.optim import Adam
 from torch.utils.data import DistributedSampler
 
-import pyrogen
+from pyrogen.analysis.report import write_results
 from pyrogen.datasets import load_mnist5k
 from pyrogen.infer import DistributedSVI, broadcast_parameters, is_main_process
 
@@ -81,32 +79,28 @@ def setup() -> tuple[int, int, torch.device]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size(), device
 
 
-def machine() -> dict:
-    return {
-        "node": platform.node(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1_5_15": list(os.getloadavg()),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
+FULL = {"epochs": 20, "eval_samples": 5000}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (20)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs ({FULL['epochs']})")
     parser.add_argument("--batch-size", type=int, default=100, help="total over the workers")
-    parser.add_argument("--eval-samples", type=int, default=None, help="K for log p(x) (5000)")
+    parser.add_argument(
+        "--eval-samples", type=int, default=None, help=f"K for log p(x) ({FULL['eval_samples']})"
+    )
     parser.add_argument("--eval-every", type=int, default=10, help="steps between test ELBOs")
     parser.add_argument("--target-elbo", type=float, default=-160.0, help="nats per image")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    epochs = args.epochs or (1 if args.smoke else 20)
-    eval_samples = (
-        args.eval_samples if args.eval_samples is not None else (20 if args.smoke else 5000)
-    )
+    started = time.perf_counter()
+    epochs = args.epochs or (1 if args.smoke else FULL["epochs"])
+    eval_samples = args.eval_samples
+    if eval_samples is None:
+        eval_samples = 20 if args.smoke else FULL["eval_samples"]
     eval_every = 1 if args.smoke else args.eval_every
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -174,20 +168,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
 
     result = {
-        "command": " ".join(
-            [f"torchrun --nproc_per_node {world}" if world > 1 else "python", *sys.argv]
-        ),
-        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {**machine(), "load_average_at_start": list(start_load)},
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "pyro": pyro.__version__,
-            "pyrogen": getattr(pyrogen, "__version__", "unknown"),
-        },
         "workers": world,
         "backend": backend,
         "threads_per_worker": torch.get_num_threads(),
+        "load_average_1_5_15_at_start": list(start_load),
+        "load_average_1_5_15_at_end": list(os.getloadavg()),
         "batch_size": args.batch_size,
         "epochs": epochs,
         "steps": step,
@@ -196,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict | None:
         "target_elbo": args.target_elbo,
         "seconds_to_target": None if reached is None else reached["train_seconds"],
         "steps_to_target": None if reached is None else reached["step"],
-        "curve": curve,
     }
     print(
         f"{step / train_seconds:.1f} steps/s; test ELBO >= {args.target_elbo} after "
@@ -222,9 +206,26 @@ def main(argv: list[str] | None = None) -> dict | None:
         save_grid({f"VAE, {world} workers": vae}, x_test.cpu(), args.out / "distributed_vae.png")
     result["seconds_per_epoch"] = train_seconds / epochs
     result["eval_samples"] = eval_samples
+    result["test_elbo_curve"] = curve
+    reduced = "--smoke: 300 training and 50 test images, 1 epoch" if args.smoke else ""
+    if not args.smoke:
+        reduced = "; ".join(
+            f"--{k.replace('_', '-')} {v} (full mode: {FULL[k]})"
+            for k, v in (("epochs", epochs), ("eval_samples", eval_samples))
+            if v != FULL[k]
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"distributed_vae_{world}proc.json").write_text(json.dumps(result, indent=2))
-    return result
+    return write_results(
+        args.out / f"distributed_vae_{world}proc.json",
+        result,
+        title=f"Data-parallel VAE on MNIST-5k, {world} process{'es' if world > 1 else ''}",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+        reduced=reduced,
+        launcher=f"torchrun --nproc_per_node {world}" if world > 1 else "python",
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ Every ``--eval-every`` generator steps, 2,000 samples are drawn through
 (a mode counts when at least 20 samples, 1% of the draw, lie within 3 component sds of its
 centre) and the fraction of high-quality samples (within 3 sds of some centre).
 
-Run: ``python examples/gan_eight_gaussians.py`` (wall time on its results page), ``--smoke`` for
-a short check. Writes ``outputs/gan_eight_gaussians.json`` and ``.png`` (samples and curves).
+Run: ``python examples/gan_eight_gaussians.py --threads 1 --seeds 0 1 2`` (the spread over
+seeds; one seed, 0, by default; wall time on its results page), ``--smoke`` for a short check.
+Writes ``outputs/gan_eight_gaussians.json`` (the record its results page renders) and ``.png``
+(samples and curves of the first seed).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyrogen.analysis import mode_coverage
-from pyrogen.analysis.report import set_threads, write_results
+from pyrogen.analysis.report import seed_spread, set_threads, write_results
 from pyrogen.datasets import eight_gaussians
 from pyrogen.infer import GAN
 
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--out", default="outputs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -119,42 +122,59 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         args.steps, args.eval_every = 20, 10
     torch.set_default_dtype(torch.float32)
-    torch.manual_seed(args.seed)
-    gen0, critic0 = mlp(2, nn.ReLU, 128), mlp(1, lambda: nn.LeakyReLU(0.2), 128)
+    seeds = [args.seed] if args.seed is not None else args.seeds
 
-    results, samples = {}, {}
-    for name, loss in (("non-saturating", "nonsaturating"), ("WGAN-GP", "wasserstein")):
-        history, x, seconds = train(
-            name, loss, copy.deepcopy(gen0), copy.deepcopy(critic0), args.steps,
-            args.eval_every, args.seed, args.lr,
-        )  # fmt: skip
-        results[name] = {
-            "final_modes": history[-1]["modes"],
-            "final_high_quality": history[-1]["high_quality"],
-            "history": history,
-            "seconds": seconds,
-        }
-        samples[name] = x
+    per_seed, first_samples = {}, None
+    for seed in seeds:
+        torch.manual_seed(seed)
+        gen0, critic0 = mlp(2, nn.ReLU, 128), mlp(1, lambda: nn.LeakyReLU(0.2), 128)
+        results, samples = {}, {}
+        for name, loss in (("non-saturating", "nonsaturating"), ("WGAN-GP", "wasserstein")):
+            history, x, seconds = train(
+                name, loss, copy.deepcopy(gen0), copy.deepcopy(critic0), args.steps,
+                args.eval_every, seed, args.lr,
+            )  # fmt: skip
+            results[name] = {
+                "final_modes": history[-1]["modes"],
+                "final_high_quality": history[-1]["high_quality"],
+                "history": history,
+                "seconds": seconds,
+            }
+            samples[name] = x
+        per_seed[seed], first_samples = results, first_samples or samples
 
-    print(f"\n{'loss':>16} {'modes (of 8)':>13} {'high-quality':>13} {'seconds':>8}")
-    for name, r in results.items():
+    print(f"\n{'loss':>16} {'seed':>4} {'modes (of 8)':>13} {'high-quality':>13} {'seconds':>8}")
+    for seed, results in per_seed.items():
+        for name, r in results.items():
+            print(
+                f"{name:>16} {seed:4d} {r['final_modes']:>13d} {r['final_high_quality']:>13.3f}"
+                f" {r['seconds']:>8.1f}"
+            )
+    spread = seed_spread(per_seed, ["final_modes", "final_high_quality"])
+    print(f"\nover seeds {' '.join(map(str, seeds))}: mean (sample sd), min to max")
+    for name, r in spread.items():
         print(
-            f"{name:>16} {r['final_modes']:>13d} {r['final_high_quality']:>13.3f}"
-            f" {r['seconds']:>8.1f}"
+            f"{name:>16} modes {r['final_modes mean']:.2f} ({r['final_modes sd']:.2f}), "
+            f"{r['final_modes min']:g} to {r['final_modes max']:g}; high-quality "
+            f"{r['final_high_quality mean']:.3f} ({r['final_high_quality sd']:.3f})"
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    reduced = "--smoke: 20 generator steps" if args.smoke else ""
+    if not args.smoke and args.steps != 4000:
+        reduced = f"--steps {args.steps} (full mode: 4000)"
     write_results(
         out / "gan_eight_gaussians.json",
-        results,
+        {"spread_over_seeds": spread, "per_seed": {str(s): r for s, r in per_seed.items()}},
         title="Mode collapse on eight Gaussians: GAN and WGAN-GP",
         script=__file__,
         argv=argv,
         description=__doc__.split("\nRun:")[0],
         started=started,
+        reduced=reduced,
     )
-    plot(results, samples, out / "gan_eight_gaussians.png")
-    return results
+    plot(per_seed[seeds[0]], first_samples, out / "gan_eight_gaussians.png")
+    return per_seed[seeds[0]]
 
 
 def plot(results: dict, samples: dict, path: Path) -> None:

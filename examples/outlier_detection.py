@@ -36,18 +36,17 @@ raw negative log-likelihood; minus the log-likelihood ratio against the backgrou
 and the typicality test of Nalisnick et al. (2019) on single images (``M = 1``) and on batches
 of ``M = 10``.
 
-Run: ``OMP_NUM_THREADS=1 python examples/outlier_detection.py`` (about 2 minutes on one core);
-``--smoke`` runs in seconds. Writes
-``outlier_detection.json`` (every AUROC, settings, run time) and ``outlier_detection.png``
-(score histograms per set) to ``--out``.
+Run: ``python examples/outlier_detection.py --threads 1`` (one seed; ``--seeds 0 1 2`` for
+the spread of every AUROC over seeds; the wall time is on its results page,
+``docs/results/outlier_detection.rst``); ``--smoke`` runs in seconds. Writes
+``outlier_detection.json`` (the record its results page renders: settings, every AUROC and
+median log-likelihood, run times) and ``outlier_detection.png`` (score histograms per set,
+first seed) to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -66,7 +65,7 @@ from vae_mnist import train as train_vae
 
 from pyrogen import flows
 from pyrogen.analysis import ood_auroc, ood_scores
-from pyrogen.analysis.report import set_threads
+from pyrogen.analysis.report import seed_spread, set_threads, write_results
 from pyrogen.datasets import dequantize, load_digits, load_mnist5k, logit_transform
 from pyrogen.infer import empty_guide, log_likelihood
 
@@ -230,41 +229,17 @@ def figure(all_scores: dict, path: Path, aurocs: dict | None = None) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="seconds-long check")
-    parser.add_argument("--flow-epochs", type=int, default=10)
-    parser.add_argument("--pixelcnn-epochs", type=int, default=3)
-    parser.add_argument("--vae-epochs", type=int, default=20)
-    parser.add_argument("--num-samples", type=int, default=100, help="K of the VAE's log p(x)")
-    parser.add_argument("--mutation-rate", type=float, default=0.2)
-    parser.add_argument("--models", nargs="+", default=list(TRAINERS), choices=list(TRAINERS))
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    args = parser.parse_args(argv)
-    n_sets = 1000
-    if args.smoke:
-        args.flow_epochs = args.pixelcnn_epochs = args.vae_epochs = 1
-        args.num_samples, n_sets = 4, 40
-    set_threads(args.threads)
-    torch.set_default_dtype(torch.float32)
-    pyro.set_rng_seed(args.seed)
-    start = time.perf_counter()
-    x_train, x_test, _, _ = load_mnist5k(dtype=torch.float32)
-    if args.smoke:
-        x_train = x_train[:300]
-    n_ref = x_train.shape[0] // 10
-    x_ref, x_fit = x_train[:n_ref], x_train[n_ref:]
-    sets = ood_sets(x_test, float(x_fit.mean()), n_sets, torch.Generator().manual_seed(1234))
-
+def run_seed(args, seed: int, x_fit, x_ref, sets: dict) -> tuple[dict, dict]:
+    """Every model (and its background model) trained with ``seed`` and scored on every set:
+    (the seed's figures, model -> set -> scores)."""
     aurocs: dict[str, dict] = {}
     all_scores: dict[str, dict] = {}
     median_ll: dict[str, dict] = {}
     seconds: dict[str, float] = {}
+    pyro.set_rng_seed(seed)
     # every model family scores the same fixed inputs: dequantized once (MAF) or binarized
     # once (PixelCNN, VAE), with fixed seeds
-    sets["reference"] = x_ref
+    sets = {**sets, "reference": x_ref}
     inputs = {
         "MAF": {s: pixels(x, torch.Generator().manual_seed(7)) for s, x in sets.items()},
         "binary": {
@@ -275,8 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = {"MAF": args.flow_epochs, "PixelCNN": args.pixelcnn_epochs, "VAE": args.vae_epochs}
     for name in args.models:
         t0 = time.perf_counter()
-        model = TRAINERS[name](x_fit, epochs[name], None, args.seed)
-        background = TRAINERS[name](x_fit, epochs[name], args.mutation_rate, args.seed + 1)
+        model = TRAINERS[name](x_fit, epochs[name], None, seed)
+        background = TRAINERS[name](x_fit, epochs[name], args.mutation_rate, seed + 1)
         family = inputs["MAF" if name == "MAF" else "binary"]
         lls = log_likelihoods(name, model, family, args.num_samples)
         bgs = log_likelihoods(name, background, family, args.num_samples)
@@ -297,9 +272,15 @@ def main(argv: list[str] | None = None) -> dict:
             if s != "MNIST test"
         }
         seconds[name] = time.perf_counter() - t0
-        print(f"{name}: trained and scored in {seconds[name]:.0f} s", flush=True)
+        print(f"{name} (seed {seed}): trained and scored in {seconds[name]:.0f} s", flush=True)
+    figures = {"auroc": aurocs, "median_log_likelihood_nats": median_ll, "seconds": seconds}
+    return figures, all_scores
 
-    print(f"\nAUROC (MNIST-5k test digits vs each OOD set; {n_sets} images per set)")
+
+def print_table(seed: int, figures: dict, n_sets: int) -> None:
+    """The AUROC table of one seed."""
+    aurocs, median_ll = figures["auroc"], figures["median_log_likelihood_nats"]
+    print(f"\nAUROC (MNIST-5k test digits vs each OOD set; {n_sets} images per set; seed {seed})")
     print(f"{'model':9s} {'OOD set':16s} {'median log p':>12s} {'raw LL':>7s} {'LL ratio':>8s} "
           f"{'typ M=1':>7s} {'typ M=10':>8s}")  # fmt: skip
     for name in aurocs:
@@ -311,24 +292,81 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{r['likelihood_ratio']:8.3f} {r['typicality']:7.3f} {r['typicality_M10']:8.3f}"
                 + flag
             )
-    total = time.perf_counter() - start
-    print(f"total run time: {total:.0f} s", flush=True)
+
+
+DEFAULTS = {"flow_epochs": 10, "pixelcnn_epochs": 3, "vae_epochs": 20, "num_samples": 100}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check")
+    parser.add_argument("--flow-epochs", type=int, default=DEFAULTS["flow_epochs"])
+    parser.add_argument("--pixelcnn-epochs", type=int, default=DEFAULTS["pixelcnn_epochs"])
+    parser.add_argument("--vae-epochs", type=int, default=DEFAULTS["vae_epochs"])
+    parser.add_argument(
+        "--num-samples", type=int, default=DEFAULTS["num_samples"], help="K of the VAE's log p(x)"
+    )
+    parser.add_argument("--mutation-rate", type=float, default=0.2)
+    parser.add_argument("--models", nargs="+", default=list(TRAINERS), choices=list(TRAINERS))
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    args = parser.parse_args(argv)
+    n_sets = 1000
+    if args.smoke:
+        args.flow_epochs = args.pixelcnn_epochs = args.vae_epochs = 1
+        args.num_samples, n_sets = 4, 40
+    set_threads(args.threads)
+    torch.set_default_dtype(torch.float32)
+    start = time.perf_counter()
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    x_train, x_test, _, _ = load_mnist5k(dtype=torch.float32)
+    if args.smoke:
+        x_train = x_train[:300]
+    n_ref = x_train.shape[0] // 10
+    x_ref, x_fit = x_train[:n_ref], x_train[n_ref:]
+    sets = ood_sets(x_test, float(x_fit.mean()), n_sets, torch.Generator().manual_seed(1234))
+
+    per_seed, first_scores = {}, None
+    for seed in seeds:
+        per_seed[seed], scores = run_seed(args, seed, x_fit, x_ref, sets)
+        first_scores = first_scores or scores
+        print_table(seed, per_seed[seed], n_sets)
+    spread = seed_spread({seed: r["auroc"] for seed, r in per_seed.items()})
+    if len(seeds) > 1:
+        print(f"\nAUROC over seeds {' '.join(map(str, seeds))}: mean (sample sd)")
+        for name, rows in spread.items():
+            for s, r in rows.items():
+                cells = " ".join(f"{r[k + ' mean']:.3f} ({r[k + ' sd']:.3f})" for k in SCORES)
+                print(f"{name:9s} {s:16s} {cells}")
+    print(f"total run time: {time.perf_counter() - start:.0f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    figure(all_scores, args.out / "outlier_detection.png", aurocs)
+    figure(first_scores, args.out / "outlier_detection.png", per_seed[seeds[0]]["auroc"])
+    settings = {k: getattr(args, k) for k in (*DEFAULTS, "mutation_rate", "models")}
     record = {
-        "command": " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-        "versions": {"torch": torch.__version__, "pyro": pyro.__version__},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "images_per_set": n_sets,
-        "median_log_likelihood_nats": median_ll,
-        "auroc": aurocs,
-        "seconds": seconds,
-        "total_seconds": total,
+        "settings": {**settings, "images_per_set": n_sets},
+        "auroc_spread_over_seeds": spread,
+        "per_seed": {str(seed): r for seed, r in per_seed.items()},
     }
-    (args.out / "outlier_detection.json").write_text(json.dumps(record, indent=2))
-    return record
+    if args.smoke:
+        reduced = "--smoke: 300 training images, 40 per set, 1 epoch per model, K = 4"
+    else:
+        reduced = "; ".join(
+            f"--{k.replace('_', '-')} {getattr(args, k)} (full mode: {v})"
+            for k, v in DEFAULTS.items()
+            if getattr(args, k) != v
+        )
+    return write_results(
+        args.out / "outlier_detection.json",
+        record,
+        title="Outlier detection with density models on MNIST-5k",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=start,
+        reduced=reduced,
+    )
 
 
 if __name__ == "__main__":

@@ -20,21 +20,17 @@ sequential direction: MAF samples in ``D`` network passes per layer (slow for re
 scores data in ``D`` passes (slow for forward KL); the funnel has ``--funnel-dim`` dimensions
 (default 10) so that the cost is visible.
 
-Run: ``python examples/two_directions.py`` (about 5 minutes of CPU time on one core with the
-defaults); ``--smoke`` runs in seconds. Writes ``two_directions.png`` (target and draws of
-every fit), ``two_directions.json`` (command line, date, machine, versions, every number)
-into ``--out``.
+Run: ``python examples/two_directions.py --threads 1`` (one seed; ``--seeds 0 1 2`` for the
+spread over seeds; the wall time is on its results page, ``docs/results/two_directions.rst``);
+``--smoke`` runs in seconds. Writes ``two_directions.png`` (target and draws of every fit, first
+seed) and ``two_directions.json`` (the record its results page renders: command line, date,
+machine, versions, every number) into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -44,10 +40,9 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
-import pyrogen
 from pyrogen import datasets, flows
 from pyrogen.analysis import kl_diagnostics
-from pyrogen.analysis.report import set_threads
+from pyrogen.analysis.report import seed_spread, set_threads, write_results
 from pyrogen.infer import (
     density_model,
     empty_guide,
@@ -196,40 +191,16 @@ def fmt(value, spec: str) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="seconds-long check")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--num-data", type=int, default=5000)
-    parser.add_argument("--num-eval", type=int, default=5000)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--funnel-dim", type=int, default=10)
-    parser.add_argument("--flows", nargs="+", default=list(FLOWS), choices=list(FLOWS))
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.steps, args.batch, args.num_data, args.num_eval = 5, 32, 200, 200
-        args.funnel_dim = min(args.funnel_dim, 3)
-    set_threads(args.threads)
-    torch.set_default_dtype(torch.float32)
-    pyro.set_rng_seed(args.seed)
-    target_map = targets(args.funnel_dim)
-
+def run_seed(args, seed: int, target_map: dict) -> tuple[dict, dict]:
+    """Every flow fitted in both directions to every target with ``seed``: (target -> fit ->
+    figures, target -> fit -> 1000 draws of the fitted flow)."""
     results: dict[str, dict] = {}
     draws: dict[str, dict] = {}
-    header = (
-        f"{'target':10s} {'flow':5s} {'direction':9s} {'KL(p||q)':>9s} {'KL(q||p)':>9s} "
-        f"{'ESS frac':>8s} {'k-hat':>6s} {'logZ err':>9s} {'ms/step':>8s} {'modes':>5s}"
-    )
-    print(header, flush=True)
     for name, target in target_map.items():
         results[name], draws[name] = {}, {}
         for flow_name in args.flows:
             for direction in DIRECTIONS:
-                pyro.set_rng_seed(args.seed)
+                pyro.set_rng_seed(seed)
                 flow, seconds, finite = fit(
                     target, FLOWS[flow_name], direction, steps=args.steps, batch=args.batch,
                     num_data=args.num_data, lr=args.lr,
@@ -239,37 +210,87 @@ def main(argv: list[str] | None = None) -> dict:
                 results[name][f"{flow_name}/{direction}"] = row
                 draws[name][(flow_name, direction)] = x
                 print(
-                    f"{name:10s} {flow_name:5s} {direction:9s} {fmt(row['forward_kl'], '9.3f')} "
+                    f"{name:10s} {flow_name:5s} {direction:9s} {seed:4d} "
+                    f"{fmt(row['forward_kl'], '9.3f')} "
                     f"{fmt(row['reverse_kl'], '9.3f')} {fmt(row['ess_fraction'], '8.3f')} "
                     f"{fmt(row['khat'], '6.2f')} {fmt(row['log_partition_error'], '+9.3f')} "
                     f"{1000 * seconds:8.1f} {fmt(row['modes_covered'], '5d')}"
                     + ("" if finite else "  (non-finite loss: stopped)"),
                     flush=True,
                 )
+    return results, draws
+
+
+DEFAULTS = {"steps": 1000, "batch": 256, "num_data": 5000, "num_eval": 5000, "funnel_dim": 10}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check")
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    parser.add_argument("--batch", type=int, default=DEFAULTS["batch"])
+    parser.add_argument("--num-data", type=int, default=DEFAULTS["num_data"])
+    parser.add_argument("--num-eval", type=int, default=DEFAULTS["num_eval"])
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--funnel-dim", type=int, default=DEFAULTS["funnel_dim"])
+    parser.add_argument("--flows", nargs="+", default=list(FLOWS), choices=list(FLOWS))
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.batch, args.num_data, args.num_eval = 5, 32, 200, 200
+        args.funnel_dim = min(args.funnel_dim, 3)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    torch.set_default_dtype(torch.float32)
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    target_map = targets(args.funnel_dim)
+
+    print(
+        f"{'target':10s} {'flow':5s} {'direction':9s} {'seed':>4s} {'KL(p||q)':>9s} "
+        f"{'KL(q||p)':>9s} {'ESS frac':>8s} {'k-hat':>6s} {'logZ err':>9s} {'ms/step':>8s} "
+        f"{'modes':>5s}",
+        flush=True,
+    )
+    per_seed, draws = {}, None
+    for seed in seeds:
+        per_seed[seed], seed_draws = run_seed(args, seed, target_map)
+        draws = draws or seed_draws
     args.out.mkdir(parents=True, exist_ok=True)
-    figure(results, draws, target_map, args.out / "two_directions.png")
+    figure(per_seed[seeds[0]], draws, target_map, args.out / "two_directions.png")
+    # the seconds per step are timings, not results of the seed: their spread is left out
+    quantities = [
+        "forward_kl", "reverse_kl", "ess_fraction", "khat", "log_partition_error",
+        "modes_covered",
+    ]  # fmt: skip
+    settings = {k: getattr(args, k) for k in ("steps", "batch", "num_data", "num_eval", "lr",
+                                               "funnel_dim", "flows")}  # fmt: skip
     record = {
-        "command": " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "pyro": pyro.__version__,
-            "numpy": np.__version__,
-            "pyrogen": pyrogen.__version__,
-        },
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": settings,
         "log_partition": {n: t.log_partition for n, t in target_map.items()},
-        "results": results,
+        "spread_over_seeds": seed_spread(per_seed, quantities),
+        "per_seed": {str(seed): r for seed, r in per_seed.items()},
     }
-    (args.out / "two_directions.json").write_text(json.dumps(record, indent=2))
-    return results
+    if args.smoke:
+        reduced = "--smoke: 5 steps of 32 points, 200 data and evaluation draws, 3-D funnel"
+    else:
+        reduced = "; ".join(
+            f"--{k.replace('_', '-')} {getattr(args, k)} (full mode: {v})"
+            for k, v in DEFAULTS.items()
+            if getattr(args, k) != v
+        )
+    return write_results(
+        args.out / "two_directions.json",
+        record,
+        title="Flows fitted in both KL directions",
+        script=__file__,
+        argv=argv,
+        description=__doc__.split("\nRun:")[0],
+        started=started,
+        reduced=reduced,
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ trained ``IWAE k=50`` model (K = 1, 5, 50) and of the trained ``IWAE-DReG k=50``
 over 200 independent gradient draws, SNR = |mean| / sd per encoder parameter, averaged (and
 medianed) over the parameters.
 
-Run: ``python examples/vae_mnist.py`` (wall time on its results page; ``--epochs`` sets the
-budget), ``--smoke`` for a seconds-long check. Writes ``outputs/vae_mnist.json`` and
+Run: ``python examples/vae_mnist.py --threads 1`` (one seed, 0; ``--seeds 0 1 2`` for the
+spread over seeds; wall time on its results page; ``--epochs`` sets the budget), ``--smoke``
+for a seconds-long check. Writes ``outputs/vae_mnist.json`` and
 ``outputs/vae_mnist.png`` (samples and test reconstructions of the VAE and IWAE-DReG k=50).
 """
 
@@ -50,7 +51,7 @@ from torch import nn
 
 from pyrogen import flows
 from pyrogen.analysis import active_units
-from pyrogen.analysis.report import set_threads, write_results
+from pyrogen.analysis.report import seed_spread, set_threads, write_results
 from pyrogen.datasets import load_mnist5k
 from pyrogen.infer import IWAE, log_likelihood
 
@@ -208,30 +209,13 @@ def save_grid(models: dict[str, VAE], x_test: torch.Tensor, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (20)")
-    parser.add_argument("--eval-samples", type=int, default=None, help="K for log p(x) (5000)")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    started = time.perf_counter()
-    epochs = args.epochs or (1 if args.smoke else 20)
-    eval_samples = args.eval_samples or (20 if args.smoke else 5000)
-    snr_draws = 5 if args.smoke else 200
-
-    pyro.set_rng_seed(args.seed)
-    x_train, x_test, y_train, y_test = load_mnist5k(dtype=torch.float32)
-    if args.smoke:
-        x_train, y_train, x_test, y_test = x_train[:300], y_train[:300], x_test[:50], y_test[:50]
-    x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
-
+def run_seed(args, seed: int, data: tuple, *, epochs: int, eval_samples: int, snr_draws: int):
+    """Every variant trained with ``seed`` and scored, and the encoder-gradient SNRs:
+    ((variant -> figures, summary), variant -> trained VAE)."""
+    x_train, y_train, x_test, y_test = data
     results: dict[str, dict] = {}
     models: dict[str, VAE] = {}
+    print(f"--- seed {seed}", flush=True)
     print(
         f"{'variant':16s} {'test log p(x)':>13s} {'(max se)':>8s} {'test ELBO':>10s} "
         f"{'active':>6s} {'s/epoch':>8s}",
@@ -239,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name in args.variants:
         kwargs, make_loss = VARIANTS[name]
-        pyro.set_rng_seed(args.seed)
+        pyro.set_rng_seed(seed)
         vae = VAE(**kwargs).to(torch.float32)  # the data are float32
         seconds = train(vae, make_loss(), x_train, y_train, epochs=epochs, batch=100)
         r = evaluate(vae, x_test, y_test, num_samples=eval_samples, chunk=250)
@@ -286,6 +270,41 @@ def main(argv: list[str] | None = None) -> dict:
         summary["iaf_minus_vae_elbo_nats"] = gain
         print(f"IAF encoder - Gaussian encoder test ELBO: {gain:+.2f} nats", flush=True)
 
+    return (results, summary), models
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (20)")
+    parser.add_argument("--eval-samples", type=int, default=None, help="K for log p(x) (5000)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    started = time.perf_counter()
+    epochs = args.epochs or (1 if args.smoke else 20)
+    eval_samples = args.eval_samples or (20 if args.smoke else 5000)
+    snr_draws = 5 if args.smoke else 200
+
+    pyro.set_rng_seed(args.seed if args.seed is not None else args.seeds[0])
+    x_train, x_test, y_train, y_test = load_mnist5k(dtype=torch.float32)
+    if args.smoke:
+        x_train, y_train, x_test, y_test = x_train[:300], y_train[:300], x_test[:50], y_test[:50]
+    x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
+
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    per_seed, models = {}, None
+    for seed in seeds:
+        figures, seed_models = run_seed(
+            args, seed, (x_train, y_train, x_test, y_test), epochs=epochs,
+            eval_samples=eval_samples, snr_draws=snr_draws,
+        )  # fmt: skip
+        per_seed[seed], models = figures, models or seed_models
+    results, summary = per_seed[seeds[0]]
     args.out.mkdir(parents=True, exist_ok=True)
     shown = {
         f"{k} (test log p(x) {results[k]['test_log_likelihood']:.2f} nats)": models[k]
@@ -295,14 +314,31 @@ def main(argv: list[str] | None = None) -> dict:
     if shown:
         save_grid(shown, x_test, args.out / "vae_mnist.png")
     out = {"variants": results, "summary": summary, "epochs": epochs, "eval_samples": eval_samples}
+    quantities = ["test_log_likelihood", "test_elbo", "active_units"]
+    spread = seed_spread({s: v for s, (v, _) in per_seed.items()}, quantities)
+    record = {
+        "spread_over_seeds": spread,
+        "per_seed": {str(s): {"variants": v, "summary": m} for s, (v, m) in per_seed.items()},
+        "epochs": epochs,
+        "eval_samples": eval_samples,
+    }
+    if args.smoke:
+        reduced = "--smoke: 300 training and 50 test images, 1 epoch, K = 20"
+    else:
+        reduced = "; ".join(
+            f"--{k.replace('_', '-')} {v} (full mode: {full})"
+            for k, v, full in (("epochs", epochs, 20), ("eval_samples", eval_samples, 5000))
+            if v != full
+        )
     write_results(
         args.out / "vae_mnist.json",
-        out,
+        record,
         title="VAEs on MNIST-5k: IWAE, DReG, IAF encoder, CVAE",
         script=__file__,
         argv=argv,
         description=__doc__.split("\nRun:")[0],
         started=started,
+        reduced=reduced,
     )
     return out
 

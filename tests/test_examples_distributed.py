@@ -14,22 +14,28 @@ from tests.scripts import ROOT, load
 EXAMPLE = ROOT / "examples" / "distributed_vae.py"
 
 
-def check(result: dict, workers: int) -> None:
+def check(record: dict, workers: int) -> dict:
+    """The record's run metadata and training figures; returns its results."""
+    launcher = f"torchrun --nproc_per_node {workers}" if workers > 1 else "python"
+    command = record["meta"]["command"]
+    assert command.startswith(f"{launcher} ") and "examples/distributed_vae.py" in command
+    assert record["meta"]["reduced"].startswith("--smoke")
+    result = record["results"]
     assert result["workers"] == workers and result["batch_size"] == 100
     assert result["steps"] == 3  # 300 smoke images, 100 per step
-    assert result["steps_per_second"] > 0
-    assert [p["step"] for p in result["curve"]] == [1, 2, 3]
-    assert all(math.isfinite(p["test_elbo"]) and p["test_elbo"] < 0 for p in result["curve"])
-    for key in ("command", "date_utc", "machine", "versions", "threads_per_worker"):
-        assert result[key]
+    assert result["steps_per_second"] > 0 and result["threads_per_worker"] >= 1
+    curve = result["test_elbo_curve"]
+    assert [p["step"] for p in curve] == [1, 2, 3]
+    assert all(math.isfinite(p["test_elbo"]) and p["test_elbo"] < 0 for p in curve)
+    return result
 
 
 @pytest.mark.slow
 def test_distributed_vae_smoke_one_process(tmp_path):
-    result = load(EXAMPLE).main(["--smoke", "--out", str(tmp_path)])
-    check(result, 1)
+    record = load(EXAMPLE).main(["--smoke", "--out", str(tmp_path)])
+    result = check(record, 1)
     assert result["test_log_likelihood"] >= result["test_elbo"] - 5  # K=20 against K=1
-    assert json.loads((tmp_path / "distributed_vae_1proc.json").read_text())["steps"] == 3
+    assert json.loads((tmp_path / "distributed_vae_1proc.json").read_text()) == record
     assert (tmp_path / "distributed_vae.png").stat().st_size > 0
 
 

@@ -3,6 +3,7 @@ every number of a record."""
 
 import io
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,12 @@ def test_there_are_results_pages():
 def test_committed_page_is_the_rendering_of_its_record(record):
     page = record.with_suffix(".rst")
     assert page.exists(), f"{page.name} is missing: run python -m pyrogen.analysis.report"
-    expected = report.render(json.loads(record.read_text()), source=f"docs/results/{record.name}")
+    registry = json.loads((RESULTS / pages_module.REGISTRY).read_text())
+    expected = report.render(
+        json.loads(record.read_text()),
+        source=f"docs/results/{record.name}",
+        full_command=registry[record.stem]["command"],
+    )
     assert page.read_text() == expected, (
         f"{page.name} is not the rendering of {record.name}: "
         f"run python -m pyrogen.analysis.report docs/results/{record.name}"
@@ -68,9 +74,13 @@ def test_each_record_was_written_by_its_registered_script(record):
     registry = json.loads((RESULTS / pages_module.REGISTRY).read_text())
     entry = registry[record.stem]
     assert (ROOT / entry["script"]).exists()
-    assert entry["command"].startswith(f"python {entry['script']}")
+    # "python SCRIPT ..." or, for several processes, "torchrun --nproc_per_node N SCRIPT ..."
+    launchers = ("python ", "torchrun --nproc_per_node ")
     meta = json.loads(record.read_text())["meta"]
-    assert meta["command"].startswith(f"python {entry['script']}")
+    for command in (entry["command"], meta["command"]):
+        words = shlex.split(command)
+        assert command.startswith(launchers) and entry["script"] in words, command
+        assert words.index(entry["script"]) in (1, 3), command
 
 
 def test_the_index_is_the_rendering_of_the_registry():
@@ -123,6 +133,10 @@ def test_a_reduced_run_says_so_on_its_page(tmp_path):
     )
     page = report.render(small)
     assert ".. warning::\n\n   A reduced run" in page and "--epochs 2 (full mode: 100)" in page
+    assert "The full figure" not in page
+    named = report.render(small, full_command="python run.py --epochs 100")
+    assert "   The full figure: ``python run.py --epochs 100``.\n" in named
+    assert "The full figure" not in report.render(full, full_command="python run.py")
 
 
 def test_seed_spread():
@@ -174,3 +188,68 @@ def test_set_threads(capsys):
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="threads must be an int >= 1"):
             report.set_threads(bad)
+
+
+def posteriordb_fixture() -> dict:
+    """A small record shaped as ``examples/posteriordb_accuracy.py`` writes it."""
+
+    def fit(mean_error, sd_error, khat, met):
+        return {
+            "max_abs_mean_error_sd": mean_error,
+            "worst_sd_error": -sd_error,
+            "max_abs_sd_error": sd_error,
+            "khat": khat,
+            "log_evidence": -34.5,
+            "seconds": 10.0,
+            "meets_target": met,
+        }
+
+    fits = {
+        "eight_schools_noncentered": {
+            "AutoNormal": {"0": fit(0.3, 0.5, 0.9, False), "1": fit(0.5, 0.7, 1.1, False)},
+            "AutoFlow(iaf)": {"0": fit(0.04, 0.06, 0.3, True)},
+        },
+        "kilpisjarvi": {"AutoFlow(iaf)": {"0": fit(0.02, 0.08, 0.2, True)}},
+    }
+    errors = {
+        post: {guide: {s: {"mean error mu": 0.01, "sd error mu": -0.02} for s in per_seed}
+               for guide, per_seed in per_guide.items()}
+        for post, per_guide in fits.items()
+    }  # fmt: skip
+    spread = {"eight_schools_noncentered": {"AutoNormal": {"seeds": "0 1", "khat min": 0.9}}}
+    results = {"fits": fits, "spread_over_seeds": spread, "errors_per_parameter": errors}
+    meta = {"command": "python examples/posteriordb_accuracy.py --seeds 0 1", "date": "d"}
+    return {"title": "Variational accuracy", "description": "", "meta": meta, "results": results}
+
+
+def test_posteriordb_page_summarises_each_fit_over_its_seeds():
+    core = pytest.importorskip("docutils.core")
+    record = posteriordb_fixture()
+    source = "docs/results/posteriordb_accuracy.json"
+    page = report.render(record, source=source)
+    assert page == report.render(json.loads(json.dumps(record)), source=source)  # deterministic
+    summary = page.split("Summary over seeds\n", 1)[1].split("\nfits\n", 1)[0]
+    # AutoNormal, 2 seeds: mean 0.4 (0.3 to 0.5) and 0.6 (0.5 to 0.7), k-hat mean 1, none met
+    assert (
+        "   * - eight\\_schools\\_noncentered / AutoNormal\n     - 2\n"
+        "     - 0.4 (0.3 to 0.5)\n     - 0.6 (0.5 to 0.7)\n     - 1\n     - -34.5\n"
+        "     - 10\n     - 0 of 2\n"
+    ) in summary
+    assert "   * - kilpisjarvi / AutoFlow(iaf)\n     - 1\n     - 0.02\n     - 0.08\n" in summary
+    assert summary.count("     - 1 of 1\n") == 2
+    # the full record follows the summary: every per-seed number is on the page
+    assert "   * - eight\\_schools\\_noncentered / AutoNormal / 1\n     - 0.5\n" in page
+    # the same record under another name is rendered without the summary
+    assert "Summary over seeds" not in report.render(record, source="other.json")
+    warnings = io.StringIO()
+    core.publish_doctree(
+        page, settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": warnings}
+    )
+    assert warnings.getvalue() == ""
+    index = pages_module.render_index(
+        {"posteriordb_accuracy": {"script": "s.py", "command": "python s.py", "about": "a"}},
+        {"posteriordb_accuracy": record},
+    )
+    assert "     - 2\n\n.. toctree::" in index  # seeds "0 1" count as 2
+    with pytest.raises(ValueError, match="fits"):
+        pages_module.posteriordb_summary({"spread_over_seeds": {}})

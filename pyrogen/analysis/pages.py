@@ -5,7 +5,8 @@ A results folder (``docs/results``) holds one JSON record per page (written by
 :func:`pyrogen.analysis.report.write_results`) and ``registry.json``: page name -> ``{"script":
 the script that writes the record, "command": its full-mode command, "about": one line}``.
 Adding a page is one record and one registry entry; ``python -m pyrogen.analysis.report
-docs/results`` then renders every page and the index.
+docs/results`` then renders every page and the index. A record whose file is named in
+``SUMMARIES`` (``posteriordb_accuracy.json``) gets that summary table above its full results.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REGISTRY", "render", "render_index"]
+__all__ = ["REGISTRY", "SUMMARIES", "posteriordb_summary", "render", "render_index"]
 
 REGISTRY = "registry.json"
 _LIST_START = re.compile(r"([-+\u2022]|\d+[.)]|[a-zA-Z#][.)]|\(\w+\))( |$)")
@@ -132,7 +133,7 @@ def _body(value: Any, level: int) -> list[str]:
     return lines
 
 
-def _meta_lines(meta: dict[str, Any] | None) -> list[str]:
+def _meta_lines(meta: dict[str, Any] | None, full_command: str = "") -> list[str]:
     if not meta:
         return [_NO_META, ""]
     machine = meta.get("machine", {})
@@ -157,10 +158,71 @@ def _meta_lines(meta: dict[str, Any] | None) -> list[str]:
             "   A reduced run, smaller than the script's full mode: " + _cell(str(meta["reduced"])),
             "",
         ]
+        if full_command:
+            lines += [f"   The full figure: ``{full_command}``.", ""]
     return lines
 
 
-def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def posteriordb_summary(results: dict[str, Any]) -> list[str]:
+    """The summary table of a ``examples/posteriordb_accuracy.py`` record: one row per
+    posterior and guide, over that fit's seeds.
+
+    Each row gives the number of seeds, the mean (and min to max over seeds) of the largest
+    absolute mean error in reference sds and of the largest absolute relative sd error, the
+    mean PSIS k-hat, the mean log-evidence estimate (nats), the mean fit time (s) and how many
+    seeds meet the script's accuracy target. Every per-seed number stays in the full results
+    below it.
+
+    Args:
+        results: the record's ``results``: ``{"fits": {posterior: {guide: {seed: {...}}}},
+            ...}``.
+    Returns:
+        reStructuredText lines (a section with its table).
+    Raises:
+        ValueError: ``results`` has no ``fits`` or a fit has no seed.
+    """
+    fits = results.get("fits")
+    if not isinstance(fits, dict) or not fits:
+        raise ValueError("a posteriordb_accuracy record needs results['fits'], got none")
+    rows = []
+    for post, per_guide in fits.items():
+        for guide, per_seed in per_guide.items():
+            runs = list(per_seed.values())
+            if not runs:
+                raise ValueError(f"fit {post} / {guide} has no seed")
+            row = [_cell(f"{post} / {guide}"), str(len(runs))]
+            for key in ("max_abs_mean_error_sd", "max_abs_sd_error"):
+                values = [r[key] for r in runs]
+                cell = _cell(_mean(values))
+                if len(values) > 1:
+                    cell += f" ({_cell(min(values))} to {_cell(max(values))})"
+                row.append(cell)
+            row += [_cell(_mean([r[k] for r in runs])) for k in ("khat", "log_evidence", "seconds")]
+            row.append(f"{sum(bool(r.get('meets_target')) for r in runs)} of {len(runs)}")
+            rows.append(row)
+    header = [
+        "posterior / guide",
+        "seeds",
+        "max |mean error| (reference sd), mean (min to max)",
+        "max |sd error| (relative), mean (min to max)",
+        "k-hat, mean",
+        "log Z estimate (nats), mean",
+        "seconds, mean",
+        "target met",
+    ]
+    title = "Summary over seeds"
+    return [title, "-" * len(title), "", *_list_table(header, rows)]
+
+
+# record file stem -> summary table shown above the full results
+SUMMARIES = {"posteriordb_accuracy": posteriordb_summary}
+
+
+def render(record: dict[str, Any], *, source: str = "FILE.json", full_command: str = "") -> str:
     """The reStructuredText page of a results record.
 
     A record written by :func:`write_results` gives its title, description and metadata; any
@@ -171,6 +233,8 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
     Args:
         record: the parsed JSON.
         source: the JSON file's path as the page's header names it.
+        full_command: the script's full-mode command (its registry entry's), which the
+            warning of a reduced run names.
     Returns:
         the page, ending with one newline.
     Raises:
@@ -191,7 +255,9 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
     if description.strip():  # plain text (e.g. a docstring): a literal block cannot misparse
         body = [f"    {line}".rstrip() for line in description.strip().splitlines()]
         lines += ["What was measured:", "", ".. code-block:: text", "", *body, ""]
-    lines += _meta_lines(meta)
+    lines += _meta_lines(meta, full_command)
+    if Path(source).stem in SUMMARIES and isinstance(results, dict):
+        lines += SUMMARIES[Path(source).stem](results)
     lines += _body(results, 0)
     while lines and lines[-1] == "":
         lines.pop()
@@ -199,11 +265,15 @@ def render(record: dict[str, Any], *, source: str = "FILE.json") -> str:
 
 
 def _seed_count(value: Any) -> int:
-    """The largest ``seeds`` count in a record's ``spread_over_seeds`` (1 without one)."""
+    """The largest ``seeds`` count in a record's ``spread_over_seeds`` (1 without one): an int,
+    or a string of seed names (``"0 1 2"``)."""
     if isinstance(value, dict):
         counts = [_seed_count(v) for v in value.values()]
-        if isinstance(value.get("seeds"), int) and not isinstance(value["seeds"], bool):
-            counts.append(value["seeds"])
+        seeds = value.get("seeds")
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            counts.append(seeds)
+        elif isinstance(seeds, str):
+            counts.append(len(seeds.split()))
         return max(counts, default=1)
     return 1
 
@@ -239,8 +309,8 @@ def render_index(
             run += " (reduced run)"
         results = records[name].get("results") or {}
         seeds = _seed_count(results.get("spread_over_seeds"))
-        if isinstance(results.get("per_seed"), dict):  # seed -> that seed's results
-            seeds = max(seeds, len(results["per_seed"]))
+        if "spread_over_seeds" not in results and isinstance(results.get("per_seed"), dict):
+            seeds = len(results["per_seed"])  # seed -> that seed's results
         rows.append(
             [
                 f":doc:`{name}`",

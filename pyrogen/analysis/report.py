@@ -66,13 +66,17 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_metadata(script: str | Path, argv: Sequence[str] | None = None) -> dict[str, Any]:
+def run_metadata(
+    script: str | Path, argv: Sequence[str] | None = None, *, launcher: str = "python"
+) -> dict[str, Any]:
     """What a results record says about its run: command, UTC date, machine, versions.
 
     Args:
         script: the script that produced the numbers (its path is made relative to the
             working directory when it lies below it).
         argv: the arguments the script parsed (``None``: ``sys.argv[1:]``).
+        launcher: what ran the script, the command's first words (e.g. ``"torchrun
+            --nproc_per_node 2"`` for several processes).
     Returns:
         a JSON-serialisable dict with keys ``command``, ``date``, ``machine``, ``versions``.
     """
@@ -96,7 +100,7 @@ def run_metadata(script: str | Path, argv: Sequence[str] | None = None) -> dict[
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return {
-        "command": shlex.join(["python", str(script), *args]),
+        "command": shlex.join([*shlex.split(launcher), str(script), *args]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine,
         "versions": versions,
@@ -113,6 +117,7 @@ def write_results(
     description: str = "",
     started: float | None = None,
     reduced: str = "",
+    launcher: str = "python",
 ) -> dict[str, Any]:
     """Write ``results`` with its run metadata as JSON (the record a results page renders).
 
@@ -120,7 +125,7 @@ def write_results(
         path: the JSON file (its folder is created).
         results: every number the script reports, nested dicts / lists of JSON values.
         title: the page title.
-        script, argv: as in :func:`run_metadata`.
+        script, argv, launcher: as in :func:`run_metadata`.
         description: a paragraph saying what was measured, on what data, in which units.
         started: ``time.perf_counter()`` at the start of the run, to record its wall time.
         reduced: for a run smaller than the script's documented full mode, what was reduced
@@ -130,7 +135,7 @@ def write_results(
     Raises:
         TypeError: ``results`` holds something JSON cannot store.
     """
-    meta = run_metadata(script, argv)
+    meta = run_metadata(script, argv, launcher=launcher)
     if started is not None:
         meta["wall_seconds"] = round(time.perf_counter() - started, 1)
     if reduced:
@@ -217,7 +222,11 @@ def _targets(paths: Sequence[Path]) -> list[tuple[Path, str]]:
             for name in registry:
                 record = path / f"{name}.json"
                 records[name] = json.loads(record.read_text())
-                page = render(records[name], source=f"{where}/{name}.json")
+                page = render(
+                    records[name],
+                    source=f"{where}/{name}.json",
+                    full_command=registry[name].get("command", ""),
+                )
                 targets.append((record.with_suffix(".rst"), page))
             targets.append((path / "index.rst", render_index(registry, records, source=where)))
         else:
