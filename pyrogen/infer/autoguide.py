@@ -148,8 +148,9 @@ class AutoFlow(AutoContinuous):
             correlations of -0.99999 cost the optimizer nothing. Otherwise (no finite mode, as in
             a funnel; an indefinite Hessian; a lower ELBO) the guide starts at the initial
             Gaussian with ``C = I``.
-        progress: a progress bar for the Laplace start's row-by-row work on models that
-            ``torch.func.vmap`` cannot vectorize (``None``: only when stderr is a terminal).
+        progress: a progress bar (stderr) over the Laplace start's stages, and over its
+            row-by-row work on models that ``torch.func.vmap`` cannot vectorize: ``True``,
+            ``False`` (nothing printed) or ``None`` (default: only when stderr is a terminal).
         num_quantile_draws: draws used by :meth:`median` and :meth:`quantiles` (flows have no
             closed-form quantiles; these are Monte Carlo estimates).
         path_gradient: score the guide's own samples with its parameters detached, so that
@@ -283,7 +284,10 @@ class AutoFlow(AutoContinuous):
         """``fn`` at every row of ``points``: vectorized by ``torch.func.vmap`` where the model
         allows it, else one model run per row (with a progress bar)."""
         try:
-            return torch.func.vmap(fn)(points)
+            # Pyro's validation checks values in Python control flow, which vmap cannot trace;
+            # a model that fails without it fails again, validated, in the row-by-row run
+            with pyro.validation_enabled(False):
+                return torch.func.vmap(fn)(points)
         except Exception:  # any model that vmap cannot trace runs row by row
             rows = progress_bar(points, progress=self._progress, desc=desc)
             return torch.stack([fn(p) for p in rows])
@@ -298,30 +302,52 @@ class AutoFlow(AutoContinuous):
         elbo = float((log_p - log_q).mean())
         return elbo if math.isfinite(elbo) else -math.inf
 
-    def _hessian(self, mode: torch.Tensor, args, kwargs) -> torch.Tensor:
-        """Hessian of the log joint at ``mode``: one gradient pass, then its Jacobian by
-        vectorized vector-Jacobian products (row by row if the model defeats ``vmap``)."""
-        v = mode.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self._log_joint(v, args, kwargs), v, create_graph=True)
-        eye = torch.eye(v.numel(), dtype=v.dtype, device=v.device)
+    def _grad_and_hessian(self, mode: torch.Tensor, args, kwargs):
+        """Gradient and Hessian of the log joint at ``mode``: one reverse-over-reverse
+        ``torch.func`` pass, vectorized over the ``D`` rows (row by row, with a progress bar, if
+        the model defeats ``vmap``). Returns ``(grad (D,), hessian (D, D))``."""
 
-        def row(e):
-            return torch.autograd.grad(grad, v, e, retain_graph=True)[0]
+        def log_joint(v):
+            return self._log_joint(v, args, kwargs)
+
+        def grad_twice(v):
+            grad = torch.func.grad(log_joint)(v)
+            return grad, grad
 
         try:
-            return torch.autograd.grad(grad, v, eye, retain_graph=True, is_grads_batched=True)[0]
+            with pyro.validation_enabled(False):  # see _batched
+                hessian, grad = torch.func.jacrev(grad_twice, has_aux=True)(mode.detach())
+            return grad, hessian
         except Exception:  # a model that vmap cannot trace: one row at a time
-            rows = progress_bar(eye, progress=self._progress, desc="Laplace start: Hessian")
-            return torch.stack([row(e) for e in rows])
+            pass
+        v = mode.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(log_joint(v), v, create_graph=True)
+        eye = torch.eye(v.numel(), dtype=v.dtype, device=v.device)
+        rows = progress_bar(eye, progress=self._progress, desc="AutoFlow Laplace start: Hessian")
+        hessian = torch.stack([torch.autograd.grad(grad, v, e, retain_graph=True)[0] for e in rows])
+        return grad.detach(), hessian
 
     @torch.enable_grad()
     def _laplace_start(self, loc: torch.Tensor, args, kwargs):
         """``(mode, chol((-H)^{-1}))`` if the Laplace approximation at the mode found by L-BFGS
         from ``loc`` has a higher ELBO than the initial Gaussian ``N(loc, init_scale^2 I)``;
-        ``None`` otherwise (no finite mode, e.g. a funnel; indefinite Hessian; lower ELBO)."""
+        ``None`` otherwise (no finite mode, e.g. a funnel; indefinite Hessian; lower ELBO).
+
+        Its four stages (initial ELBO, mode, Newton polish, Laplace ELBO) advance a progress bar
+        (``progress``)."""
+        stages = ["initial ELBO", "mode (L-BFGS)", "Newton polish", "Laplace ELBO"]
+        bar = progress_bar(stages, progress=self._progress, desc="AutoFlow Laplace start")
+        try:
+            return self._laplace_stages(loc, args, kwargs, iter(bar))
+        finally:
+            getattr(bar, "close", lambda: None)()
+
+    def _laplace_stages(self, loc: torch.Tensor, args, kwargs, stages):
+        next(stages)
         eye = torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device)
         with torch.no_grad():
             initial = self._gaussian_elbo(loc, self._init_scale * eye, args, kwargs)
+        next(stages)
         z = loc.detach().clone().requires_grad_(True)
         optimizer = torch.optim.LBFGS([z], max_iter=200, line_search_fn="strong_wolfe")
 
@@ -336,27 +362,30 @@ class AutoFlow(AutoContinuous):
         except (RuntimeError, ValueError):  # the search left the support or hit a NaN
             return None
         mode = z.detach()
+        next(stages)
         # Polish with Newton steps (exact for a Gaussian posterior): L-BFGS can stop early
-        # along a ridge of near-perfect correlation.
+        # along a ridge of near-perfect correlation. Converged when no coordinate moves by more
+        # than the dtype's resolution (1e-10 relative in float64).
+        tol = max(1e-10, 8 * torch.finfo(mode.dtype).eps)
         for _ in range(5):
-            hessian = self._hessian(mode, args, kwargs)
+            grad, hessian = self._grad_and_hessian(mode, args, kwargs)
             if not bool(torch.isfinite(hessian).all()):
                 return None
             eigenvalues, eigenvectors = torch.linalg.eigh(-(hessian + hessian.T) / 2)
             if eigenvalues.min() <= 0:
                 return None
-            v = mode.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self._log_joint(v, args, kwargs), v)
             step = eigenvectors @ ((eigenvectors.T @ grad) / eigenvalues)
             if not bool(torch.isfinite(step).all()):
                 return None
             mode = mode + step
-            if bool((step.abs() <= 1e-10 * (1 + mode.abs())).all()):
+            if bool((step.abs() <= tol * (1 + mode.abs())).all()):
                 break
         cov = (eigenvectors / eigenvalues) @ eigenvectors.T
         chol = torch.linalg.cholesky((cov + cov.T) / 2)
+        next(stages)
         with torch.no_grad():
             laplace = self._gaussian_elbo(mode, chol, args, kwargs)
+        next(stages, None)
         return (mode, chol) if laplace > initial else None
 
     def _build_flow(self, dim: int) -> Transform:
