@@ -22,7 +22,7 @@ from torch.distributions import Transform, biject_to
 
 from pyrogen import flows
 from pyrogen.infer.path_gradient import PathGradientPosterior
-from pyrogen.transforms import Bijector
+from pyrogen.transforms import Autoregressive, Bijector, Compose, Elementwise
 from pyrogen.util import check_count, check_module_class, check_positive, progress_bar
 
 __all__ = ["AutoFlow"]
@@ -68,6 +68,35 @@ class _PathDerivative(dist.TorchDistribution):
         return self.score(value)
 
 
+class _Readout(Elementwise):
+    r"""``inner`` fed with ``scale`` times its conditioner's output: :math:`g(x; c\,\theta)`.
+
+    A reparameterization for Adam: the zero-initialized output layer of a conditioner of width
+    ``H`` sums ``H`` hidden units, so when every weight takes Adam's step of about ``lr`` (its
+    gradient-normalized update) a log-scale moves by up to ``lr * H / 2`` nats per step; with
+    ``c = 1 / H`` it moves by about ``lr``, as the affine part's location and scales do. The
+    family of maps is unchanged (identity at zero); only the optimizer's geometry is."""
+
+    def __init__(self, inner: Elementwise, scale: float) -> None:
+        self.inner, self.scale, self.num_params = inner, float(scale), inner.num_params
+
+    def forward(self, x, params):
+        return self.inner.forward(x, params * self.scale)
+
+    def inverse(self, y, params):
+        return self.inner.inverse(y, params * self.scale)
+
+
+def _scale_readouts(flow: Transform) -> Transform:
+    """Every autoregressive layer of ``flow`` takes its map's parameters at ``1 / H`` times its
+    MADE's output (``H``: the MADE's last hidden width), see :class:`_Readout`."""
+    for layer in flow if isinstance(flow, Compose) else [flow]:
+        if isinstance(layer, Autoregressive) and not isinstance(layer.transform, _Readout):
+            width = layer.conditioner.output.weight.shape[-1]
+            layer.transform = _Readout(layer.transform, 1.0 / width)
+    return flow
+
+
 _BUILDERS = {
     "iaf": flows.iaf,
     # the configuration whose posterior accuracy examples/posteriordb_accuracy.py measures
@@ -106,7 +135,14 @@ class AutoFlow(AutoContinuous):
     layers with bound 5 and the plain gradient, put the non-centred eight schools ``tau`` sd
     at +12%, -30% and +27% of the reference for seeds 0-2); ``tanh`` units make every layer
     affine far out, the bound keeps its tail scale within ``e^2`` of the bulk, and the
-    path-derivative gradient removes the score term's noise near the optimum.
+    path-derivative gradient removes the score term's noise near the optimum. Each MADE's
+    output (shift and log-scale) enters its affine map scaled by ``1 / H`` (``H`` its last
+    hidden width): Adam moves every parameter by about ``lr`` per step whatever its gradient's
+    size, and a low-noise (path-derivative) gradient keeps it doing so, so that an unscaled
+    output, a sum over ``H`` units, moves by up to ``lr * H / 2`` nats per step; with plain
+    ``Adam({"lr": 0.01})`` that drove the log-scales into their bound and a 31-latent logistic
+    regression's loss from 55 to ~260. Scaled, the flow moves by about ``lr`` per step, as the
+    affine part does (``"iaf"`` and ``"maf"``; the family of maps is unchanged).
     ``examples/posteriordb_accuracy.py`` measures these defaults against the accuracy targets
     of its four posteriors (its ``"AutoFlow(iaf)"`` guide; ``"AutoFlow(maf)"`` is the same
     guide with MAF layers).
@@ -400,9 +436,10 @@ class AutoFlow(AutoContinuous):
         if "log_scale_bound" in inspect.signature(_BUILDERS[spec]).parameters:
             kwargs["log_scale_bound"] = self._log_scale_bound
         try:
-            return _BUILDERS[spec](dim, **kwargs)
+            flow = _BUILDERS[spec](dim, **kwargs)
         except ValueError as error:
             raise ValueError(f"flow={spec!r} with {dim} latent dimensions: {error}") from error
+        return _scale_readouts(flow) if spec in ("iaf", "maf") else flow
 
     def get_base_dist(self) -> dist.Distribution:
         """Standard normal of shape ``(D,)`` on the parameters' device and dtype."""
