@@ -11,7 +11,8 @@ k-hat (``pyrogen.analysis.psis_khat``, 4000 draws) and the importance-sampling l
 the two guides, in units of AutoMultivariateNormal's sd.
 
 Run: ``python examples/logistic_regression.py [--seeds 0 1 2] [--lrs 0.01 0.001] [--steps 5000]
-[--float64] [--threads N] [--out outputs]`` (``--seed`` and ``--lr`` name one of each);
+[--float64] [--scaled-output] [--threads N] [--out outputs]`` (``--seed`` and ``--lr`` name one
+of each; ``--scaled-output`` fits ``AutoFlow(scaled_output=True)``);
 ``--smoke`` for a seconds-long check. Writes ``outputs/logistic_regression.json``: the first
 run's figures at the top level and every run under ``"runs"``.
 """
@@ -81,14 +82,16 @@ def moments(model, guide, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(0), flat.std(0)
 
 
-def run(model, *, seed: int, lr: float, steps: int, draws: int) -> dict:
+def run(
+    model, *, seed: int, lr: float, steps: int, draws: int, scaled_output: bool = False
+) -> dict:
     """Fit both guides with plain Adam at ``lr`` from ``seed``; their figures and comparison."""
     results: dict[str, dict] = {}
     moment = {}
     for name, cls in GUIDES.items():
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
-        guide = cls(model)
+        guide = cls(model, scaled_output=scaled_output) if cls is AutoFlow else cls(model)
         t0 = time.perf_counter()
         losses = fit(model, guide, steps=steps, lr=lr)
         seconds = time.perf_counter() - t0
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--seed", type=int, default=None, help="one seed")
     parser.add_argument("--float64", action="store_true", help="fit in float64")
+    parser.add_argument("--scaled-output", action="store_true", help="AutoFlow(scaled_output=True)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     args = parser.parse_args(argv)
@@ -152,11 +156,19 @@ def main(argv: list[str] | None = None) -> dict:
     )
     try:
         runs = [
-            run(model, seed=seed, lr=lr, steps=steps, draws=draws) for lr in lrs for seed in seeds
+            run(model, seed=seed, lr=lr, steps=steps, draws=draws, scaled_output=args.scaled_output)
+            for lr in lrs
+            for seed in seeds
         ]
     finally:
         torch.set_default_dtype(old_dtype)
-    record = {**runs[0], "steps": steps, "dtype": str(dtype), "runs": runs}
+    record = {
+        **runs[0],
+        "steps": steps,
+        "dtype": str(dtype),
+        "scaled_output": args.scaled_output,
+        "runs": runs,
+    }
     write_results(
         args.out / "logistic_regression.json",
         record,

@@ -135,15 +135,17 @@ class AutoFlow(AutoContinuous):
     layers with bound 5 and the plain gradient, put the non-centred eight schools ``tau`` sd
     at +12%, -30% and +27% of the reference for seeds 0-2); ``tanh`` units make every layer
     affine far out, the bound keeps its tail scale within ``e^2`` of the bulk, and the
-    path-derivative gradient removes the score term's noise near the optimum. Each MADE's
-    output (shift and log-scale) enters its affine map scaled by ``1 / H`` (``H`` its last
-    hidden width): Adam moves every parameter by up to ``lr`` per step whatever its
-    gradient's size (exactly ``lr`` at its first step), so that an unscaled output, a sum over
-    ``H`` units, moves by up to ``lr * H / 2`` nats per step; with plain ``Adam`` that drove
-    the log-scales into their bound and the loss of a 31-latent logistic regression from 55 to
-    over 150 (within 15 steps at lr 0.05, with either gradient estimator; late in a
-    5000-step run at lr 0.01). Scaled, the flow moves by about ``lr`` per step, as the affine
-    part does (``"iaf"`` and ``"maf"``; the family of maps is unchanged).
+    path-derivative gradient removes the score term's noise near the optimum. With
+    ``scaled_output=True`` each MADE's output (shift and log-scale) enters its affine map scaled
+    by ``1 / H`` (``H`` its last hidden width): Adam moves every parameter by up to ``lr`` per
+    step whatever its gradient's size (exactly ``lr`` at its first step), so that an unscaled
+    output, a sum over ``H`` units, moves by up to ``lr * H / 2`` nats per step; with plain
+    ``Adam`` at lr 0.05 that drives the log-scales into their bound and the loss of a
+    31-latent logistic regression from 55 to over 150 within 15 steps (either gradient
+    estimator). Scaled, the flow moves by about ``lr`` per step, as the affine part does, but
+    it also learns more slowly: under the 5000-step recipe of
+    ``examples/posteriordb_accuracy.py`` the scaled guide put the non-centred eight schools sd
+    error at +25% to +39% (seeds 0-2) against +10% to +16% unscaled, so it is off by default.
     ``examples/posteriordb_accuracy.py`` measures these defaults against the accuracy targets
     of its four posteriors (its ``"AutoFlow(iaf)"`` guide; ``"AutoFlow(maf)"`` is the same
     guide with MAF layers).
@@ -197,12 +199,15 @@ class AutoFlow(AutoContinuous):
             :class:`~pyrogen.infer.IWAE` it leaves ``estimator="dreg"`` (the default) and
             ``"stl"`` unchanged but turns ``"iwae"`` into ``"stl"``, which is biased for
             ``K > 1``; pass ``path_gradient=False`` for the plain IWAE gradient.
+        scaled_output: feed each MADE's output to its affine map scaled by ``1 / H`` (``"iaf"``
+            and ``"maf"``; see above): steadier under plain ``Adam`` at large learning rates,
+            slower to fit. Default ``False``.
     Raises:
         ValueError: unknown ``flow``, ``init_scale <= 0``, ``num_layers < 1``,
             ``log_scale_bound <= 0``, or (on first use) a model with a discrete latent site that
             is not enumerated, or
             ``flow="realnvp"`` with ``D < 2``.
-        TypeError: ``activation`` is not an ``nn.Module`` class.
+        TypeError: ``activation`` is not an ``nn.Module`` class; ``scaled_output`` is not a bool.
     References:
         Roeder, Wu, Duvenaud (2017). Sticking the Landing: Simple, Lower-Variance Gradient
         Estimators for Variational Inference. https://arxiv.org/abs/1703.09194
@@ -236,6 +241,7 @@ class AutoFlow(AutoContinuous):
         num_quantile_draws: int = 4000,
         path_gradient: bool = True,
         progress: bool | None = None,
+        scaled_output: bool = False,
     ) -> None:
         if not (callable(flow) or flow in _BUILDERS):
             raise ValueError(f"flow must be one of {sorted(_BUILDERS)} or a callable, got {flow!r}")
@@ -254,6 +260,9 @@ class AutoFlow(AutoContinuous):
         self._num_quantile_draws = num_quantile_draws
         self._path_gradient = bool(path_gradient)
         self._progress = progress
+        if not isinstance(scaled_output, bool):
+            raise TypeError(f"scaled_output must be True or False, got {scaled_output!r}")
+        self._scaled_output = scaled_output
         super().__init__(model, init_loc_fn=init_loc_fn)
         # the model without Pyro's init handler (which would draw from every site's prior while
         # the log joint is evaluated); a tuple so that a PyroModule model is not a submodule
@@ -440,7 +449,7 @@ class AutoFlow(AutoContinuous):
             flow = _BUILDERS[spec](dim, **kwargs)
         except ValueError as error:
             raise ValueError(f"flow={spec!r} with {dim} latent dimensions: {error}") from error
-        return _scale_readouts(flow) if spec in ("iaf", "maf") else flow
+        return _scale_readouts(flow) if self._scaled_output and spec in ("iaf", "maf") else flow
 
     def get_base_dist(self) -> dist.Distribution:
         """Standard normal of shape ``(D,)`` on the parameters' device and dtype."""
