@@ -282,3 +282,129 @@ def test_bound_on_given_draws_is_the_log_mean_exp_of_known_weights(K):
         model, given_draws_guide(source), x
     )
     assert diff.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_documented_defaults_and_the_state_before_any_step():
+    """``IWAE()`` is ``K = 5`` with the DReG estimator (as documented); a given plate nesting is
+    in the state from the start, and no step has been counted."""
+    loss = IWAE()
+    assert (loss.num_particles, loss.estimator) == (5, "dreg")
+    assert IWAE(3).state_dict() == {"num_steps": 0, "max_plate_nesting": None}
+    assert IWAE(3, max_plate_nesting=0).state_dict() == {"num_steps": 0, "max_plate_nesting": 0}
+
+
+def test_constructor_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"^estimator must be one of \('dreg', 'iwae', 'stl'\)"):
+        IWAE(5, "reinforce")
+    with pytest.raises(ValueError, match=r"^max_plate_nesting must be an int >= 0, got -1$"):
+        IWAE(5, max_plate_nesting=-1)
+    with pytest.raises(TypeError, match=r"^max_plate_nesting"):
+        IWAE(5, max_plate_nesting=1.5)
+
+
+def scalar_model(x):
+    z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def scalar_guide(x):
+    pyro.sample("z", dist.Normal(pyro.param("m", torch.tensor(0.3)), 0.8))
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
+def test_no_plates_with_max_plate_nesting_zero(estimator):
+    """A model without plates, declared with ``max_plate_nesting=0``: the bound is the
+    log-mean-exp of the ``K`` weights of one datum."""
+    x = torch.tensor(0.7)
+    loss = IWAE(4, estimator, max_plate_nesting=0)
+    pyro.set_rng_seed(5)
+    value = loss.differentiable_loss(scalar_model, scalar_guide, x)
+    pyro.set_rng_seed(5)
+    z = dist.Normal(torch.tensor(0.3), 0.8).sample((4,))
+    log_w = (
+        dist.Normal(0.0, 1.0).log_prob(z)
+        + dist.Normal(z, 1.0).log_prob(x)
+        - dist.Normal(0.3, 0.8).log_prob(z)
+    )
+    torch.testing.assert_close(value, -(log_w.logsumexp(0) - math.log(4)))
+
+
+def kw_model(*, x):
+    model(x)
+
+
+def kw_guide(*, x):
+    guide(x)
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "dreg"])
+def test_keyword_arguments_reach_model_and_guide(estimator):
+    x = X.to(torch.get_default_dtype())
+    loss = IWAE(3, estimator, max_plate_nesting=1)
+    value = loss.differentiable_loss(kw_model, kw_guide, x=x)  # exact guide: log p(x) exactly
+    torch.testing.assert_close(value, -log_evidence(x).sum())
+    assert loss.loss(kw_model, kw_guide, x=x) == pytest.approx(-float(log_evidence(x).sum()))
+
+
+def svi_steps(loss, steps, seed=0):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    svi = SVI(model, poor_guide, Adam({"lr": 0.05}), loss)
+    x = X.to(torch.get_default_dtype())
+    return [svi.step(x) for _ in range(steps)]
+
+
+def test_state_dict_round_trip_resumes_bit_for_bit():
+    """``num_steps`` counts each step once; a loaded state (guessed nesting included) makes a
+    fresh loss repeat the original's next loss exactly (no dry run draws random numbers)."""
+    loss = IWAE(4, "iwae")
+    svi_steps(loss, 2)
+    state = loss.state_dict()
+    assert state == {"num_steps": 2, "max_plate_nesting": 1}
+    x = X.to(torch.get_default_dtype())
+    pyro.set_rng_seed(9)
+    expected = loss.loss(model, poor_guide, x)
+    resumed = IWAE(4, "iwae")
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == state
+    pyro.set_rng_seed(9)
+    assert resumed.loss(model, poor_guide, x) == expected
+    fresh = IWAE(4, "iwae")
+    pyro.set_rng_seed(9)
+    assert fresh.loss(model, poor_guide, x) != expected  # its dry run draws first
+    none = IWAE(4, "iwae", max_plate_nesting=1)
+    none.load_state_dict({"num_steps": 0, "max_plate_nesting": None})
+    assert none.state_dict()["max_plate_nesting"] is None
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "match"),
+    [
+        ({"num_steps": 1, "max_plate_nesting": -1}, ValueError, "max_plate_nesting must be >= 0"),
+        ({"num_steps": 1, "max_plate_nesting": 1.0}, TypeError, "max_plate_nesting"),
+        ({"num_steps": "1", "max_plate_nesting": 1}, TypeError, "num_steps"),
+        ({"num_steps": 1}, ValueError, "max_plate_nesting"),
+    ],
+)
+def test_load_state_dict_rejects_bad_entries(state, error, match):
+    loss = IWAE(4)
+    with pytest.raises(error, match=match):
+        loss.load_state_dict(state)
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
+def test_nonfinite_step_names_the_loss_the_step_and_the_site(estimator):
+    """A step whose observed datum has ``-inf`` log-density raises naming the loss, its ``K``,
+    estimator and step number and the site, is not counted, and leaves no traces behind."""
+    loss = IWAE(4, estimator)
+    svi_steps(loss, 1)
+    big = torch.finfo(torch.get_default_dtype()).max / 4
+    x = X.to(torch.get_default_dtype()).clone()
+    x[1] = big
+    svi = SVI(model, poor_guide, Adam({"lr": 0.05}), loss)
+    where = rf"^IWAE\(4, '{estimator}'\) step 1\b.*site 'x'"
+    with pytest.raises(FloatingPointError, match=where):
+        svi.step(x)
+    assert loss.num_steps == 1 and loss._failed_traces == []
+    svi.step(X.to(torch.get_default_dtype()))
+    assert loss.num_steps == 2
