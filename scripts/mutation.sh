@@ -30,10 +30,16 @@ declare -A MODULE=(
   [rbm]="pyrogen/distributions/rbm.py"
   [transforms]="pyrogen/transforms/*"
 )
+# pytest arguments selecting each module's tests. For iwae, the two slowest statistical tests
+# (a 400-repetition Monte Carlo ordering in K and an AutoFlow training run, 20 of the files'
+# 35 s) are deselected: each surviving mutant runs every covering test, and with them a run took
+# hours on two shared cores; the exact-bound, gradient and enumeration tests stay.
 declare -A TESTS=(
   [metrics]="tests/analysis/test_metrics.py"
   [posterior]="tests/analysis/test_posterior.py"
-  [iwae]="tests/infer/test_iwae.py tests/infer/test_importance.py"
+  [iwae]="tests/infer/test_iwae.py tests/infer/test_importance.py
+    --deselect tests/infer/test_iwae.py::test_bound_increases_with_K_and_stays_below_log_evidence
+    --deselect tests/infer/test_iwae.py::test_trains_autoflow_guide_with_svi"
   [elbo]="tests/infer/test_elbo.py"
   [rbm]="tests/distributions/test_energy_models.py tests/infer/test_contrastive.py"
   [transforms]="tests/transforms"
