@@ -46,6 +46,9 @@ declare -A TESTS=(
 )
 ORDER=(metrics iwae rbm posterior elbo transforms)  # smallest first
 
+# Everything runs inside main(), parsed before it starts: the script may be edited while a run
+# is going on.
+main() {
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${MUTATION_DIR:-/tmp/pyrogen-mutation}
@@ -109,3 +112,7 @@ text = f"{name}: killed {killed}/{total} ({100 * killed / max(total, 1):.1f}%) {
 print(text, end="")
 PY
 done
+}
+
+main "$@"
+exit
