@@ -261,3 +261,52 @@ def test_sequential_fallback_passes_arguments_and_warns_at_the_caller():
     assert record[0].filename == __file__
     expected = pyro.distributions.Normal(0.5, 3.0**0.5).log_prob(y)
     torch.testing.assert_close(d.log_weights, expected.expand(20).to(d.log_weights))
+
+
+class NamelessGuide:
+    """A callable guide object without ``__name__`` (as autoguides are)."""
+
+    def __call__(self, y):
+        mean, sd = posterior(y)
+        with pyro.plate("obs", len(y)):
+            pyro.sample("eps", dist.Normal(0.0, 1.0))
+        pyro.sample("mu", dist.Normal(mean, sd))
+
+
+def plate_model(y):
+    mu = pyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    with pyro.plate("obs", len(y)):
+        eps = pyro.sample("eps", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(mu + 0.0 * eps, 1.0), obs=y)
+    for i in pyro.plate("pair", 2):  # a sequential plate has no dim to name
+        pyro.sample(f"t{i}", dist.Normal(mu, 1.0), obs=y[i])
+
+
+def test_inference_data_stats_dims_attrs_and_progress(capsys):
+    """Per draw: ``lp`` is ``log p(y, mu, eps)`` and ``log_q`` the guide's log density, exactly;
+    a plate latent's dims carry the plate's name; the attributes name the libraries and the
+    guide's class; ``progress=True`` shows a bar labelled with the function."""
+    y = Y.to(torch.get_default_dtype())
+    guide = NamelessGuide()
+    idata = to_inference_data(plate_model, guide, y, num_samples=4, progress=True)
+    assert "to_inference_data" in capsys.readouterr().err
+    mu = torch.as_tensor(idata.posterior["mu"].values[0])
+    eps = torch.as_tensor(idata.posterior["eps"].values[0])
+    mean, sd = posterior(y)
+    log_p = (
+        dist.Normal(0.0, PRIOR_SD).log_prob(mu)
+        + dist.Normal(0.0, 1.0).log_prob(eps).sum(-1)
+        + dist.Normal(mu[:, None], 1.0).log_prob(y).sum(-1)
+        + dist.Normal(mu[:, None], 1.0).log_prob(y[:2]).sum(-1)
+    )
+    log_q = dist.Normal(mean, sd).log_prob(mu) + dist.Normal(0.0, 1.0).log_prob(eps).sum(-1)
+    torch.testing.assert_close(torch.as_tensor(idata.sample_stats["lp"].values[0]), log_p)
+    torch.testing.assert_close(torch.as_tensor(idata.sample_stats["log_q"].values[0]), log_q)
+    assert idata.posterior["eps"].dims == ("chain", "draw", "obs")
+    assert idata.log_likelihood["t0"].dims == ("chain", "draw")
+    assert idata.attrs["inference_library"] == "pyro"
+    assert idata.attrs["inference_library_version"] == pyro.__version__
+    assert idata.attrs["creation_library"] == "pyrogen"
+    assert idata.attrs["inference_method"] == "SVI (NamelessGuide)"
+    one = to_inference_data(model, gaussian_guide(), y, num_samples=1)
+    assert one.posterior["mu"].shape == (1, 1) and one.log_likelihood["y"].shape == (1, 1, 5)
