@@ -285,3 +285,187 @@ def test_langevin_ais_log_partition_of_a_gaussian_energy():
     assert ebm.log_partition() == est.log_partition
     x = torch.randn(5, 2)
     torch.testing.assert_close(ebm.log_prob(x), -ebm.energy(x) - est.log_partition)
+
+
+def small_limit(model, units):
+    """``model`` with ``max_enumerable_units`` lowered to ``units``, so the samplers' and the
+    exact log Z's size limits can be tested on models with a handful of units."""
+    model.max_enumerable_units = units
+    return model
+
+
+def test_rbm_errors_name_the_argument_and_the_remedy():
+    with pytest.raises(ValueError, match=r"^weight must be a tensor .*got \[\[1\.0\]\]$|got list"):
+        BernoulliRBM([[1.0]], torch.zeros(1), torch.zeros(1))
+    with pytest.raises(ValueError, match=r"^weight must be a tensor .*got torch\.Size\(\[4\]\)$"):
+        BernoulliRBM(torch.randn(4), torch.zeros(4), torch.zeros(1))
+    with pytest.raises(ValueError, match=r"^num_gibbs_steps must be an int >= 1, got 0$"):
+        BernoulliRBM(torch.randn(4, 3), torch.zeros(4), torch.zeros(3), num_gibbs_steps=0)
+    with pytest.raises(ValueError, match=r"^num_steps must be an int >= 0, got -1$"):
+        random_rbm(4, 3).markov_chain(torch.zeros(4), -1)
+    remedy = r"is too large for an exact log Z .*; use log_partition\(method='ais'\)$"
+    with pytest.raises(ValueError, match="^BernoulliRBM " + remedy):
+        small_limit(random_rbm(4, 3), 2).exact_log_partition()
+    gaussian = GaussianBernoulliRBM(
+        torch.randn(2, 3), torch.zeros(2), torch.zeros(3), torch.ones(2)
+    )
+    with pytest.raises(ValueError, match="^GaussianBernoulliRBM " + remedy):
+        small_limit(gaussian, 2).exact_log_partition()
+    no_ais = r"^AIS is implemented for binary models; .*GaussianBernoulliRBM.* exact log Z$"
+    with pytest.raises(NotImplementedError, match=no_ais):
+        gaussian.annealing_path()
+
+
+def test_rbm_markov_chain_with_zero_steps_returns_its_start():
+    v = torch.bernoulli(torch.full((6, 4), 0.5))
+    assert torch.equal(random_rbm(4, 3).markov_chain(v, 0), v)
+
+
+def test_rbm_keyword_arguments_reach_the_distribution():
+    """``log_partition``, ``validate_args`` and ``num_gibbs_steps`` given to either RBM are used,
+    whatever the global validation setting."""
+    rbm = random_rbm(4, 3)
+    w, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+    v = torch.bernoulli(torch.full((5, 4), 0.5))
+    attached = small_limit(BernoulliRBM(w, b, c, log_partition=torch.tensor(3.0)), 2)
+    torch.testing.assert_close(attached.log_prob(v), -rbm.free_energy(v) - 3.0)
+    half = torch.full((4,), 0.5)
+    with pyro.validation_enabled(False):
+        with pytest.raises(ValueError, match="support"):
+            BernoulliRBM(w, b, c, validate_args=True).log_prob(half)
+    with pyro.validation_enabled(True):
+        BernoulliRBM(w, b, c, validate_args=False).log_prob(half)  # not checked
+    gaussian = GaussianBernoulliRBM(
+        w, b, c, torch.ones(4), num_gibbs_steps=7, log_partition=torch.tensor(2.0)
+    )
+    gaussian = small_limit(gaussian, 2)
+    assert gaussian.num_gibbs_steps == 7
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(gaussian.log_prob(x), -gaussian.free_energy(x) - 2.0)
+
+
+def test_rbm_conditionals_accept_integer_states():
+    """Binary states stored as integers give the same conditionals and free energy as floats."""
+    rbm = random_rbm(4, 3)
+    v, h = states(4), states(3)
+    torch.testing.assert_close(
+        rbm.hidden_given_visible(v.long()).base_dist.logits,
+        rbm.hidden_given_visible(v).base_dist.logits,
+    )
+    torch.testing.assert_close(
+        rbm.visible_given_hidden(h.long()).base_dist.logits,
+        rbm.visible_given_hidden(h).base_dist.logits,
+    )
+    torch.testing.assert_close(rbm.free_energy(v.long()), rbm.free_energy(v))
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_batched_rbm_matches_each_of_its_members(gaussian):
+    """A batch of RBMs scores, conditions and normalizes as its members one at a time, for a
+    value with no sample dimension and one with two; the conditionals are factorized over the
+    units only (event dim 1)."""
+    w, b, c = torch.randn(2, 3, 4), torch.randn(2, 3), torch.randn(2, 4)
+    s = torch.rand(2, 3) + 0.5
+
+    def make(*p):
+        return GaussianBernoulliRBM(*p) if gaussian else BernoulliRBM(*p[:3])
+
+    batch, members = make(w, b, c, s), [make(w[i], b[i], c[i], s[i]) for i in range(2)]
+    v2 = torch.randn(2, 3) if gaussian else torch.bernoulli(torch.full((2, 3), 0.5))
+    v4 = torch.randn(5, 1, 2, 3) if gaussian else torch.bernoulli(torch.full((5, 1, 2, 3), 0.5))
+    h2 = torch.bernoulli(torch.full((2, 4), 0.5))
+    for v in (v2, v4):
+        expected = torch.stack([m.log_prob(v[..., i, :]) for i, m in enumerate(members)], -1)
+        torch.testing.assert_close(batch.log_prob(v), expected)
+        assert batch.free_energy(v).shape == v.shape[:-1]
+        cond = batch.hidden_given_visible(v)
+        assert cond.batch_shape == v.shape[:-1] and cond.event_shape == (4,)
+    cond = batch.visible_given_hidden(h2)
+    assert cond.batch_shape == (2,) and cond.event_shape == (3,)
+    for i, m in enumerate(members):
+        torch.testing.assert_close(
+            cond.log_prob(v2)[i], m.visible_given_hidden(h2[i]).log_prob(v2[i])
+        )
+        torch.testing.assert_close(batch.log_partition()[i], m.log_partition())
+
+
+def test_rbm_sample_shapes_one_draw_and_none():
+    rbm = BernoulliRBM(torch.zeros(3, 2), torch.full((3,), 8.0), torch.zeros(2))
+    assert torch.equal(rbm.sample(), torch.ones(3))  # P(v_i = 0) = sigmoid(-8) each
+    gaussian = GaussianBernoulliRBM(
+        torch.randn(3, 2), torch.zeros(3), torch.zeros(2), torch.ones(3)
+    )
+    draw = gaussian.sample()
+    assert draw.shape == (3,) and bool((draw != 0).all())
+    for model in (random_rbm(3, 2, batch=(2,)), gaussian.expand((2,))):
+        assert model.sample((0,)).shape == (0, 2, 3)
+
+
+def one_sweep_law(rbm):
+    """Exact law of one block-Gibbs sweep from uniformly random binary visible states."""
+    v0, h, v1 = states(rbm.n_visible), states(rbm.n_hidden), states(rbm.n_visible)
+    p_h = rbm.hidden_given_visible(v0[:, None, :]).log_prob(h[None]).exp().mean(0)  # (2^H,)
+    p_v = rbm.visible_given_hidden(h[:, None, :]).log_prob(v1[None]).exp()  # (2^H, 2^V)
+    return (p_h @ p_v).log()
+
+
+def test_rbm_gibbs_sampler_runs_num_gibbs_steps_sweeps_from_uniform_states():
+    """Too large to enumerate (limit lowered to 2 units), ``sample`` runs ``num_gibbs_steps``
+    sweeps from uniform visible states: with one sweep its law is known exactly."""
+    torch.manual_seed(3)
+    w, b, c = 2 * torch.randn(3, 3), torch.randn(3), torch.randn(3)
+    rbm = small_limit(BernoulliRBM(w, b, c, num_gibbs_steps=1), 2)
+    law = one_sweep_law(rbm)
+    x = rbm.sample((20000,))
+    assert chi2_pvalue(x, law) > 1e-3
+    assert chi2_pvalue(x, BernoulliRBM(w, b, c).log_prob(states(3))) < 1e-6  # not mixed yet
+
+
+@pytest.mark.parametrize(("n_visible", "n_hidden"), [(5, 4), (4, 5), (4, 25)])
+def test_rbm_samples_exactly_up_to_the_enumeration_limit(n_visible, n_hidden):
+    """A layer of exactly ``max_enumerable_units`` units (4 here) is still enumerated: one Gibbs
+    sweep (``num_gibbs_steps=1``) would not reach the model's law."""
+    rbm = random_rbm(n_visible, n_hidden, scale=2.0 if n_hidden < 25 else 1.0)
+    fast = BernoulliRBM(rbm.weight, rbm.visible_bias, rbm.hidden_bias, num_gibbs_steps=1)
+    fast = small_limit(fast, 4)
+    assert chi2_pvalue(fast.sample((20000,)), rbm.log_prob(states(n_visible))) > 1e-3
+
+
+def mixture_cdf(weights, means, scale):
+    """CDF of the 1-D Gaussian mixture ``sum_k weights[k] N(means[k], scale^2)``."""
+    w, m = weights.numpy(), means.numpy()
+    return lambda t: (w * stats.norm.cdf(t[..., None], m, float(scale))).sum(-1)
+
+
+def test_gaussian_rbm_gibbs_sampler_starts_from_the_visible_prior():
+    """With the hidden layer over the (lowered) limit, one sweep starts at ``N(b, sigma^2)``:
+    the draws follow the mixture ``sum_h pi_h N(b + sigma W h, sigma^2)`` with
+    ``pi_h = E_{v0 ~ N(b, sigma^2)} p(h | v0)``; at the limit the draws are exact."""
+    w, b, s = torch.tensor([[2.5, -1.5]]), torch.tensor([1.0]), torch.tensor([0.5])
+    c = torch.tensor([-1.0, 0.5])
+    rbm = small_limit(GaussianBernoulliRBM(w, b, c, s, num_gibbs_steps=1), 1)
+    grid = torch.linspace(-8, 10, 20001)
+    prior = torch.distributions.Normal(b, s).log_prob(grid[:, None]).exp().squeeze(-1)
+    h = states(2)
+    p_h = rbm.hidden_given_visible(grid[:, None, None]).log_prob(h).exp()  # (grid, 4)
+    pi = (prior[:, None] * p_h).sum(0) * (grid[1] - grid[0])
+    means = (b + s * (h @ w.T)).squeeze(-1)
+    x = rbm.sample((10000,)).squeeze(-1).numpy()
+
+    assert stats.kstest(x, mixture_cdf(pi, means, s)).pvalue > 1e-3
+    exact = small_limit(GaussianBernoulliRBM(w, b, c, s, num_gibbs_steps=1), 2)
+    exact_pi = c @ h.T + (b / s * (h @ w.T).squeeze(-1)) + (h @ w.T).squeeze(-1) ** 2 / 2
+    exact_pi = exact_pi.softmax(0)
+    y = exact.sample((10000,)).squeeze(-1).numpy()
+
+    assert stats.kstest(y, mixture_cdf(exact_pi, means, s)).pvalue > 1e-3
+    assert stats.kstest(x, mixture_cdf(exact_pi, means, s)).pvalue < 1e-6  # one sweep has not mixed
+
+
+def test_rbm_annealing_path_base_biases():
+    rbm = random_rbm(4, 3)
+    given = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    torch.testing.assert_close(rbm.annealing_path(base_visible_bias=given).base_bias, given)
+    data = torch.tensor([[1.0, 0, 1, 1], [1.0, 1, 0, 1]])
+    expected = torch.logit(data.mean(0).clamp(1e-3, 1 - 1e-3))
+    torch.testing.assert_close(rbm.annealing_path(data=data).base_bias, expected)

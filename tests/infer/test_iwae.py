@@ -2,9 +2,11 @@
 
 import itertools
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import pytest
 import scipy.special
 import torch
@@ -13,6 +15,7 @@ from pyro.optim import Adam
 
 from pyrogen.infer import IWAE, AutoFlow
 from tests.infer.linear_gaussian import (
+    W,
     exact_params,
     given_draws_guide,
     guide,
@@ -135,7 +138,7 @@ def test_non_reparameterizable_site():
 
     x = torch.tensor([1.0, -1.0])
     for estimator in ("dreg", "stl"):
-        with pytest.raises(ValueError, match=r"reparameterizable.*'c'"):
+        with pytest.raises(ValueError, match=r"reparameterizable.*'c' \(Bernoulli\) is not"):
             IWAE(3, estimator).loss_and_grads(model_d, guide_d, x)
     loss = IWAE(3, "iwae").differentiable_loss(model_d, guide_d, x)
     (grad,) = torch.autograd.grad(loss, params("p"))
@@ -226,6 +229,7 @@ def test_point_estimated_global_latent_keeps_per_point_bound(float64_only):
     for estimator in ("iwae", "dreg"):
         loss = IWAE(5, estimator).differentiable_loss(model_g, guide_g, x)
         assert torch.allclose(loss, -exact)
+        assert IWAE(5, estimator).loss(model_g, guide_g, x) == pytest.approx(float(-exact))
     # the IWAE-estimator gradient of an exact bound is exact (DReG's is exact only in mean here:
     # w_map is both a model and a guide parameter)
     loss = IWAE(5, "iwae").differentiable_loss(model_g, guide_g, x)
@@ -282,3 +286,259 @@ def test_bound_on_given_draws_is_the_log_mean_exp_of_known_weights(K):
         model, given_draws_guide(source), x
     )
     assert diff.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_documented_defaults_and_the_state_before_any_step():
+    """``IWAE()`` is ``K = 5`` with the DReG estimator (as documented); a given plate nesting is
+    in the state from the start, and no step has been counted."""
+    loss = IWAE()
+    assert (loss.num_particles, loss.estimator) == (5, "dreg")
+    assert IWAE(3).state_dict() == {"num_steps": 0, "max_plate_nesting": None}
+    assert IWAE(3, max_plate_nesting=0).state_dict() == {"num_steps": 0, "max_plate_nesting": 0}
+
+
+def test_constructor_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"^estimator must be one of \('dreg', 'iwae', 'stl'\)"):
+        IWAE(5, "reinforce")
+    with pytest.raises(ValueError, match=r"^max_plate_nesting must be an int >= 0, got -1$"):
+        IWAE(5, max_plate_nesting=-1)
+    with pytest.raises(TypeError, match=r"^max_plate_nesting"):
+        IWAE(5, max_plate_nesting=1.5)
+
+
+def scalar_model(x):
+    z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def scalar_guide(x):
+    pyro.sample("z", dist.Normal(pyro.param("m", torch.tensor(0.3)), 0.8))
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
+def test_no_plates_with_max_plate_nesting_zero(estimator):
+    """A model without plates, declared with ``max_plate_nesting=0``: the bound is the
+    log-mean-exp of the ``K`` weights of one datum."""
+    x = torch.tensor(0.7)
+    loss = IWAE(4, estimator, max_plate_nesting=0)
+    pyro.set_rng_seed(5)
+    value = loss.differentiable_loss(scalar_model, scalar_guide, x)
+    pyro.set_rng_seed(5)
+    z = dist.Normal(torch.tensor(0.3), 0.8).sample((4,))
+    log_w = (
+        dist.Normal(0.0, 1.0).log_prob(z)
+        + dist.Normal(z, 1.0).log_prob(x)
+        - dist.Normal(0.3, 0.8).log_prob(z)
+    )
+    torch.testing.assert_close(value, -(log_w.logsumexp(0) - math.log(4)))
+
+
+def kw_model(*, x):
+    model(x)
+
+
+def kw_guide(*, x):
+    guide(x)
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "dreg"])
+def test_keyword_arguments_reach_model_and_guide(estimator):
+    x = X.to(torch.get_default_dtype())
+    loss = IWAE(3, estimator, max_plate_nesting=1)
+    value = loss.differentiable_loss(kw_model, kw_guide, x=x)  # exact guide: log p(x) exactly
+    torch.testing.assert_close(value, -log_evidence(x).sum())
+    assert loss.loss(kw_model, kw_guide, x=x) == pytest.approx(-float(log_evidence(x).sum()))
+    svi = SVI(kw_model, kw_guide, Adam({"lr": 0.05}), loss)
+    assert svi.step(x=x) == pytest.approx(-float(log_evidence(x).sum()))
+
+
+def svi_steps(loss, steps, seed=0):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    svi = SVI(model, poor_guide, Adam({"lr": 0.05}), loss)
+    x = X.to(torch.get_default_dtype())
+    return [svi.step(x) for _ in range(steps)]
+
+
+def test_state_dict_round_trip_resumes_bit_for_bit():
+    """``num_steps`` counts each step once; a loaded state (guessed nesting included) makes a
+    fresh loss repeat the original's next loss exactly (no dry run draws random numbers)."""
+    loss = IWAE(4, "iwae")
+    svi_steps(loss, 2)
+    state = loss.state_dict()
+    assert state == {"num_steps": 2, "max_plate_nesting": 1}
+    x = X.to(torch.get_default_dtype())
+    pyro.set_rng_seed(9)
+    expected = loss.loss(model, poor_guide, x)
+    resumed = IWAE(4, "iwae")
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == state
+    pyro.set_rng_seed(9)
+    assert resumed.loss(model, poor_guide, x) == expected
+    fresh = IWAE(4, "iwae")
+    pyro.set_rng_seed(9)
+    assert fresh.loss(model, poor_guide, x) != expected  # its dry run draws first
+    none = IWAE(4, "iwae", max_plate_nesting=1)
+    none.load_state_dict({"num_steps": 0, "max_plate_nesting": None})
+    assert none.state_dict()["max_plate_nesting"] is None
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "match"),
+    [
+        ({"num_steps": 1, "max_plate_nesting": -1}, ValueError, "max_plate_nesting must be >= 0"),
+        ({"num_steps": 1, "max_plate_nesting": 1.0}, TypeError, "max_plate_nesting"),
+        ({"num_steps": "1", "max_plate_nesting": 1}, TypeError, "num_steps"),
+        ({"num_steps": 1}, ValueError, "max_plate_nesting"),
+    ],
+)
+def test_load_state_dict_rejects_bad_entries(state, error, match):
+    loss = IWAE(4)
+    with pytest.raises(error, match=match):
+        loss.load_state_dict(state)
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
+def test_nonfinite_step_names_the_loss_the_step_and_the_site(estimator):
+    """A step whose observed datum has ``-inf`` log-density raises naming the loss, its ``K``,
+    estimator and step number and the site, is not counted, and leaves no traces behind."""
+    loss = IWAE(4, estimator)
+    svi_steps(loss, 1)
+    big = torch.finfo(torch.get_default_dtype()).max / 4
+    x = X.to(torch.get_default_dtype()).clone()
+    x[1] = big
+    svi = SVI(model, poor_guide, Adam({"lr": 0.05}), loss)
+    where = rf"^IWAE\(4, '{estimator}'\) step 1\b.*site 'x'"
+    with pytest.raises(FloatingPointError, match=where):
+        svi.step(x)
+    assert loss.num_steps == 1 and loss._failed_traces == []
+    svi.step(X.to(torch.get_default_dtype()))
+    assert loss.num_steps == 2
+
+
+def test_get_trace_points_to_the_particle_tracing():
+    loss = IWAE(2)
+    with pytest.raises(NotImplementedError, match=r"^IWAE traces all particles at once; see "):
+        next(loss._get_traces(model, guide, (X.to(torch.get_default_dtype()),), {}))
+
+
+def test_loaded_nesting_zero_is_valid():
+    loss = IWAE(2)
+    loss.load_state_dict({"num_steps": 3, "max_plate_nesting": 0})
+    assert loss.state_dict() == {"num_steps": 3, "max_plate_nesting": 0}
+
+
+def two_site_model(x):
+    w = pyro.param("w", torch.tensor(W))
+    with pyro.plate("data", x.shape[-1]):
+        for i in range(2):
+            z = pyro.sample(f"z{i}", dist.Normal(0.0, 1.0))
+            pyro.sample(f"x{i}", dist.Normal(w * z, 1.0), obs=x[i])
+
+
+def two_site_guide(x, mask=True):
+    a0, s0 = exact_params()
+    with pyro.plate("data", x.shape[-1]), poutine.mask(mask=mask):
+        for i in range(2):
+            a = pyro.param(f"a{i}", torch.tensor(a0))
+            s = pyro.param(f"s{i}", torch.tensor(s0), constraint=dist.constraints.positive)
+            pyro.sample(f"z{i}", dist.Normal(a * x[i], s))
+
+
+@pytest.mark.parametrize("estimator", ["stl", "dreg"])
+def test_every_site_sticks_the_landing_masked_or_not(estimator, rtol):
+    """At the exact posterior the STL/DReG guide gradient is exactly zero for every latent site,
+    also where the guide's ``log q`` is masked out (the masked points' model terms are too)."""
+    x = torch.tensor([[-1.0, 0.5, 2.0], [0.3, -0.7, 1.1]])
+    mask = torch.tensor([True, False, True])
+
+    def masked_model(x):
+        with poutine.mask(mask=mask):
+            two_site_model(x)
+
+    for m, g in (
+        (two_site_model, two_site_guide),
+        (masked_model, lambda x: two_site_guide(x, mask)),
+    ):
+        loss = IWAE(3, estimator).differentiable_loss(m, g, x)
+        grads = torch.autograd.grad(loss, params("a0", "s0", "a1", "s1"))
+        for grad in grads:
+            assert grad.abs() < 1e3 * rtol
+
+
+@pytest.mark.parametrize("estimator", ["stl", "dreg"])
+def test_flow_guide_path_gradient_at_the_exact_posterior(estimator, rtol):
+    """An IAF guide (the path gradient of ``log q`` from the base noise, no sequential
+    inverse) at identity over the exact posterior of a 2-D latent: the bound is ``log p(x)``
+    exactly and the guide's STL/DReG gradient is exactly zero."""
+    from pyrogen import flows
+
+    x = torch.tensor([[-1.0, 0.5], [2.0, 0.3], [0.1, -1.2]])
+    a, s = exact_params()
+    flow = flows.iaf(2, num_layers=1)
+
+    def model2(x):
+        w = pyro.param("w", torch.tensor(W))
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(w * z, 1.0).to_event(1), obs=x)
+
+    def flow_guide(x):
+        pyro.module("flow", flow)
+        loc = pyro.param("a", torch.tensor(a)) * x
+        with pyro.plate("data", len(x)):
+            base = dist.Normal(loc, torch.tensor(s)).to_event(1)
+            pyro.sample("z", dist.TransformedDistribution(base, [flow]))
+
+    loss = IWAE(3, estimator).differentiable_loss(model2, flow_guide, x)
+    exact = dist.Normal(0.0, (W**2 + 1) ** 0.5).log_prob(x).sum()
+    torch.testing.assert_close(loss, -exact)
+    guide_params = [pyro.param("a").unconstrained(), *flow.parameters()]
+    for grad in torch.autograd.grad(loss, guide_params):
+        assert grad.abs().max() < 1e3 * rtol
+
+
+def test_dreg_equals_stl_for_one_particle_with_global_event_and_nested_plates():
+    """With ``K = 1`` the normalized weight is 1, so DReG is STL (Tucker et al. 2019), for
+    every parameter: here with a global latent (outside the plates), a latent with an event
+    dimension and two nested data plates."""
+    x = torch.randn(2, 3, 2)
+
+    def model3(x):
+        w = pyro.param("w", torch.tensor(0.8))
+        g = pyro.sample("g", dist.Normal(0.0, 1.0))
+        with pyro.plate("rows", 2, dim=-2), pyro.plate("cols", 3, dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(w * z + g, 1.0).to_event(1), obs=x)
+
+    def guide3(x):
+        m = pyro.param("m", torch.tensor(0.2))
+        loc = pyro.param("loc", torch.zeros(2, 3, 2))
+        pyro.sample("g", dist.Normal(m, 0.5))
+        with pyro.plate("rows", 2, dim=-2), pyro.plate("cols", 3, dim=-1):
+            pyro.sample("z", dist.Normal(loc + 0.3 * x, 0.7).to_event(1))
+
+    grads = {}
+    for estimator in ("stl", "dreg"):
+        pyro.set_rng_seed(4)
+        loss = IWAE(1, estimator, max_plate_nesting=2).differentiable_loss(model3, guide3, x)
+        grads[estimator] = torch.autograd.grad(loss, params("w", "m", "loc"))
+    for g_stl, g_dreg in zip(grads["stl"], grads["dreg"], strict=True):
+        torch.testing.assert_close(g_dreg, g_stl)
+        assert g_stl.abs().max() > 1e-3
+
+
+def test_loss_names_nonfinite_data_and_warns_on_nan():
+    x = torch.tensor([[0.3, float("inf")], [float("inf"), 0.1]])
+    pattern = r"^IWAE\.loss: model observed site 'x0'.*; model observed site 'x1'.*"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pyro's own NaN warnings of the log densities
+        with pytest.raises(ValueError, match=pattern + r"\(the data are not finite\)$"):
+            IWAE(2).loss(two_site_model, two_site_guide, x)
+    finite = torch.tensor([[0.3, 1.0], [2.0, 0.1]])
+    pyro.clear_param_store()
+    pyro.param("a0", torch.tensor(float("nan")))  # a NaN guide parameter: NaN, not bad data
+    with pyro.validation_enabled(False), warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert math.isnan(IWAE(2).loss(two_site_model, two_site_guide, finite))
+    assert "Encountered NaN: loss" in [str(w.message) for w in record]
