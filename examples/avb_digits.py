@@ -39,7 +39,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyrogen.analysis.report import seed_spread, set_threads, write_results
+from pyrogen.analysis.report import reduced_from_defaults, seed_spread, set_threads, write_results
 from pyrogen.datasets import load_digits
 from pyrogen.infer import AVB, log_likelihood
 from pyrogen.nn import DenseNN
@@ -199,11 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     reduced = "--smoke: 2 epochs, K = 20" if args.smoke else ""
     if not args.smoke:
-        reduced = "; ".join(
-            f"--{k.replace('_', '-')} {getattr(args, k)} (full mode: {v})"
-            for k, v in (("epochs", 300), ("num_samples", 5000))
-            if getattr(args, k) != v
-        )
+        reduced = reduced_from_defaults(args, {"epochs": 300, "num_samples": 5000})
     write_results(
         out / "avb_digits.json",
         {"spread_over_seeds": spread, "per_seed": {str(s): r for s, r in per_seed.items()}},

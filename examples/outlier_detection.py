@@ -65,7 +65,7 @@ from vae_mnist import train as train_vae
 
 from pyrogen import flows
 from pyrogen.analysis import ood_auroc, ood_scores
-from pyrogen.analysis.report import seed_spread, set_threads, write_results
+from pyrogen.analysis.report import reduced_from_defaults, seed_spread, set_threads, write_results
 from pyrogen.datasets import dequantize, load_digits, load_mnist5k, logit_transform
 from pyrogen.infer import empty_guide, log_likelihood
 
@@ -352,11 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         reduced = "--smoke: 300 training images, 40 per set, 1 epoch per model, K = 4"
     else:
-        reduced = "; ".join(
-            f"--{k.replace('_', '-')} {getattr(args, k)} (full mode: {v})"
-            for k, v in DEFAULTS.items()
-            if getattr(args, k) != v
-        )
+        reduced = reduced_from_defaults(args, DEFAULTS)
     return write_results(
         args.out / "outlier_detection.json",
         record,

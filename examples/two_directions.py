@@ -42,7 +42,7 @@ from torch import nn
 
 from pyrogen import datasets, flows
 from pyrogen.analysis import kl_diagnostics
-from pyrogen.analysis.report import seed_spread, set_threads, write_results
+from pyrogen.analysis.report import reduced_from_defaults, seed_spread, set_threads, write_results
 from pyrogen.infer import (
     density_model,
     empty_guide,
@@ -276,11 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         reduced = "--smoke: 5 steps of 32 points, 200 data and evaluation draws, 3-D funnel"
     else:
-        reduced = "; ".join(
-            f"--{k.replace('_', '-')} {getattr(args, k)} (full mode: {v})"
-            for k, v in DEFAULTS.items()
-            if getattr(args, k) != v
-        )
+        reduced = reduced_from_defaults(args, DEFAULTS)
     return write_results(
         args.out / "two_directions.json",
         record,

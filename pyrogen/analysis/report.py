@@ -30,7 +30,14 @@ import torch
 from pyrogen.analysis.pages import REGISTRY, render, render_index
 from pyrogen.util import check_count
 
-__all__ = ["render", "run_metadata", "seed_spread", "set_threads", "write_results"]
+__all__ = [
+    "reduced_from_defaults",
+    "render",
+    "run_metadata",
+    "seed_spread",
+    "set_threads",
+    "write_results",
+]
 
 _PACKAGES = ("torch", "pyro-ppl", "numpy", "arviz", "scikit-learn", "pyrogen")
 
@@ -145,6 +152,18 @@ def write_results(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def reduced_from_defaults(args: Any, defaults: dict[str, Any]) -> str:
+    """The ``reduced`` note of :func:`write_results` for a run whose options differ from the
+    script's full mode: ``"--name value (full mode: default)"`` for every ``defaults`` key
+    whose attribute of ``args`` (an ``argparse.Namespace``) differs, joined by ``"; "``;
+    ``""`` for a full-mode run."""
+    return "; ".join(
+        f"--{k.replace('_', '-')} {getattr(args, k)} (full mode: {v})"
+        for k, v in defaults.items()
+        if getattr(args, k) != v
+    )
 
 
 def _is_number(value: Any) -> bool:
