@@ -23,8 +23,9 @@ and writes.
 
 Run: ``torchrun --nproc_per_node 2 examples/distributed_vae.py --threads 1`` (gloo on CPU,
 NCCL with one GPU per worker when CUDA is present); ``python examples/distributed_vae.py
---threads 1`` runs one process without a process group. ``--smoke`` for a seconds-long check,
-``--threads`` for torch's threads per worker.
+--threads 1`` runs one process without a process group. ``--seeds 0 1 2`` trains once per seed
+(the record gives each seed's figures and their spread: mean, sample sd, min, max); ``--smoke``
+for a seconds-long check, ``--threads`` for torch's threads per worker.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from pyro.infer import Trace_ELBO
 from pyro.optim import Adam
 from torch.utils.data import DistributedSampler
 
-from pyrogen.analysis.report import write_results
+from pyrogen.analysis.report import seed_spread, write_results
 from pyrogen.datasets import load_mnist5k
 from pyrogen.infer import DistributedSVI, broadcast_parameters, is_main_process
 
@@ -79,54 +80,24 @@ def setup() -> tuple[int, int, torch.device]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size(), device
 
 
-FULL = {"epochs": 20, "eval_samples": 5000}
-
-
-def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
-    parser.add_argument("--epochs", type=int, default=None, help=f"epochs ({FULL['epochs']})")
-    parser.add_argument("--batch-size", type=int, default=100, help="total over the workers")
-    parser.add_argument(
-        "--eval-samples", type=int, default=None, help=f"K for log p(x) ({FULL['eval_samples']})"
-    )
-    parser.add_argument("--eval-every", type=int, default=10, help="steps between test ELBOs")
-    parser.add_argument("--target-elbo", type=float, default=-160.0, help="nats per image")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker")
-    parser.add_argument("--out", type=Path, default=Path("outputs"))
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    epochs = args.epochs or (1 if args.smoke else FULL["epochs"])
-    eval_samples = args.eval_samples
-    if eval_samples is None:
-        eval_samples = 20 if args.smoke else FULL["eval_samples"]
-    eval_every = 1 if args.smoke else args.eval_every
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    rank, world, device = setup()
-    main_process = is_main_process()
-    if args.batch_size % world:
-        raise ValueError(f"--batch-size {args.batch_size} must be divisible by {world} workers")
+def train(
+    args: argparse.Namespace,
+    seed: int,
+    x_train: torch.Tensor,
+    x_test: torch.Tensor,
+    epochs: int,
+    eval_every: int,
+) -> tuple[dict, ShardedVAE]:
+    """One seed's data-parallel training run (every worker calls it): its figures (steps,
+    training seconds, steps per second, time to ``--target-elbo``, the test-ELBO curve) and the
+    trained VAE."""
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    device = x_train.device
     local_batch = args.batch_size // world
-    start_load = os.getloadavg()
-    if main_process:
-        backend = torch.distributed.get_backend() if world > 1 else "none"
-        print(
-            f"workers {world} ({backend}), torch threads per worker {torch.get_num_threads()}, "
-            f"batch {args.batch_size} ({local_batch} per worker), load average {start_load}",
-            flush=True,
-        )
-
-    x_train, x_test, y_train, y_test = load_mnist5k(dtype=torch.float32)
-    if args.smoke:
-        x_train, y_train, x_test, y_test = x_train[:300], y_train[:300], x_test[:50], y_test[:50]
-    x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
-    x_train, x_test = x_train.to(device), x_test.to(device)
     n_train, n_test = x_train.shape[0], x_test.shape[0]
     test_idx = torch.arange(n_test, device=device).tensor_split(world)[rank]
-
-    pyro.set_rng_seed(args.seed)
+    pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     vae = ShardedVAE().to(device=device, dtype=torch.float32)  # the data are float32
     svi = DistributedSVI(vae.sharded_model, vae.sharded_guide, Adam({"lr": 1e-3}), Trace_ELBO())
@@ -137,9 +108,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     test_elbo()  # creates the parameters on every worker
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports for seconds
     broadcast_parameters()
-    pyro.set_rng_seed(args.seed + rank)
+    pyro.set_rng_seed(seed + rank)
     sampler = DistributedSampler(
-        range(n_train), num_replicas=world, rank=rank, shuffle=True, seed=args.seed
+        range(n_train), num_replicas=world, rank=rank, shuffle=True, seed=seed
     )
     curve, step, train_seconds, reached = [], 0, 0.0, None
     for epoch in range(epochs):
@@ -156,17 +127,116 @@ def main(argv: list[str] | None = None) -> dict | None:
                 curve.append({"step": step, "train_seconds": train_seconds, "test_elbo": elbo})
                 if reached is None and elbo >= args.target_elbo:
                     reached = curve[-1]
-        if main_process and curve:
+        if is_main_process() and curve:
             print(
-                f"epoch {epoch + 1:3d}  step {step:5d}  train time {train_seconds:7.1f} s  "
-                f"test ELBO {curve[-1]['test_elbo']:8.2f}",
+                f"seed {seed}  epoch {epoch + 1:3d}  step {step:5d}  train time "
+                f"{train_seconds:7.1f} s  test ELBO {curve[-1]['test_elbo']:8.2f}",
                 flush=True,
             )
+    if is_main_process():
+        print(
+            f"seed {seed}: {step / train_seconds:.1f} steps/s; test ELBO >= {args.target_elbo} "
+            + (
+                "(not reached)"
+                if reached is None
+                else f"after {reached['step']} steps, {reached['train_seconds']:.1f} s of training"
+            ),
+            flush=True,
+        )
+    result = {
+        "steps": step,
+        "train_seconds": train_seconds,
+        "steps_per_second": step / train_seconds,
+        "seconds_per_epoch": train_seconds / epochs,
+        "seconds_to_target": None if reached is None else reached["train_seconds"],
+        "steps_to_target": None if reached is None else reached["step"],
+        "test_elbo_curve": curve,
+    }
+    return result, vae
+
+
+FULL = {"epochs": 20, "eval_samples": 5000}
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs ({FULL['epochs']})")
+    parser.add_argument("--batch-size", type=int, default=100, help="total over the workers")
+    parser.add_argument(
+        "--eval-samples", type=int, default=None, help=f"K for log p(x) ({FULL['eval_samples']})"
+    )
+    parser.add_argument("--eval-every", type=int, default=10, help="steps between test ELBOs")
+    parser.add_argument("--target-elbo", type=float, default=-160.0, help="nats per image")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    parser.add_argument("--out", type=Path, default=Path("outputs"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (as --seeds N)")
+    args = parser.parse_args(argv)
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    started = time.perf_counter()
+    epochs = args.epochs or (1 if args.smoke else FULL["epochs"])
+    eval_samples = args.eval_samples
+    if eval_samples is None:
+        eval_samples = 20 if args.smoke else FULL["eval_samples"]
+    eval_every = 1 if args.smoke else args.eval_every
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    _, world, device = setup()
+    main_process = is_main_process()
+    if args.batch_size % world:
+        raise ValueError(f"--batch-size {args.batch_size} must be divisible by {world} workers")
+    start_load = os.getloadavg()
+    if main_process:
+        backend = torch.distributed.get_backend() if world > 1 else "none"
+        print(
+            f"workers {world} ({backend}), torch threads per worker {torch.get_num_threads()}, "
+            f"batch {args.batch_size} ({args.batch_size // world} per worker), "
+            f"load average {start_load}",
+            flush=True,
+        )
+
+    x_train, x_test, y_train, y_test = load_mnist5k(dtype=torch.float32)
+    if args.smoke:
+        x_train, y_train, x_test, y_test = x_train[:300], y_train[:300], x_test[:50], y_test[:50]
+    x_test = torch.bernoulli(x_test, generator=torch.Generator().manual_seed(1234))
+    x_train, x_test = x_train.to(device), x_test.to(device)
+
+    per_seed, trained = {}, {}
+    for seed in seeds:
+        per_seed[seed], trained[seed] = train(args, seed, x_train, x_test, epochs, eval_every)
     if world > 1:
         torch.distributed.destroy_process_group()  # rank 0 evaluates alone
     if not main_process:
         return None
 
+    for seed in seeds:
+        result, vae = per_seed[seed], trained[seed].cpu()
+        if eval_samples:
+            r = evaluate(vae, x_test.cpu(), y_test, num_samples=eval_samples, chunk=250)
+            result.update(r)
+            print(
+                f"seed {seed}: VAE (Trace_ELBO, {world} workers): test log p(x) "
+                f"{r['test_log_likelihood']:.2f} (max se {r['max_stderr']:.3f}, "
+                f"K={eval_samples}), test ELBO {r['test_elbo']:.2f}, active units "
+                f"{r['active_units']}, {result['seconds_per_epoch']:.2f} s/epoch",
+                flush=True,
+            )
+            if seed == seeds[0]:
+                args.out.mkdir(parents=True, exist_ok=True)
+                grid = {f"VAE, {world} workers, seed {seed}": vae}
+                save_grid(grid, x_test.cpu(), args.out / "distributed_vae.png")
+    quantities = ["steps_per_second", "seconds_per_epoch", "seconds_to_target"]
+    quantities += ["test_log_likelihood", "test_elbo", "active_units"]
+    spread = seed_spread(
+        {s: {k: v for k, v in r.items() if v is not None} for s, r in per_seed.items()},
+        quantities,
+    )
+    if len(seeds) > 1:
+        print(f"over seeds {' '.join(map(str, seeds))}: mean (sample sd)", flush=True)
+        for q in quantities:
+            if f"{q} mean" in spread:
+                print(f"  {q:<22} {spread[f'{q} mean']:10.3f} ({spread[f'{q} sd']:.3f})")
     result = {
         "workers": world,
         "backend": backend,
@@ -175,38 +245,12 @@ def main(argv: list[str] | None = None) -> dict | None:
         "load_average_1_5_15_at_end": list(os.getloadavg()),
         "batch_size": args.batch_size,
         "epochs": epochs,
-        "steps": step,
-        "train_seconds": train_seconds,
-        "steps_per_second": step / train_seconds,
+        "eval_samples": eval_samples,
         "target_elbo": args.target_elbo,
-        "seconds_to_target": None if reached is None else reached["train_seconds"],
-        "steps_to_target": None if reached is None else reached["step"],
+        "seeds": seeds,
+        "spread_over_seeds": spread,
+        "per_seed": {str(s): r for s, r in per_seed.items()},
     }
-    print(
-        f"{step / train_seconds:.1f} steps/s; test ELBO >= {args.target_elbo} after "
-        + (
-            "(not reached)"
-            if reached is None
-            else f"{reached['step']} steps, {reached['train_seconds']:.1f} s of training"
-        ),
-        flush=True,
-    )
-    vae = vae.cpu()
-    if eval_samples:
-        r = evaluate(vae, x_test.cpu(), y_test, num_samples=eval_samples, chunk=250)
-        result.update(r)
-        print(
-            f"VAE (Trace_ELBO, {world} workers): test log p(x) {r['test_log_likelihood']:.2f} "
-            f"(max se {r['max_stderr']:.3f}, K={eval_samples}), test ELBO {r['test_elbo']:.2f}, "
-            f"active units {r['active_units']}, "
-            f"{train_seconds / epochs:.2f} s/epoch",
-            flush=True,
-        )
-        args.out.mkdir(parents=True, exist_ok=True)
-        save_grid({f"VAE, {world} workers": vae}, x_test.cpu(), args.out / "distributed_vae.png")
-    result["seconds_per_epoch"] = train_seconds / epochs
-    result["eval_samples"] = eval_samples
-    result["test_elbo_curve"] = curve
     reduced = "--smoke: 300 training and 50 test images, 1 epoch" if args.smoke else ""
     if not args.smoke:
         reduced = "; ".join(

@@ -20,13 +20,17 @@ def check(record: dict, workers: int) -> dict:
     command = record["meta"]["command"]
     assert command.startswith(f"{launcher} ") and "examples/distributed_vae.py" in command
     assert record["meta"]["reduced"].startswith("--smoke")
-    result = record["results"]
-    assert result["workers"] == workers and result["batch_size"] == 100
+    run = record["results"]
+    assert run["workers"] == workers and run["batch_size"] == 100
+    assert run["seeds"] == [0] and list(run["per_seed"]) == ["0"]
+    result = run["per_seed"]["0"]
     assert result["steps"] == 3  # 300 smoke images, 100 per step
-    assert result["steps_per_second"] > 0 and result["threads_per_worker"] >= 1
+    assert result["steps_per_second"] > 0 and run["threads_per_worker"] >= 1
     curve = result["test_elbo_curve"]
     assert [p["step"] for p in curve] == [1, 2, 3]
     assert all(math.isfinite(p["test_elbo"]) and p["test_elbo"] < 0 for p in curve)
+    spread = run["spread_over_seeds"]
+    assert spread["seeds"] == 1 and spread["steps_per_second mean"] == result["steps_per_second"]
     return result
 
 
