@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pyrogen.distributions.base import AISEstimate
-from pyrogen.util import check_count, progress_bar
+from pyrogen.util import bernoulli_draw, check_count, progress_bar
 
 __all__ = [
     "AnnealingPath",
@@ -137,9 +137,9 @@ class BipartitePath(AnnealingPath):
         return linear.sum(-1) + odd.sum(-1)
 
     def transition(self, x: torch.Tensor, beta) -> torch.Tensor:
-        h = torch.bernoulli(torch.sigmoid(beta * (self.odd_bias + self.odd_input(x))))
+        h = bernoulli_draw(torch.sigmoid(beta * (self.odd_bias + self.odd_input(x))))
         logits = (1 - beta) * self.base_bias + beta * (self.even_bias + self.even_input(h))
-        return torch.bernoulli(torch.sigmoid(logits).expand(x.shape))
+        return bernoulli_draw(torch.sigmoid(logits).expand(x.shape))
 
 
 @torch.no_grad()

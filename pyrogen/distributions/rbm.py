@@ -12,7 +12,7 @@ from pyro.distributions import Bernoulli, Normal, constraints
 from pyrogen.distributions.annealing import BipartitePath, base_rate_bias
 from pyrogen.distributions.base import broadcast_params, enumerated_logsumexp, sample_enumerated
 from pyrogen.distributions.energy_model import EnergyModel
-from pyrogen.util import check_count
+from pyrogen.util import bernoulli_draw, check_count
 
 __all__ = ["BernoulliRBM", "GaussianBernoulliRBM"]
 
@@ -112,9 +112,13 @@ class _RBM(EnergyModel):
         v = value.detach()
         with torch.no_grad():
             for _ in range(num_steps):
-                h = self.hidden_given_visible(v).sample()
-                v = self.visible_given_hidden(h).sample()
+                h = bernoulli_draw(torch.sigmoid(self.hidden_bias + self._visible_input(v)))
+                v = self._draw_visible(h)
         return v
+
+    def _draw_visible(self, h: torch.Tensor) -> torch.Tensor:
+        """A draw of :math:`p(v \\mid h)` (no gradient)."""
+        return self.visible_given_hidden(h).sample()
 
     def _enumerate_hidden_ok(self) -> bool:
         return self.n_hidden <= self.max_enumerable_units
@@ -146,7 +150,7 @@ class _RBM(EnergyModel):
                 h = sample_enumerated(
                     self._log_marginal_hidden, self.n_hidden, shape, self.batch_shape, self.weight
                 )
-                return self.visible_given_hidden(h).sample()
+                return self._draw_visible(h)
             return self.markov_chain(self._random_visible(shape), self.num_gibbs_steps)
 
 
@@ -206,6 +210,9 @@ class BernoulliRBM(_RBM):
         """:math:`p(v \\mid h)`: independent Bernoullis, event shape ``(n_visible,)``."""
         return Bernoulli(logits=self.visible_bias + self._hidden_input(h)).to_event(1)
 
+    def _draw_visible(self, h: torch.Tensor) -> torch.Tensor:
+        return bernoulli_draw(torch.sigmoid(self.visible_bias + self._hidden_input(h)))
+
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """:math:`E(v, h)` in nats, shape ``broadcast(v, h)[:-1]``."""
         return -(
@@ -259,7 +266,7 @@ class BernoulliRBM(_RBM):
 
     def _random_visible(self, shape: torch.Size) -> torch.Tensor:
         probs = self.visible_bias.new_full(shape + self.batch_shape + self.event_shape, 0.5)
-        return torch.bernoulli(probs)
+        return bernoulli_draw(probs)
 
     def annealing_path(self, *, data=None, base_visible_bias=None) -> BipartitePath:
         """The path of Salakhutdinov and Murray (2008) from independent visible units with

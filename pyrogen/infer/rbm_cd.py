@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from pyrogen.distributions import BernoulliRBM
+from pyrogen.util import bernoulli_draw
 
 __all__ = [
     "GibbsKernel",
@@ -130,8 +131,8 @@ def _gibbs(v, weight, visible_bias, hidden_bias, num_steps: int) -> torch.Tensor
     """``BernoulliRBM.markov_chain``: block Gibbs sweeps, the same draws in the same order."""
     v = v.detach() if v.dtype == weight.dtype else v.detach().to(weight.dtype)
     for _ in range(num_steps):
-        h = torch.bernoulli(torch.sigmoid(torch.addmm(hidden_bias, v, weight)))
-        v = torch.bernoulli(torch.sigmoid(torch.addmm(visible_bias, h, weight.T)))
+        h = bernoulli_draw(torch.sigmoid(torch.addmm(hidden_bias, v, weight)))
+        v = bernoulli_draw(torch.sigmoid(torch.addmm(visible_bias, h, weight.T)))
     return v
 
 
