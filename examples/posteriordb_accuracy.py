@@ -11,9 +11,10 @@ k-hat and the importance-sampling log-evidence estimate (4000 draws, nats), the 
 whether the fit meets the accuracy target for AutoFlow on that posterior (``TARGETS``).
 
 Run: ``python examples/posteriordb_accuracy.py`` (its wall time is on its results page),
-``--smoke`` for a seconds-long check, ``--posteriors`` / ``--guides`` to select (one more guide,
-``"AutoFlow(maf, relu)"``, two MAF layers of ReLU networks with bound 5 and the plain gradient,
-runs only when named),
+``--smoke`` for a seconds-long check, ``--posteriors`` / ``--guides`` to select (three more guides
+run only when named: ``"AutoFlow(maf, relu)"``, two MAF layers of ReLU networks with bound 5 and
+the plain gradient; ``"AutoFlow(iaf, scaled)"``, the default guide with ``scaled_output=True``;
+``"AutoFlow(iaf, plain gradient)"``, the default guide with ``path_gradient=False``),
 ``--seeds 0 1 2`` to repeat every fit per seed, ``--threads N`` for torch's CPU threads,
 ``--optim adam --lr 0.001`` for plain Adam at a chosen learning rate instead of the recipe. Writes
 ``outputs/posteriordb_accuracy.json`` (posterior -> guide -> seed -> figures, and the spread
@@ -128,6 +129,12 @@ DEFAULT_GUIDES = list(GUIDES)
 # kept; its tau sd swings with the seed
 GUIDES["AutoFlow(maf, relu)"] = lambda model: AutoFlow(
     model, num_layers=2, activation=torch.nn.ReLU, log_scale_bound=5.0, path_gradient=False
+)
+# not run by default either: the default IAF guide with the readout scaled by 1 / width (the
+# setting for plain Adam), and with the plain (score-function) gradient
+GUIDES["AutoFlow(iaf, scaled)"] = lambda model: AutoFlow(model, flow="iaf", scaled_output=True)
+GUIDES["AutoFlow(iaf, plain gradient)"] = lambda model: AutoFlow(
+    model, flow="iaf", path_gradient=False
 )
 
 # Accuracy targets for AutoFlow with its defaults: (max |mean error| in sd, max |sd error|)
