@@ -211,15 +211,15 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
 
     for seed in seeds:
-        result, vae = per_seed[seed], trained[seed].cpu()
+        figures, vae = per_seed[seed], trained[seed].cpu()
         if eval_samples:
             r = evaluate(vae, x_test.cpu(), y_test, num_samples=eval_samples, chunk=250)
-            result.update(r)
+            figures.update(r)
             print(
                 f"seed {seed}: VAE (Trace_ELBO, {world} workers): test log p(x) "
                 f"{r['test_log_likelihood']:.2f} (max se {r['max_stderr']:.3f}, "
                 f"K={eval_samples}), test ELBO {r['test_elbo']:.2f}, active units "
-                f"{r['active_units']}, {result['seconds_per_epoch']:.2f} s/epoch",
+                f"{r['active_units']}, {figures['seconds_per_epoch']:.2f} s/epoch",
                 flush=True,
             )
             if seed == seeds[0]:

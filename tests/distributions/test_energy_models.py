@@ -469,3 +469,24 @@ def test_rbm_annealing_path_base_biases():
     data = torch.tensor([[1.0, 0, 1, 1], [1.0, 1, 0, 1]])
     expected = torch.logit(data.mean(0).clamp(1e-3, 1 - 1e-3))
     torch.testing.assert_close(rbm.annealing_path(data=data).base_bias, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_draw_has_the_law_of_its_probabilities_and_independent_expanded_rows(dtype):
+    from pyrogen.util import bernoulli_draw
+
+    torch.manual_seed(0)
+    n = 200_000
+    probs = torch.tensor([0.0, 0.1, 0.5, 0.5, 0.9, 1.0], dtype=dtype)
+    draws = bernoulli_draw(probs.expand(n, -1))  # stride-0 rows, as the AIS path passes them
+    assert draws.dtype == dtype and draws.shape == (n, 6)
+    assert set(draws.unique().tolist()) <= {0.0, 1.0}
+    assert draws[:, 0].sum() == 0 and draws[:, 5].sum() == n  # p = 0 and p = 1 exactly
+    freq = draws.mean(0).double()
+    se = (probs.double() * (1 - probs.double()) / n).sqrt()
+    assert torch.all((freq - probs.double()).abs() <= 5 * se + 1e-12)
+    # rows of an expanded tensor get their own uniforms: two p = 1/2 columns agree half the time
+    agree = (draws[:, 2] == draws[:, 3]).double().mean()
+    assert abs(float(agree) - 0.5) < 5 * (0.25 / n) ** 0.5
+    # and neighbouring rows are not copies of each other
+    assert abs(float((draws[1:, 2] == draws[:-1, 2]).double().mean()) - 0.5) < 5 * (0.25 / n) ** 0.5
