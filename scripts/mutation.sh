@@ -40,7 +40,8 @@ declare -A TESTS=(
   [iwae]="tests/infer/test_iwae.py tests/infer/test_importance.py
     --deselect tests/infer/test_iwae.py::test_bound_increases_with_K_and_stays_below_log_evidence
     --deselect tests/infer/test_iwae.py::test_trains_autoflow_guide_with_svi"
-  [elbo]="tests/infer/test_elbo.py tests/infer/test_nonfinite.py tests/infer/test_resume.py"
+  [elbo]="tests/infer/test_elbo.py tests/infer/test_elbo_terms.py tests/infer/test_nonfinite.py
+    tests/infer/test_resume.py"
   [rbm]="tests/distributions/test_energy_models.py tests/infer/test_contrastive.py"
   [transforms]="tests/transforms"
 )

@@ -13,6 +13,7 @@ import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import site_is_subsample
 from pyro.util import warn_if_nan
 from torch.distributions import Independent, kl_divergence
 
@@ -83,14 +84,15 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
     Shapes:
         see :class:`KLTerm`.
     Args:
-        model_trace, guide_trace: one draw (``get_importance_trace`` output).
+        model_trace, guide_trace: one draw: ``get_importance_trace`` output, or the traces of
+            ``poutine.trace`` (their plate sites are skipped).
         analytic_kl: use closed forms where available.
     Raises:
         ValueError: a guide site missing from the model.
     """
     out = []
     for name, g in guide_trace.nodes.items():
-        if g["type"] != "sample" or g["is_observed"]:
+        if g["type"] != "sample" or g["is_observed"] or site_is_subsample(g):
             continue
         if name not in model_trace.nodes:
             raise ValueError(f"guide site {name!r} does not appear in the model")
