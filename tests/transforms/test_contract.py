@@ -312,16 +312,24 @@ def build(name: str, seed: int = 0, *, initialize: bool = True):
     ``initialize=True`` marks data-dependent initializations (ActNorm) as done, so that the
     perturbed parameters are the ones checked.
     """
-    torch.manual_seed(seed)
-    module = FACTORY[name]().to(torch.get_default_dtype())
-    scale = META[name].get("perturbation", 0.3)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-        if initialize:
-            for b_name, b in module.named_buffers():
-                if b_name.endswith("initialized"):
-                    b.fill_(True)
+    # built and perturbed in float64, then cast: every dtype checks the same parameters (a
+    # float32 draw of its own could be an ill-conditioned map that no float32 inverse resolves)
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(seed)
+        module = FACTORY[name]()
+        scale = META[name].get("perturbation", 0.3)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(scale * torch.randn_like(p))
+            if initialize:
+                for b_name, b in module.named_buffers():
+                    if b_name.endswith("initialized"):
+                        b.fill_(True)
+    finally:
+        torch.set_default_dtype(dtype)
+    module = module.to(dtype)
     if META[name].get("context_dim", 0):
         return module, module.condition(context_for(name))
     return module, module
