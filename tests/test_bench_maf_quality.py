@@ -14,6 +14,9 @@ def test_bench_maf_quality_quick(tmp_path):
     bench = load(ROOT / "benchmarks" / "bench_maf_quality.py")
     out = tmp_path / "maf_quality.json"
     threads = torch.get_num_threads()
+    # the benchmark runs in float32 and must then restore the default dtype: start from
+    # float64 (whatever --dtype is; the test's fixture restores its own) to see the restore
+    torch.set_default_dtype(torch.float64)
     report = bench.main(["--quick", "--threads", str(threads), "--out", str(out)])
     assert torch.get_default_dtype() == torch.float64  # restored after the float32 runs
     written = json.loads(out.read_text())

@@ -229,7 +229,7 @@ def inception_score(probs: torch.Tensor, *, num_splits: int = 1) -> tuple[float,
         marginal = part.mean(0, keepdim=True)
         kl = torch.special.xlogy(part, part) - torch.special.xlogy(part, marginal)
         scores.append(math.exp(float(kl.sum(1).mean())))
-    scores_t = torch.tensor(scores)
+    scores_t = torch.tensor(scores, dtype=torch.float64)  # not the default dtype: no rounding
     return float(scores_t.mean()), float(scores_t.std()) if num_splits > 1 else 0.0
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pyrogen.analysis import importance_resample, psis_khat, to_inference_data
+from tests import same_draws
 
 Y = torch.tensor([0.5, 1.2, 0.8, 1.9, 1.1])
 PRIOR_SD = 2.0
@@ -33,7 +34,8 @@ def log_evidence(y):
 def gaussian_guide(shift=0.0, scale=1.0):
     def guide(y):
         mean, sd = posterior(y)
-        pyro.sample("mu", dist.Normal(mean + shift * sd, scale * sd))
+        # drawn in float64: every dtype weighs the same draws
+        pyro.sample("mu", same_draws.Normal(mean + shift * sd, scale * sd))
 
     return guide
 

@@ -11,7 +11,7 @@ from pyrogen.distributions import ImageFlow
 from pyrogen.nn import ConvNet
 from pyrogen.transforms import ActNorm, ImageCoupling, MultiScale, Planar
 from tests.bad_input import cases_worst
-from tests.bad_input.table import names_argument
+from tests.bad_input.table import names_argument, other_dtype
 
 WORST = {name: (error, fragment) for name, error, fragment in cases_worst.WORST}
 
@@ -172,7 +172,7 @@ def test_log_partition_nan_is_refused():
     [
         lambda: torch.zeros(2, 3, dtype=torch.long),
         lambda: torch.zeros(2, 4),
-        lambda: torch.zeros(2, 3, dtype=torch.float32),
+        lambda: torch.zeros(2, 3, dtype=other_dtype()),
     ],
 )
 def test_network_forward_names_the_input(make):

@@ -482,8 +482,10 @@ def chi2_pvalue(samples: torch.Tensor, values: torch.Tensor, log_probs: torch.Te
     of ``values`` ``(S, *event)``; cells expected below 5 are pooled."""
     match = (samples.flatten(1).unsqueeze(1) == values.flatten(1).unsqueeze(0)).all(-1)
     assert bool((match.sum(1) == 1).all()), "a sample is outside the enumerated values"
-    counts = match.sum(0).double()
-    expected = log_probs.exp().double() * len(samples)
+    # in the dtype of the probabilities: scipy checks that they sum to the number of samples
+    # to the square root of that dtype's eps (float32 probabilities sum to 1 only up to rounding)
+    counts = match.sum(0).to(log_probs.dtype)
+    expected = log_probs.exp() * len(samples)
     keep = expected > 5
     obs = torch.cat([counts[keep], counts[~keep].sum()[None]])
     exp = torch.cat([expected[keep], expected[~keep].sum()[None]])

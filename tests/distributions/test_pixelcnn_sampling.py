@@ -26,21 +26,31 @@ def test_receptive_field_counts_every_masked_convolution():
 def test_receptive_field_is_exact(gated, context_dim):
     # the logits at (i, j) never change when an input outside the window changes, and the
     # window is tight: its top row, its leftmost and its rightmost columns are all reached
-    torch.manual_seed(0)
-    net = perturbed(
-        PixelCNNNetwork(
-            2,
-            3,
-            hidden_channels=4,
-            num_layers=2,
-            gated=gated,
-            context_dim=context_dim,
-            first_kernel_size=3,
+    # built, perturbed and its inputs drawn in float64, then cast: every dtype checks the same
+    # network (the one drawn in float32 happens not to pass pixel (i, j) on to its own logits,
+    # in float32 and in float64 alike)
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        net = perturbed(
+            PixelCNNNetwork(
+                2,
+                3,
+                hidden_channels=4,
+                num_layers=2,
+                gated=gated,
+                context_dim=context_dim,
+                first_kernel_size=3,
+            )
         )
-    )
-    r, (h, w), (i, j) = net.receptive_field, (12, 12), (8, 6)
-    x = torch.randint(0, 3, (1, 2, h, w)).double()
-    ctx = torch.randn(1, 3) if context_dim else None
+        r, (h, w), (i, j) = net.receptive_field, (12, 12), (8, 6)
+        x = torch.randint(0, 3, (1, 2, h, w)).double()
+        ctx = torch.randn(1, 3) if context_dim else None
+    finally:
+        torch.set_default_dtype(dtype)
+    net, x = net.to(dtype), x.to(dtype)
+    ctx = None if ctx is None else ctx.to(dtype)
     base = net(x, ctx)[0, :, i, j]
     reached = set()
     for a in range(h):

@@ -87,7 +87,7 @@ def test_bad_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize("batch_size", [2, 3, 500])
-def test_estimate_and_stderr_on_given_draws(batch_size):
+def test_estimate_and_stderr_on_given_draws(batch_size, rtol):
     """Non-exact guide, non-constant weights, combined over batches of draws: the estimate
     log (1/S) sum_k w_k and the delta-method error sqrt((mean w^2 / mean(w)^2 - 1) / S),
     recomputed from the known draws."""
@@ -105,5 +105,6 @@ def test_estimate_and_stderr_on_given_draws(batch_size):
     expected = scipy.special.logsumexp(lw, 0) - math.log(num)
     stderr = np.sqrt((np.mean(w**2, 0) / np.mean(w, 0) ** 2 - 1) / num)
     assert stderr.min() > 0.05
-    np.testing.assert_allclose(r.log_likelihood.numpy(), expected, rtol=1e-10)
-    np.testing.assert_allclose(r.stderr.numpy(), stderr, rtol=1e-8)
+    np.testing.assert_allclose(r.log_likelihood.numpy(), expected, rtol=rtol)
+    # the error subtracts 1 from a ratio of moments: 1e-8 in float64, the rounding in float32
+    np.testing.assert_allclose(r.stderr.numpy(), stderr, rtol=max(1e-8, rtol))

@@ -69,7 +69,10 @@ def test_log_prob_grad_equals_gradient_through_the_inverse(case, sample_shape, b
     leaf = z.detach().clone().requires_grad_()  # a fresh tensor: the inverse is computed
     (expected,) = torch.autograd.grad(q.log_prob(leaf).sum(), leaf)
     assert score.shape == z.shape
-    torch.testing.assert_close(score, expected, rtol=rtol, atol=rtol)
+    # float32: the reference's inverse of a spline loses the digits reference_tolerance allows
+    # for (float64 keeps them within rtol)
+    tol = rtol if z.dtype == torch.float64 else reference_tolerance(case, rtol)
+    torch.testing.assert_close(score, expected, rtol=tol, atol=tol)
 
 
 def test_log_prob_grad_is_none_without_a_cheap_forward_autoregressive_layer():
