@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from pyrogen.nn import DenseNN
-from pyrogen.transforms import AffineCoupling, Compose, Coupling, ImageCoupling, Permute, Planar
+from pyrogen.transforms import (
+    AffineCoupling,
+    Compose,
+    Coupling,
+    ImageCoupling,
+    Invertible1x1Conv,
+    LULinear,
+    Permute,
+    Planar,
+)
 
 
 def full(message: str) -> str:
@@ -200,3 +209,56 @@ def test_log_det_checks_x():
     f = Planar(2)
     with pytest.raises(ValueError, match=full("x must have shape (*batch, 2), got (3, 3)")):
         f.log_abs_det_jacobian(torch.randn(3, 3), torch.randn(3, 2))
+
+
+@pytest.mark.parametrize("cls, shape", [(LULinear, (5,)), (Invertible1x1Conv, (5, 2, 3))])
+def test_lu_initializations(cls, shape):
+    """``init="rotation"`` (the default, Glow) starts at a random orthogonal ``W`` (log-det 0,
+    not the identity); ``init="identity"`` at ``W = I``."""
+    torch.manual_seed(0)
+    f = cls(5)
+    w = f.weight().detach()
+    eye = torch.eye(5, dtype=w.dtype)
+    torch.testing.assert_close(w @ w.T, eye)
+    assert (w - eye).abs().max() > 0.1
+    assert float(f.log_s.detach().sum()) == pytest.approx(0.0, abs=1e-6)
+    torch.testing.assert_close(f.inverse_weight().detach() @ w, eye)
+    g = cls(5, init="identity")
+    assert torch.equal(g.weight().detach(), eye)
+    x = torch.randn(4, *shape)
+    torch.testing.assert_close(g(x), x)
+    with pytest.raises(
+        ValueError, match=full("init must be one of ('rotation', 'identity'), got 'x'")
+    ):
+        cls(5, init="x")
+
+
+def test_compose_check_shape_names_the_part():
+    from pyrogen.transforms import ActNorm, Squeeze
+
+    flow = Compose([ActNorm((1, 4, 4)), Squeeze()])
+    assert flow.check_shape((1, 4, 4)) == (4, 2, 2)
+    message = "parts[0]: event shape (2, 4, 4) does not fit ActNorm with event_shape (1, 4, 4)"
+    with pytest.raises(ValueError, match=full(message)):
+        flow.check_shape((2, 4, 4))
+    deep = Compose([ActNorm((1, 4, 4)), Compose([Squeeze(), ActNorm((1, 2, 2))])])
+    message = (
+        "parts[1]: parts[1]: event shape (4, 2, 2) does not fit ActNorm with event_shape (1, 2, 2)"
+    )
+    with pytest.raises(ValueError, match=full(message)):
+        deep.check_shape((1, 4, 4))
+
+
+def test_cache_entry_is_dropped_once_backward_has_freed_its_graph():
+    """After ``backward`` through ``y = f(x)`` the entry's graph is freed: a later
+    ``log_abs_det_jacobian(x, y)`` must be computed afresh (a served entry would point into the
+    freed graph and its backward would raise)."""
+    f = Counted(3)
+    x = torch.randn(4, 3, requires_grad=True)
+    y = f(x)
+    y.sum().backward()
+    calls = f.calls["forward"]
+    ladj = f.log_abs_det_jacobian(x, y)
+    assert f.calls["forward"] == calls + 1
+    ladj.sum().backward()  # a fresh graph
+    assert x.grad is not None and torch.isfinite(x.grad).all()
