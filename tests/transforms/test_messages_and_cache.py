@@ -262,3 +262,29 @@ def test_cache_entry_is_dropped_once_backward_has_freed_its_graph():
     assert f.calls["forward"] == calls + 1
     ladj.sum().backward()  # a fresh graph
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_qr_linear_learns_a_bias_by_default():
+    from pyrogen.transforms import QRLinear
+
+    f = QRLinear(3)
+    assert isinstance(f.bias, torch.nn.Parameter) and torch.equal(f.bias.detach(), torch.zeros(3))
+    assert QRLinear(3, bias=False).bias is None
+
+
+def test_act_norm_initializes_from_its_first_batch():
+    """Glow's data-dependent initialization: when the first call is an inverse (data to base),
+    every channel of its output has mean 0 and standard deviation 1 over the batch and pixels;
+    a first forward call keeps the identity."""
+    from pyrogen.transforms import ActNorm
+
+    f = ActNorm((2, 4, 4))
+    assert not bool(f.initialized)
+    data = 3.0 + 2.0 * torch.randn(16, 2, 4, 4)
+    z = f.inv(data).detach()
+    assert bool(f.initialized)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std((0, 2, 3)), torch.ones(2), atol=1e-3, rtol=0)
+    g = ActNorm((2, 4, 4))
+    assert torch.equal(g(data), data) and bool(g.initialized)
+    assert torch.equal(g.inv(data), data)  # no initialization after a forward call
