@@ -109,7 +109,9 @@ def test_free_bits_stops_kl_gradient_below_the_floor():
         assert torch.allclose(g1, g2)
 
 
-def test_free_bits_subsampling_counts_represented_points(rtol):
+def subsampled(guide_scale: float):
+    """A model and guide over 40 points of which the data ``x`` are a subsample (scale 40/len)."""
+
     def model_s(x):
         with pyro.plate("data", 40, subsample=torch.arange(len(x))):
             z = pyro.sample("z", dist.Normal(0.0, 1.0))
@@ -117,8 +119,13 @@ def test_free_bits_subsampling_counts_represented_points(rtol):
 
     def guide_s(x):
         with pyro.plate("data", 40, subsample=torch.arange(len(x))):
-            pyro.sample("z", dist.Normal(0.1 * x, 1.0))
+            pyro.sample("z", dist.Normal(0.1 * x, guide_scale))
 
+    return model_s, guide_s
+
+
+def test_free_bits_subsampling_counts_represented_points(rtol):
+    model_s, guide_s = subsampled(1.0)
     x = X.to(torch.get_default_dtype())
     kl = torch.distributions.kl_divergence(dist.Normal(0.1 * x, 1.0), dist.Normal(0.0, 1.0))
     pyro.set_rng_seed(2)
@@ -126,6 +133,17 @@ def test_free_bits_subsampling_counts_represented_points(rtol):
     pyro.set_rng_seed(2)
     loss = FreeBitsELBO(1.0).loss(model_s, guide_s, x)
     assert loss == pytest.approx(rec + 40 * 1.0, rel=rtol)
+
+
+def test_annealed_kl_is_weighted_by_the_subsampling_scale(rtol):
+    model_s, guide_s = subsampled(0.5)
+    x = X.to(torch.get_default_dtype())
+    kl = torch.distributions.kl_divergence(dist.Normal(0.1 * x, 0.5), dist.Normal(0.0, 1.0))
+    pyro.set_rng_seed(2)
+    rec = AnnealedELBO(0.0).loss(model_s, guide_s, x)
+    pyro.set_rng_seed(2)
+    loss = AnnealedELBO(0.3).loss(model_s, guide_s, x)
+    assert loss == pytest.approx(rec + 0.3 * 10 * float(kl.sum()), rel=rtol)
 
 
 def test_schedule_advances_once_per_svi_step():
