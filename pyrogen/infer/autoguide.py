@@ -145,7 +145,8 @@ class AutoFlow(AutoContinuous):
     estimator). Scaled, the flow moves by about ``lr`` per step, as the affine part does, but
     it also learns more slowly: under the 5000-step recipe of
     ``examples/posteriordb_accuracy.py`` the scaled guide put the non-centred eight schools sd
-    error at +25% to +39% (seeds 0-2) against +10% to +16% unscaled, so it is off by default.
+    error at +20% to +27% (seeds 0-2, moments from 100,000 draws) against -3% to +13% unscaled,
+    so it is off by default.
     ``examples/posteriordb_accuracy.py`` measures these defaults against the accuracy targets
     of its four posteriors (its ``"AutoFlow(iaf)"`` guide; ``"AutoFlow(maf)"`` is the same
     guide with MAF layers).
