@@ -180,19 +180,26 @@ def fit(model, guide, *, steps: int, optim: str = "clippedadam", lr: float = 0.0
     return loss
 
 
-def evaluate(model, guide, reference: dict, *, draws: int, moment_draws: int) -> dict:
-    """Each reference parameter's mean error (in reference sds) and relative sd error from
-    ``moment_draws`` guide draws; PSIS k-hat and the log-evidence estimate from ``draws``."""
+def moment_errors(model, guide, reference: dict, *, draws: int) -> tuple[dict, dict]:
+    """``(mean_error, sd_error)``: per reference parameter, ``(guide mean - reference mean) /
+    reference sd`` and ``guide sd / reference sd - 1`` from ``draws`` guide draws."""
     names = sorted({n.split("[")[0] for n in reference})
     with torch.no_grad():
         samples = Predictive(
-            model, guide=guide, num_samples=moment_draws, return_sites=names, parallel=True
+            model, guide=guide, num_samples=draws, return_sites=names, parallel=True
         )()
     mean_err, sd_err = {}, {}
     for name, ref in reference.items():
         values = flat(samples, name)
         mean_err[name] = float((values.mean() - ref["mean"]) / ref["sd"])
         sd_err[name] = float(values.std() / ref["sd"] - 1)
+    return mean_err, sd_err
+
+
+def evaluate(model, guide, reference: dict, *, draws: int, moment_draws: int) -> dict:
+    """Each reference parameter's mean error (in reference sds) and relative sd error from
+    ``moment_draws`` guide draws; PSIS k-hat and the log-evidence estimate from ``draws``."""
+    mean_err, sd_err = moment_errors(model, guide, reference, draws=moment_draws)
     diag = psis_khat(model, guide, num_samples=draws)
     return {
         "max_abs_mean_error_sd": max(abs(v) for v in mean_err.values()),

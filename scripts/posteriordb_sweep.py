@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pyro
 import torch
-from pyro.infer import Predictive
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -81,20 +80,11 @@ def noise(seed: int) -> None:
     pyro.set_rng_seed(seed)
     guide = P.GUIDES["AutoFlow(iaf)"](model)
     P.fit(model, guide, steps=5000)
-    names = sorted({k.split("[")[0] for k in reference})
 
     def errors(n: int, draw_seed: int | None = None):
         if draw_seed is not None:
             pyro.set_rng_seed(1000 + draw_seed)
-        with torch.no_grad():
-            samples = Predictive(
-                model, guide=guide, num_samples=n, return_sites=names, parallel=True
-            )()
-        sd = {k: float(P.flat(samples, k).std() / r["sd"] - 1) for k, r in reference.items()}
-        mean = {
-            k: float((P.flat(samples, k).mean() - r["mean"]) / r["sd"])
-            for k, r in reference.items()
-        }
+        mean, sd = P.moment_errors(model, guide, reference, draws=n)
         worst = max(sd, key=lambda k: abs(sd[k]))
         return (
             round(max(map(abs, mean.values())), 3),

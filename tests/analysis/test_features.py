@@ -11,6 +11,7 @@ from pyrogen.analysis import (
     frechet_distance,
 )
 from pyrogen.datasets import load_digits
+from tests.same_draws import in_float64
 
 
 @pytest.mark.slow
@@ -52,14 +53,11 @@ def test_fit_learns_a_separable_problem():
     # data and initial weights drawn in float64, then cast: every dtype fits the same problem
     # from the same start (a float32 draw of its own is another, here less lucky, run)
     dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with in_float64():
         torch.manual_seed(0)
         x = torch.randn(200, 2).to(dtype)
         y = (x[:, 0] > 0).long()
         net = fit_feature_classifier(x, y, hidden_dims=(16,), epochs=30)  # trains in x's dtype
-    finally:
-        torch.set_default_dtype(dtype)
     assert net.head.weight.dtype == dtype
     with torch.no_grad():
         assert (net(x).argmax(-1) == y).double().mean() > 0.95

@@ -5,6 +5,7 @@ import torch
 
 from pyrogen.distributions import PixelCNN
 from pyrogen.nn import PixelCNNNetwork
+from tests.same_draws import in_float64
 
 
 def perturbed(net: PixelCNNNetwork, scale: float = 0.5) -> PixelCNNNetwork:
@@ -29,9 +30,7 @@ def test_receptive_field_is_exact(gated, context_dim):
     # built, perturbed and its inputs drawn in float64, then cast: every dtype checks the same
     # network (the one drawn in float32 happens not to pass pixel (i, j) on to its own logits,
     # in float32 and in float64 alike)
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with in_float64():
         torch.manual_seed(0)
         net = perturbed(
             PixelCNNNetwork(
@@ -47,8 +46,7 @@ def test_receptive_field_is_exact(gated, context_dim):
         r, (h, w), (i, j) = net.receptive_field, (12, 12), (8, 6)
         x = torch.randint(0, 3, (1, 2, h, w)).double()
         ctx = torch.randn(1, 3) if context_dim else None
-    finally:
-        torch.set_default_dtype(dtype)
+    dtype = torch.get_default_dtype()
     net, x = net.to(dtype), x.to(dtype)
     ctx = None if ctx is None else ctx.to(dtype)
     base = net(x, ctx)[0, :, i, j]

@@ -62,14 +62,11 @@ def test_discriminator_recovers_log_q_minus_log_p():
     # trains from the same start on the same draws (float32 draws of its own are another run)
     pyro.set_rng_seed(0)
     implicit_guide(torch.zeros(1, 1))  # create the guide's params
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with same_draws.in_float64():
         net = nn.Sequential(
             nn.Linear(2, 64), nn.ELU(), nn.Linear(64, 64), nn.ELU(), nn.Linear(64, 1)
         )
-    finally:
-        torch.set_default_dtype(dtype)
+    dtype = torch.get_default_dtype()
     net = net.to(dtype)
 
     class T(nn.Module):

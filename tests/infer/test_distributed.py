@@ -39,6 +39,7 @@ from pyrogen.infer import (
     save_checkpoint,
     synchronize_errors,
 )
+from tests.same_draws import in_float64
 
 WORLD, N, X_DIM, Z_DIM, BATCH, K, STEPS = 2, 32, 4, 2, 8, 3, 20
 LOSSES = {
@@ -84,9 +85,7 @@ class VAE(nn.Module):
     def __init__(self, seed: int) -> None:
         super().__init__()
         # initialized in float64, then cast: every dtype starts from the same values
-        dtype = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
+        with in_float64():
             torch.manual_seed(seed)
             self.encoder = nn.Linear(X_DIM, 2 * Z_DIM)
             self.decoder = nn.Linear(Z_DIM, X_DIM)
@@ -94,9 +93,7 @@ class VAE(nn.Module):
             with torch.no_grad():
                 for p in self.parameters():  # away from the flow's identity initialization
                     p.add_(0.3 * torch.randn_like(p))
-        finally:
-            torch.set_default_dtype(dtype)
-        self.to(dtype)
+        self.to(torch.get_default_dtype())
 
     def model(self, x, eps, idx, particles):
         pyro.module("vae", self)

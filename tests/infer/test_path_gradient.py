@@ -10,6 +10,7 @@ from pyro.infer import Trace_ELBO
 from pyrogen import flows
 from pyrogen.infer import AutoFlow
 from pyrogen.infer.path_gradient import score_gradient
+from tests.same_draws import in_float64
 
 
 def _perturbed(flow):
@@ -35,13 +36,10 @@ def test_score_gradient_is_the_gradient_of_log_q(build, spline, rtol):
     d = 4
     # built, perturbed and its noise drawn in float64, then cast: every dtype checks the same
     # flow at the same draws
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with in_float64():
         flow = _perturbed(build(d))
         eps = torch.randn(3, d)
-    finally:
-        torch.set_default_dtype(dtype)
+    dtype = torch.get_default_dtype()
     flow, eps = flow.to(dtype), eps.to(dtype)
     base = dist.Normal(torch.zeros(d), 1.0).to_event(1)
     xs = [eps]

@@ -58,6 +58,7 @@ from pyrogen.transforms import (
     RationalQuadraticSpline,
     Squeeze,
 )
+from tests.same_draws import in_float64
 
 
 def _split(dim: int, split_dim: int) -> torch.Tensor:
@@ -314,9 +315,7 @@ def build(name: str, seed: int = 0, *, initialize: bool = True):
     """
     # built and perturbed in float64, then cast: every dtype checks the same parameters (a
     # float32 draw of its own could be an ill-conditioned map that no float32 inverse resolves)
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with in_float64():
         torch.manual_seed(seed)
         module = FACTORY[name]()
         scale = META[name].get("perturbation", 0.3)
@@ -327,9 +326,7 @@ def build(name: str, seed: int = 0, *, initialize: bool = True):
                 for b_name, b in module.named_buffers():
                     if b_name.endswith("initialized"):
                         b.fill_(True)
-    finally:
-        torch.set_default_dtype(dtype)
-    module = module.to(dtype)
+    module = module.to(torch.get_default_dtype())
     if META[name].get("context_dim", 0):
         return module, module.condition(context_for(name))
     return module, module
