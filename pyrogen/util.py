@@ -35,12 +35,13 @@ class ArgumentTypeError(TypeError, ValueError):
 def bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
     """Independent Bernoulli draws ``1.0`` with probability ``probs`` (else ``0.0``), in
     ``probs``' dtype: ``U < p`` for ``U ~ Uniform[0, 1)``, the law of ``torch.bernoulli(probs)``
-    at about half its cost on the CPU (the Gibbs samplers' inner step).
+    at about half its cost on the CPU (the Gibbs samplers' inner step). The comparison runs in
+    place on the uniforms (one allocation, no boolean intermediate and no cast).
 
     Shapes:
         probs, returns: any shape ``(*s,)``; ``probs`` in ``[0, 1]``, unchecked.
     """
-    return (torch.rand_like(probs) < probs).to(probs.dtype)
+    return torch.rand_like(probs).lt_(probs)
 
 
 def _is_real(value) -> bool:

@@ -362,7 +362,13 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         the gradients) with the chain state it leaves; nothing is written. ``None`` when a
         parameter was re-created with a constraint (the traced path then runs)."""
         data = site.data(args, kwargs)
-        if not torch.equal(data, data.bool().to(data.dtype)):  # 0/1 only; NaN, inf fail
+        if data.is_floating_point():
+            # x - x^2 is 0 exactly at 0 and 1 and nonzero (or NaN) at every other value, inf
+            # and NaN included: one fused op
+            outside = bool(torch.addcmul(data, data, data, value=-1).any())
+        else:
+            outside = not torch.equal(data, data.bool().to(data.dtype))
+        if outside:
             raise ValueError(
                 f"ContrastiveDivergence step {self.num_steps}: the observed values of site "
                 f"{site.name!r} lie outside the support of BernoulliRBM ({site.support}) or "
@@ -375,21 +381,21 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         negatives = self._negatives(site.name, GibbsKernel(*rbm), data, new_state)
         out = rbm_free_energy_gap(data, negatives, *rbm, site.scale, grads=grads)
         value, gradients = out if grads else (out, ())
-        # the visible-bias gradient is a difference of counts (finite); the others are sums
-        sums = torch.stack([value, *(g.sum() for g in gradients[:1] + gradients[2:])])
-        if not bool(torch.isfinite(sums).all()):
+        # one check covers the gradients too: they are sums of bounded terms (binary rows times
+        # p(v) in [0, 1]), non-finite only where p(v) is NaN, and a NaN p(v) makes S NaN
+        number = float(value)
+        if not math.isfinite(number):
             free = [GibbsKernel(*rbm).free_energy(v) for v in (data, negatives)]
             self._terms = [(site.name, *free)]
             lines, _ = self._explain()
             self._terms = []
             raise FloatingPointError(
                 f"ContrastiveDivergence step {self.num_steps}: non-finite "
-                f"{'loss' if not bool(torch.isfinite(value)) else 'gradient'} (loss = "
-                f"{float(value)}); {'; '.join(lines) or 'no term could be singled out'}. "
+                f"loss (loss = {number}); {'; '.join(lines) or 'no term could be singled out'}. "
                 "Nothing was updated: parameters, gradients and optimizer state are as before "
                 "this step"
             )
-        return value, (list(rbm), gradients), new_state
+        return number, (list(rbm), gradients), new_state
 
     def _state_types(self) -> dict:
         return {"num_steps": int, "chains": dict, "buffers": dict}

@@ -4,6 +4,7 @@ that the model is one fully observed ``BernoulliRBM`` site."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -188,20 +189,29 @@ def rbm_free_energy_gap(
         rows = torch.cat([data, negatives])
         rows = rows if rows.dtype == weight.dtype else rows.to(weight.dtype)
         num_pos, num_neg = data.shape[0], negatives.shape[0]
-        coef = rows.new_full((num_pos + num_neg, 1), -scale)
-        coef[num_pos:] = scale * num_pos / num_neg
+        unit, coef = _coefficients(num_pos, num_neg, float(scale), rows.dtype, rows.device)
         pre = torch.addmm(hidden_bias, rows, weight)
-        weighted = coef * rows
-        # visible units are binary: counting them is exact, so equal counts give exactly 0
-        counts = rows[num_pos:].sum(0), rows[:num_pos].sum(0)
-        grad_b = scale * (num_pos / num_neg * counts[0] - counts[1])
-        value = grad_b @ visible_bias + (coef.T @ F.softplus(pre)).sum()
+        # visible units are binary: -1 per data row and B / M per negative sum exactly when
+        # B / M is an integer or its inverse, so that equal counts give exactly 0
+        grad_b = torch.mv(rows.T, unit).mul_(scale)
+        value = torch.dot(grad_b, visible_bias) + (coef.T @ F.softplus(pre)).sum()
         if not grads:
             return value
-        p = torch.sigmoid(pre)
-        grad_w = weighted.T @ p
-        grad_c = (coef.T @ p)[0]
+        weighted = torch.sigmoid(pre).mul_(coef)  # coefficient times p(v), (B + M, H)
+        grad_c = weighted.sum(0)
+        grad_w = (weighted.T @ rows).T  # the (H, V) product: BLAS's faster layout here
     return value, (grad_w, grad_b, grad_c)
+
+
+@functools.lru_cache(maxsize=16)
+def _coefficients(num_pos: int, num_neg: int, scale: float, dtype, device):
+    """The rows' coefficients in :func:`rbm_free_energy_gap`'s ``S``: ``unit`` of shape
+    ``(B + M,)``, ``-1`` for the data and ``B / M`` for the negatives, and ``coef = scale *
+    unit`` of shape ``(B + M, 1)`` (cached: the same for every step of a training run; never
+    written to)."""
+    unit = torch.full((num_pos + num_neg,), -1.0, dtype=dtype, device=device)
+    unit[num_pos:] = num_pos / num_neg
+    return unit, (scale * unit)[:, None]
 
 
 def read_params(site: RBMSite) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
