@@ -41,7 +41,8 @@ def bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
     Shapes:
         probs, returns: any shape ``(*s,)``; ``probs`` in ``[0, 1]``, unchecked.
     """
-    return torch.rand_like(probs).lt_(probs)
+    # detached: the in-place comparison would otherwise mark the draws as requiring grad
+    return torch.rand_like(probs).lt_(probs.detach())
 
 
 def _is_real(value) -> bool:

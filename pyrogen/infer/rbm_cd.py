@@ -192,7 +192,8 @@ def rbm_free_energy_gap(
         unit, coef = _coefficients(num_pos, num_neg, float(scale), rows.dtype, rows.device)
         pre = torch.addmm(hidden_bias, rows, weight)
         # visible units are binary: -1 per data row and B / M per negative sum exactly when
-        # B / M is an integer or its inverse, so that equal counts give exactly 0
+        # B / M is an integer or a power of two (1 in the usual case), so that equal counts give
+        # exactly 0
         grad_b = torch.mv(rows.T, unit).mul_(scale)
         value = torch.dot(grad_b, visible_bias) + (coef.T @ F.softplus(pre)).sum()
         if not grads:

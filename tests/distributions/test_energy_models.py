@@ -490,3 +490,6 @@ def test_bernoulli_draw_has_the_law_of_its_probabilities_and_independent_expande
     assert abs(float(agree) - 0.5) < 5 * (0.25 / n) ** 0.5
     # and neighbouring rows are not copies of each other
     assert abs(float((draws[1:, 2] == draws[:-1, 2]).double().mean()) - 0.5) < 5 * (0.25 / n) ** 0.5
+    # draws from probabilities that carry a graph are plain data, as torch.bernoulli's are
+    logits = torch.zeros(3, dtype=dtype, requires_grad=True)
+    assert not bernoulli_draw(torch.sigmoid(logits)).requires_grad
