@@ -11,8 +11,9 @@ k-hat (``pyrogen.analysis.psis_khat``, 4000 draws) and the importance-sampling l
 the two guides, in units of AutoMultivariateNormal's sd.
 
 Run: ``python examples/logistic_regression.py [--seeds 0 1 2] [--lrs 0.01 0.001] [--steps 5000]
-[--float64] [--scaled-output] [--threads N] [--out outputs]`` (``--seed`` and ``--lr`` name one
-of each; ``--scaled-output`` fits ``AutoFlow(scaled_output=True)``);
+[--float64] [--output-scale sqrt|width|none] [--threads N] [--out outputs]`` (``--seed`` and
+``--lr`` name one of each; ``--output-scale`` sets ``AutoFlow(output_scale=...)``, default its
+default ``"sqrt"``);
 ``--smoke`` for a seconds-long check. Writes ``outputs/logistic_regression.json``: the first
 run's figures at the top level and every run under ``"runs"``.
 """
@@ -82,16 +83,14 @@ def moments(model, guide, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(0), flat.std(0)
 
 
-def run(
-    model, *, seed: int, lr: float, steps: int, draws: int, scaled_output: bool = False
-) -> dict:
+def run(model, *, seed: int, lr: float, steps: int, draws: int, output_scale: str = "sqrt") -> dict:
     """Fit both guides with plain Adam at ``lr`` from ``seed``; their figures and comparison."""
     results: dict[str, dict] = {}
     moment = {}
     for name, cls in GUIDES.items():
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
-        guide = cls(model, scaled_output=scaled_output) if cls is AutoFlow else cls(model)
+        guide = cls(model, output_scale=output_scale) if cls is AutoFlow else cls(model)
         t0 = time.perf_counter()
         losses = fit(model, guide, steps=steps, lr=lr)
         seconds = time.perf_counter() - t0
@@ -135,7 +134,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--seed", type=int, default=None, help="one seed")
     parser.add_argument("--float64", action="store_true", help="fit in float64")
-    parser.add_argument("--scaled-output", action="store_true", help="AutoFlow(scaled_output=True)")
+    parser.add_argument(
+        "--output-scale",
+        choices=["sqrt", "width", "none"],
+        default="sqrt",
+        help="AutoFlow's output_scale (default sqrt)",
+    )
+    parser.add_argument(
+        "--scaled-output", action="store_true", help="the earlier spelling of --output-scale width"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("outputs"))
     args = parser.parse_args(argv)
@@ -143,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     steps = args.steps or (30 if args.smoke else 5000)
     draws = 200 if args.smoke else 4000
+    if args.scaled_output:
+        args.output_scale = "width"
     lrs = [args.lr] if args.lr is not None else args.lrs
     seeds = [args.seed] if args.seed is not None else args.seeds
     dtype = torch.float64 if args.float64 else torch.float32
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     try:
         runs = [
-            run(model, seed=seed, lr=lr, steps=steps, draws=draws, scaled_output=args.scaled_output)
+            run(model, seed=seed, lr=lr, steps=steps, draws=draws, output_scale=args.output_scale)
             for lr in lrs
             for seed in seeds
         ]
@@ -166,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         **runs[0],
         "steps": steps,
         "dtype": str(dtype),
-        "scaled_output": args.scaled_output,
+        "output_scale": args.output_scale,
         "runs": runs,
     }
     write_results(

@@ -15,7 +15,8 @@ whether the fit meets the accuracy target for AutoFlow on that posterior (``TARG
 Run: ``python examples/posteriordb_accuracy.py`` (its wall time is on its results page),
 ``--smoke`` for a seconds-long check, ``--posteriors`` / ``--guides`` to select (three more guides
 run only when named: ``"AutoFlow(maf, relu)"``, two MAF layers of ReLU networks with bound 5 and
-the plain gradient; ``"AutoFlow(iaf, scaled)"``, the default guide with ``scaled_output=True``;
+the plain gradient; ``"AutoFlow(iaf, scaled)"``, the default guide with ``output_scale="width"``;
+``"AutoFlow(iaf, unscaled)"``, with ``output_scale="none"``;
 ``"AutoFlow(iaf, plain gradient)"``, the default guide with ``path_gradient=False``),
 ``--seeds 0 1 2`` to repeat every fit per seed, ``--threads N`` for torch's CPU threads,
 ``--optim adam --lr 0.001`` for plain Adam at a chosen learning rate instead of the recipe. Writes
@@ -132,9 +133,10 @@ DEFAULT_GUIDES = list(GUIDES)
 GUIDES["AutoFlow(maf, relu)"] = lambda model: AutoFlow(
     model, num_layers=2, activation=torch.nn.ReLU, log_scale_bound=5.0, path_gradient=False
 )
-# not run by default either: the default IAF guide with the readout scaled by 1 / width (the
-# setting for plain Adam), and with the plain (score-function) gradient
-GUIDES["AutoFlow(iaf, scaled)"] = lambda model: AutoFlow(model, flow="iaf", scaled_output=True)
+# not run by default either: the default IAF guide with the readout scaled by 1 / width or not
+# at all (the default is 1 / sqrt(width)), and with the plain (score-function) gradient
+GUIDES["AutoFlow(iaf, scaled)"] = lambda model: AutoFlow(model, flow="iaf", output_scale="width")
+GUIDES["AutoFlow(iaf, unscaled)"] = lambda model: AutoFlow(model, flow="iaf", output_scale="none")
 GUIDES["AutoFlow(iaf, plain gradient)"] = lambda model: AutoFlow(
     model, flow="iaf", path_gradient=False
 )

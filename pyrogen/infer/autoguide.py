@@ -71,11 +71,13 @@ class _PathDerivative(dist.TorchDistribution):
 class _Readout(Elementwise):
     r"""``inner`` fed with ``scale`` times its conditioner's output: :math:`g(x; c\,\theta)`.
 
-    A reparameterization for Adam: the zero-initialized output layer of a conditioner of width
-    ``H`` sums ``H`` hidden units, so when every weight takes Adam's step of up to ``lr`` (its
-    gradient-normalized update) a log-scale moves by up to ``lr * H / 2`` nats per step; with
-    ``c = 1 / H`` it moves by about ``lr``, as the affine part's location and scales do. The
-    family of maps is unchanged (identity at zero); only the optimizer's geometry is."""
+    A reparameterization for Adam: Adam moves every weight by about ``lr`` per step whatever its
+    gradient's size, so the zero-initialized output layer of a conditioner of width ``H``, a sum
+    of ``H`` hidden units, moves a shift or log-scale by up to ``lr * H / 2`` nats per step when
+    the weights' steps agree in sign, and by about ``lr * sqrt(H)`` when they are noise (see
+    :class:`AutoFlow`'s ``output_scale``). With ``c = H ** -0.5`` or ``c = 1 / H`` the maps move
+    by about ``lr``, as the affine part's location and scales do. The family of maps is
+    unchanged (identity at zero); only the optimizer's geometry is."""
 
     def __init__(self, inner: Elementwise, scale: float) -> None:
         self.inner, self.scale, self.num_params = inner, float(scale), inner.num_params
@@ -87,13 +89,19 @@ class _Readout(Elementwise):
         return self.inner.inverse(y, params * self.scale)
 
 
-def _scale_readouts(flow: Transform) -> Transform:
-    """Every autoregressive layer of ``flow`` takes its map's parameters at ``1 / H`` times its
-    MADE's output (``H``: the MADE's last hidden width), see :class:`_Readout`."""
+# output_scale -> the power p of the readout factor H ** -p
+_OUTPUT_SCALES = {"none": 0.0, "sqrt": 0.5, "width": 1.0}
+
+
+def _scale_readouts(flow: Transform, power: float = 1.0) -> Transform:
+    """Every autoregressive layer of ``flow`` takes its map's parameters at ``H ** -power``
+    times its MADE's output (``H``: the MADE's last hidden width), see :class:`_Readout`."""
+    if power == 0:
+        return flow
     for layer in flow if isinstance(flow, Compose) else [flow]:
         if isinstance(layer, Autoregressive) and not isinstance(layer.transform, _Readout):
             width = layer.conditioner.output.weight.shape[-1]
-            layer.transform = _Readout(layer.transform, 1.0 / width)
+            layer.transform = _Readout(layer.transform, float(width) ** -power)
     return flow
 
 
@@ -135,18 +143,19 @@ class AutoFlow(AutoContinuous):
     layers with bound 5 and the plain gradient, put the non-centred eight schools ``tau`` sd
     at +12%, -30% and +27% of the reference for seeds 0-2); ``tanh`` units make every layer
     affine far out, the bound keeps its tail scale within ``e^2`` of the bulk, and the
-    path-derivative gradient removes the score term's noise near the optimum. With
-    ``scaled_output=True`` each MADE's output (shift and log-scale) enters its affine map scaled
-    by ``1 / H`` (``H`` its last hidden width): Adam moves every parameter by up to ``lr`` per
-    step whatever its gradient's size (exactly ``lr`` at its first step), so that an unscaled
-    output, a sum over ``H`` units, moves by up to ``lr * H / 2`` nats per step; with plain
-    ``Adam`` at lr 0.05 that drives the log-scales into their bound and the loss of a
-    31-latent logistic regression from 55 to over 150 within 15 steps (either gradient
-    estimator). Scaled, the flow moves by about ``lr`` per step, as the affine part does, but
-    it also learns more slowly: under the 5000-step recipe of
-    ``examples/posteriordb_accuracy.py`` the scaled guide put the non-centred eight schools sd
-    error at +20% to +27% (seeds 0-2, moments from 100,000 draws) against -3% to +13% unscaled,
-    so it is off by default.
+    path-derivative gradient removes the score term's noise near the optimum. Each MADE's
+    output (shift and log-scale) enters its affine map scaled by ``1 / sqrt(H)`` (``H`` its last
+    hidden width; ``output_scale="sqrt"``), a reparameterization for Adam. Adam moves every
+    weight by about ``lr`` per step whatever its gradient's size; near the optimum the ELBO
+    gradient of one particle is mostly noise (on a 31-latent logistic regression, the
+    gradient's mean is about 0.04 of its per-draw standard deviation, and Adam's normalized
+    step ``|m| / sqrt(v)`` has an rms of 0.1-0.3), so the weights random-walk, and an unscaled
+    readout, a sum of ``H`` units, random-walks ``sqrt(H)`` times faster than the affine part's
+    location and scales. Along the flow's nearly flat directions (layers whose shifts and
+    log-scales cancel) nothing pulls it back: with plain ``Adam`` at lr 1e-2 an unscaled
+    guide's log-scales wandered to +-1.5 nats per layer on a near-Gaussian posterior, and after
+    500-4000 steps the loss climbed from 56 to over 150 nats and ran away. Scaled by
+    ``1 / sqrt(H)``, the flow random-walks at the affine part's pace.
     ``examples/posteriordb_accuracy.py`` measures these defaults against the accuracy targets
     of its four posteriors (its ``"AutoFlow(iaf)"`` guide; ``"AutoFlow(maf)"`` is the same
     guide with MAF layers).
@@ -181,13 +190,17 @@ class AutoFlow(AutoContinuous):
         init_scale: initial posterior standard deviation of every unconstrained coordinate,
             > 0 (Pyro's convention), used unless the Laplace start is chosen.
         init_laplace: from ``init_loc_fn``'s location, find a mode of the log joint (L-BFGS, at
-            most 200 iterations) and the Laplace approximation there, ``N(mode, (-H)^{-1})``;
-            if its ELBO (256 fixed draws) beats that of ``N(init, init_scale^2 I)``, the guide
-            starts there and learns in the coordinates it whitens (``z = mode + C w``, ``C`` the
-            Cholesky factor, fixed), so that posterior scales of 1e-3 under a prior sd of 10 or
-            correlations of -0.99999 cost the optimizer nothing. Otherwise (no finite mode, as in
-            a funnel; an indefinite Hessian; a lower ELBO) the guide starts at the initial
-            Gaussian with ``C = I``.
+            most 200 iterations, then Newton steps) and the Laplace approximation there,
+            ``N(mode, (-H)^{-1})``; the guide starts there and learns in the coordinates it
+            whitens (``z = mode + C w``, ``C`` the Cholesky factor, fixed), so that posterior
+            scales of 1e-3 under a prior sd of 10 or correlations of -0.99999 cost the optimizer
+            nothing. The whitening pays even where the Laplace Gaussian is a poor fit and a
+            narrow Gaussian at ``init_loc_fn``'s location has the higher starting ELBO (the
+            non-centred eight schools: its mode has ``tau`` near 29, the posterior mean is 3.6),
+            so the guide starts there whatever the two ELBOs. Where there is no finite mode (a
+            funnel), the Hessian is not negative definite, or the search or the Laplace ELBO
+            (256 fixed draws) is not finite, the guide starts at ``N(init, init_scale^2 I)``
+            with ``C = I``.
         progress: a progress bar (stderr) over the Laplace start's stages, and over its
             row-by-row work on models that ``torch.func.vmap`` cannot vectorize: ``True``,
             ``False`` (nothing printed) or ``None`` (default: only when stderr is a terminal).
@@ -200,19 +213,25 @@ class AutoFlow(AutoContinuous):
             :class:`~pyrogen.infer.IWAE` it leaves ``estimator="dreg"`` (the default) and
             ``"stl"`` unchanged but turns ``"iwae"`` into ``"stl"``, which is biased for
             ``K > 1``; pass ``path_gradient=False`` for the plain IWAE gradient.
-        scaled_output: feed each MADE's output to its affine map scaled by ``1 / H`` (``"iaf"``
-            and ``"maf"``; see above). Use it with plain ``Adam``: on the 31-latent logistic
-            regression of ``examples/logistic_regression.py`` (float32, lr 1e-2, 5000 steps)
-            the default guide diverged (final ELBO -67,740 and -1,698 nats for seeds 0 and 1)
-            and the scaled one did not (-55.7 to -55.8 at lr 1e-2, -55.4 to -55.5 at lr 1e-3,
-            seeds 0-2). It fits more slowly under a decaying learning rate (see above), so it
-            is off by default (``False``).
+        output_scale: the factor on each MADE's output before its affine map (``"iaf"`` and
+            ``"maf"``; see above): ``"sqrt"`` (default) ``1 / sqrt(H)``; ``"width"``
+            ``1 / H`` (moves the maps by about ``lr`` even when Adam's steps agree in sign, as
+            at its first step, but learns more slowly: under the decaying recipe of
+            ``examples/posteriordb_accuracy.py`` it put the non-centred eight schools ``tau``
+            sd error at +20% to +27% for seeds 0-2); ``"none"``, the unscaled output (the
+            earlier default: it diverges under plain ``Adam`` at lr 1e-2, see above). The
+            scale is not part of the ``state_dict``: a guide saved with another setting is
+            restored by constructing it with that setting.
+        scaled_output: the earlier spelling: ``True`` is ``output_scale="width"``, ``False``
+            is ``output_scale="none"``; ``None`` (default) leaves ``output_scale`` in charge.
     Raises:
         ValueError: unknown ``flow``, ``init_scale <= 0``, ``num_layers < 1``,
             ``log_scale_bound <= 0``, or (on first use) a model with a discrete latent site that
-            is not enumerated, or
-            ``flow="realnvp"`` with ``D < 2``.
-        TypeError: ``activation`` is not an ``nn.Module`` class; ``scaled_output`` is not a bool.
+            is not enumerated, ``flow="realnvp"`` with ``D < 2``,
+            ``output_scale`` not one of ``"sqrt"``, ``"width"``, ``"none"``, or
+            ``scaled_output`` that contradicts ``output_scale``.
+        TypeError: ``activation`` is not an ``nn.Module`` class; ``scaled_output`` is not a bool
+            or None.
     References:
         Roeder, Wu, Duvenaud (2017). Sticking the Landing: Simple, Lower-Variance Gradient
         Estimators for Variational Inference. https://arxiv.org/abs/1703.09194
@@ -246,7 +265,8 @@ class AutoFlow(AutoContinuous):
         num_quantile_draws: int = 4000,
         path_gradient: bool = True,
         progress: bool | None = None,
-        scaled_output: bool = False,
+        output_scale: str | None = None,
+        scaled_output: bool | None = None,
     ) -> None:
         if not (callable(flow) or flow in _BUILDERS):
             raise ValueError(f"flow must be one of {sorted(_BUILDERS)} or a callable, got {flow!r}")
@@ -265,9 +285,22 @@ class AutoFlow(AutoContinuous):
         self._num_quantile_draws = num_quantile_draws
         self._path_gradient = bool(path_gradient)
         self._progress = progress
-        if not isinstance(scaled_output, bool):
-            raise TypeError(f"scaled_output must be True or False, got {scaled_output!r}")
-        self._scaled_output = scaled_output
+        if scaled_output is not None and not isinstance(scaled_output, bool):
+            raise TypeError(f"scaled_output must be True, False or None, got {scaled_output!r}")
+        if output_scale is not None and output_scale not in _OUTPUT_SCALES:
+            raise ValueError(
+                f"output_scale must be one of {sorted(_OUTPUT_SCALES)} or None, "
+                f"got {output_scale!r}"
+            )
+        if scaled_output is not None:
+            alias = "width" if scaled_output else "none"
+            if output_scale not in (None, alias):
+                raise ValueError(
+                    f"scaled_output={scaled_output} (output_scale={alias!r}) contradicts "
+                    f"output_scale={output_scale!r}; pass only output_scale"
+                )
+            output_scale = alias
+        self._output_scale = output_scale or "sqrt"
         super().__init__(model, init_loc_fn=init_loc_fn)
         # the model without Pyro's init handler (which would draw from every site's prior while
         # the log joint is evaluated); a tuple so that a PyroModule model is not a submodule
@@ -380,13 +413,14 @@ class AutoFlow(AutoContinuous):
 
     @torch.enable_grad()
     def _laplace_start(self, loc: torch.Tensor, args, kwargs):
-        """``(mode, chol((-H)^{-1}))`` if the Laplace approximation at the mode found by L-BFGS
-        from ``loc`` has a higher ELBO than the initial Gaussian ``N(loc, init_scale^2 I)``;
-        ``None`` otherwise (no finite mode, e.g. a funnel; indefinite Hessian; lower ELBO).
+        """``(mode, chol((-H)^{-1}))`` at the mode that L-BFGS finds from ``loc``, if the log
+        joint has a finite mode there with a negative-definite Hessian and the Laplace
+        approximation has a finite ELBO; ``None`` otherwise (no finite mode, e.g. a funnel; an
+        indefinite Hessian; a search or an ELBO that hits a non-finite value).
 
-        Its four stages (initial ELBO, mode, Newton polish, Laplace ELBO) advance a progress bar
+        Its three stages (mode, Newton polish, Laplace ELBO) advance a progress bar
         (``progress``)."""
-        stages = ["initial ELBO", "mode (L-BFGS)", "Newton polish", "Laplace ELBO"]
+        stages = ["mode (L-BFGS)", "Newton polish", "Laplace ELBO"]
         bar = progress_bar(stages, progress=self._progress, desc="AutoFlow Laplace start")
         try:
             return self._laplace_stages(loc, args, kwargs, iter(bar))
@@ -394,10 +428,6 @@ class AutoFlow(AutoContinuous):
             getattr(bar, "close", lambda: None)()
 
     def _laplace_stages(self, loc: torch.Tensor, args, kwargs, stages):
-        next(stages)
-        eye = torch.eye(loc.numel(), dtype=loc.dtype, device=loc.device)
-        with torch.no_grad():
-            initial = self._gaussian_elbo(loc, self._init_scale * eye, args, kwargs)
         next(stages)
         z = loc.detach().clone().requires_grad_(True)
         optimizer = torch.optim.LBFGS([z], max_iter=200, line_search_fn="strong_wolfe")
@@ -437,7 +467,7 @@ class AutoFlow(AutoContinuous):
         with torch.no_grad():
             laplace = self._gaussian_elbo(mode, chol, args, kwargs)
         next(stages, None)
-        return (mode, chol) if laplace > initial else None
+        return (mode, chol) if math.isfinite(laplace) else None
 
     def _build_flow(self, dim: int) -> Transform:
         spec = self._flow_spec
@@ -454,7 +484,9 @@ class AutoFlow(AutoContinuous):
             flow = _BUILDERS[spec](dim, **kwargs)
         except ValueError as error:
             raise ValueError(f"flow={spec!r} with {dim} latent dimensions: {error}") from error
-        return _scale_readouts(flow) if self._scaled_output and spec in ("iaf", "maf") else flow
+        if spec not in ("iaf", "maf"):
+            return flow
+        return _scale_readouts(flow, _OUTPUT_SCALES[self._output_scale])
 
     def get_base_dist(self) -> dist.Distribution:
         """Standard normal of shape ``(D,)`` on the parameters' device and dtype."""

@@ -1,5 +1,6 @@
 """AutoFlow's set-up and training stay quiet, fast and stable: the Laplace start's progress bar
-and vectorized Hessian; plain Adam's steps move the flow no faster than the affine part."""
+and vectorized Hessian; the Laplace start's whitening; plain Adam's steps move the flow by the
+readout scale times the unscaled move."""
 
 import pyro
 import pyro.distributions as dist
@@ -71,28 +72,104 @@ def _elementwise_maps(guide, eps):
 
 
 @pytest.mark.parametrize("flow", ["iaf", "maf"])
-def test_one_plain_adam_step_moves_the_flow_by_about_the_learning_rate(flow):
-    """Adam's first update moves every parameter by ``lr`` (its gradient-normalized step). A
-    flow whose shift or log-scale sums ``H`` hidden units through a zero-initialized layer then
-    moves by up to ``lr * H / 2`` nats per step: plain Adam drove an unscaled guide's
-    log-scales into their bound and the loss of a 31-latent logistic regression from 55 to
-    over 150 (lr 0.05: within 15 steps). The flow's maps must move by about ``lr``, as the
-    affine part's location does with ``scaled_output=True``; the default (unscaled) guide moves
-    them by more."""
+def test_one_plain_adam_step_moves_the_flow_by_the_readout_scale_times_the_unscaled_move(flow):
+    """Adam's first update moves every parameter by exactly ``lr`` (its gradient-normalized
+    step), the same raw step whatever the readout scale ``c`` (a positive factor does not
+    change the gradient's sign). A shift or log-scale that sums ``H`` hidden units through a
+    zero-initialized layer then moves by up to ``lr * H / 2`` nats unscaled, and by ``c`` times
+    that scaled: ``1 / sqrt(H)`` for the default, ``1 / H`` for ``output_scale="width"``,
+    which keeps the maps within about ``lr``, the move of the affine part's location."""
     model = logistic_regression()
     moves = {}
-    for scaled in (True, False):
+    for scale in ("none", "sqrt", "width"):
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
-        moves[scaled] = _first_step_moves(model, flow, scaled)
+        moves[scale], width = _first_step_moves(model, flow, scale)
     lr = 1e-2
-    assert max(moves[True]) <= 1.5 * lr and min(moves[True]) > 0  # the step did reach the flow
-    assert max(moves[False]) > 3 * lr  # unscaled: the sum over H units moves several lr
+    assert max(moves["width"]) <= 1.5 * lr and min(moves["width"]) > 0  # the step reached it
+    assert max(moves["none"]) > 3 * lr  # unscaled: the sum over H units moves several lr
+    for scale, power in (("sqrt", 0.5), ("width", 1.0)):
+        ratio = torch.tensor(moves[scale]) / torch.tensor(moves["none"])
+        expected = torch.full_like(ratio, width**-power)
+        # the first layer sees the same input before and after: only the log-scale's soft
+        # bound bends its move (by under 1%); a later layer also sees its input move, through
+        # the (scaled) weights of the step, a second-order change of a few percent
+        torch.testing.assert_close(ratio[:2], expected[:2], rtol=0.01, atol=0)
+        torch.testing.assert_close(ratio, expected, rtol=0.1, atol=0)
 
 
-def _first_step_moves(model, flow, scaled):
-    """The largest change of each layer's shift and log-scale over one Adam step at lr 0.01."""
-    guide = AutoFlow(model, flow=flow, progress=False, scaled_output=scaled)
+def test_output_scale_default_and_the_scaled_output_spelling():
+    """The default scales each MADE's readout by ``1 / sqrt(H)``; ``scaled_output=True`` and
+    ``False`` are ``output_scale="width"`` and ``"none"``; contradictions and unknown values
+    are errors naming the argument."""
+    model = logistic_regression()
+    scales = {}
+    for kwargs in (
+        {},
+        {"output_scale": "width"},
+        {"scaled_output": True},
+        {"scaled_output": False},
+    ):
+        pyro.clear_param_store()
+        guide = AutoFlow(model, progress=False, init_laplace=False, **kwargs)
+        guide()
+        layer = guide.flow[0]
+        scales[tuple(kwargs.items())] = getattr(layer.transform, "scale", 1.0)
+        width = layer.conditioner.output.weight.shape[-1]
+    assert scales[()] == pytest.approx(width**-0.5)
+    assert scales[(("output_scale", "width"),)] == scales[(("scaled_output", True),)]
+    assert scales[(("scaled_output", True),)] == pytest.approx(1.0 / width)
+    assert scales[(("scaled_output", False),)] == 1.0
+    with pytest.raises(ValueError, match="output_scale"):
+        AutoFlow(model, output_scale="half")
+    with pytest.raises(ValueError, match="contradicts output_scale"):
+        AutoFlow(model, output_scale="sqrt", scaled_output=True)
+    with pytest.raises(TypeError, match="scaled_output"):
+        AutoFlow(model, scaled_output="yes")
+
+
+def eight_schools_noncentered():
+    """The non-centred eight schools (Rubin 1981): a finite mode far out in ``tau`` (near 29,
+    against a posterior mean near 3.6), so the Laplace Gaussian is a poor fit there."""
+    y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+    def model():
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("school", 8):
+            theta_trans = pyro.sample("theta_trans", dist.Normal(0.0, 1.0))
+            pyro.sample("y", dist.Normal(mu + tau * theta_trans, sigma), obs=y)
+
+    return model
+
+
+def test_laplace_start_whitens_even_where_a_narrow_gaussian_has_the_higher_elbo():
+    """From seed 0's initial location the narrow ``N(init, 0.1^2 I)`` has a higher ELBO than the
+    Laplace Gaussian at the eight schools' mode, but the guide still starts at the Laplace
+    approximation and learns in its whitened coordinates: ``whiten whiten^T = (-H)^{-1}`` at a
+    point where the log joint's gradient vanishes."""
+    model = eight_schools_noncentered()
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoFlow(model, progress=False)
+    guide()
+    center, whiten = guide.center.detach(), guide.whiten.detach()
+    eye = torch.eye(10, dtype=center.dtype)
+    initial = guide._gaussian_elbo(guide._init_loc(), 0.1 * eye, (), {})
+    laplace = guide._gaussian_elbo(center, whiten, (), {})
+    assert initial > laplace  # the case the start must not fall back on
+    grad, hessian = guide._grad_and_hessian(center, (), {})
+    assert grad.abs().max() < 1e-3
+    torch.testing.assert_close(whiten @ whiten.T, torch.linalg.inv(-hessian), rtol=1e-4, atol=1e-6)
+    assert float(center[1].exp()) > 10  # the mode's tau: far from the posterior bulk
+    torch.testing.assert_close(guide.loc.detach(), torch.zeros_like(center))
+
+
+def _first_step_moves(model, flow, output_scale):
+    """The largest change of each layer's shift and log-scale over one Adam step at lr 0.01,
+    and the MADEs' last hidden width."""
+    guide = AutoFlow(model, flow=flow, progress=False, output_scale=output_scale)
     guide()
     lr = 1e-2
     svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
@@ -112,4 +189,4 @@ def _first_step_moves(model, flow, scaled):
             float((log_scale1 - log_scale0).abs().max()),
             float((shift1 - shift0).abs().max()),
         ]
-    return moves
+    return moves, width
