@@ -48,8 +48,8 @@ from pyrogen.infer import AutoFlow
 from pyrogen.transforms import Autoregressive, Elementwise
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import posteriordb_accuracy as pdb  # noqa: E402
-from logistic_regression import load_data, make_model  # noqa: E402
+import posteriordb_accuracy as pdb
+from logistic_regression import load_data, make_model
 
 BOUND = 2.0  # AutoFlow's default log_scale_bound
 
@@ -97,7 +97,10 @@ class FloorAffine(Elementwise):
 
 def default_iaf(dim: int):
     return flows.iaf(
-        dim, num_layers=3, hidden_dims=(max(32, dim),) * 2, activation=torch.nn.Tanh,
+        dim,
+        num_layers=3,
+        hidden_dims=(max(32, dim),) * 2,
+        activation=torch.nn.Tanh,
         log_scale_bound=BOUND,
     )
 
@@ -153,7 +156,9 @@ def run_logreg(variant: str, seed: int, lr: float, steps: int) -> str:
         losses.append(svi.step())
         if not math.isfinite(losses[-1]) or losses[-1] > 1e6:
             break
-    means = [sum(losses[i : i + 250]) / len(losses[i : i + 250]) for i in range(0, len(losses), 250)]
+    means = [
+        sum(losses[i : i + 250]) / len(losses[i : i + 250]) for i in range(0, len(losses), 250)
+    ]
     tail = losses[-100:]
     return (
         f"final100 {sum(tail) / len(tail):9.2f}  max>500 {max(losses[500:] or [0]):10.1f}  "
@@ -198,7 +203,9 @@ def main(argv=None) -> None:
         for seed in args.seeds:
             t0 = time.perf_counter()
             line = run(variant, seed, args.lr, args.steps)
-            print(f"{variant:16s} seed {seed}  {line}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{variant:16s} seed {seed}  {line}  ({time.perf_counter() - t0:.0f} s)", flush=True
+            )
 
 
 if __name__ == "__main__":
