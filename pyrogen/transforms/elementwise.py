@@ -65,7 +65,11 @@ class Affine(Elementwise):
         self.log_scale_bound = check_bound(log_scale_bound)
 
     def _unpack(self, params):
-        shift, log_scale = params.unbind(-1)  # one view op each way (select would take two)
+        # the conditioners hand over a (..., D, 2) view of a parameter-major (..., 2, D) output:
+        # unbinding that along -2 makes backward stack the two gradients into the parameter-major
+        # layout, so the network's reshape needs no copy (unbind(-1) would stack them
+        # interleaved, then copy)
+        shift, log_scale = params.movedim(-1, -2).unbind(-2)
         return shift, soft_bound(log_scale, self.log_scale_bound)
 
     def forward(self, x, params):
