@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -425,14 +426,19 @@ class AutoFlow(AutoContinuous):
         """``(mode, chol((-H)^{-1}))`` at the mode that L-BFGS finds from ``loc``, if the log
         joint has a finite mode there with a negative-definite Hessian and the Laplace
         approximation has a finite ELBO; ``None`` otherwise (no finite mode, e.g. a funnel; an
-        indefinite Hessian; a search or an ELBO that hits a non-finite value).
+        indefinite Hessian; a covariance whose Cholesky factorization fails in the dtype; a
+        search or an ELBO that hits a non-finite value).
 
         Its three stages (mode, Newton polish, Laplace ELBO) advance a progress bar
         (``progress``)."""
         stages = ["mode (L-BFGS)", "Newton polish", "Laplace ELBO"]
         bar = progress_bar(stages, progress=self._progress, desc="AutoFlow Laplace start")
         try:
-            return self._laplace_stages(loc, args, kwargs, iter(bar))
+            with warnings.catch_warnings():
+                # the search handles non-finite values itself (no start); Pyro's warnings about
+                # the points it tried are not the user's concern
+                warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+                return self._laplace_stages(loc, args, kwargs, iter(bar))
         finally:
             getattr(bar, "close", lambda: None)()
 
@@ -471,7 +477,10 @@ class AutoFlow(AutoContinuous):
             if bool((step.abs() <= tol * (1 + mode.abs())).all()):
                 break
         cov = (eigenvectors / eigenvalues) @ eigenvectors.T
-        chol = torch.linalg.cholesky((cov + cov.T) / 2)
+        # in float32 an ill-conditioned (-H)^{-1} can lose definiteness to rounding: no start
+        chol, info = torch.linalg.cholesky_ex((cov + cov.T) / 2)
+        if int(info) != 0 or not bool(torch.isfinite(chol).all()):
+            return None
         next(stages)
         with torch.no_grad():
             laplace = self._gaussian_elbo(mode, chol, args, kwargs)

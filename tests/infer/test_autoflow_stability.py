@@ -2,6 +2,9 @@
 and vectorized Hessian; the Laplace start's whitening; plain Adam's steps move the flow by the
 readout scale times the unscaled move."""
 
+import math
+import warnings
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -193,3 +196,56 @@ def _first_step_moves(model, flow, output_scale):
             float((shift1 - shift0).abs().max()),
         ]
     return moves, width
+
+
+def eight_schools_centered():
+    y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+    def model():
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("school", 8):
+            theta = pyro.sample("theta", dist.Normal(mu, tau))
+            pyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+    return model
+
+
+def test_a_failed_cholesky_means_no_laplace_start(monkeypatch):
+    """Where the Laplace covariance does not factor (float32 rounding of an ill-conditioned
+    (-H)^{-1}), the guide starts unwhitened instead of raising."""
+    model = eight_schools_noncentered()  # has a finite mode: a start would whiten
+    calls = []
+
+    def failing(a, *args, **kwargs):
+        calls.append(a.shape)
+        return torch.zeros_like(a), torch.tensor(1, dtype=torch.int32)
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoFlow(model, progress=False)
+    guide()
+    assert calls == [(10, 10)]
+    torch.testing.assert_close(guide.whiten.detach(), torch.eye(10, dtype=guide.loc.dtype))
+
+
+def test_the_laplace_search_does_not_warn_about_the_points_it_tries():
+    """Centred eight schools in float32, seed 76: the L-BFGS search reaches points where the
+    log joint is NaN and gives up (no start); Pyro's NaN warnings from those points do not
+    reach the user, and the first step's loss is finite."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        model = eight_schools_centered()
+        pyro.clear_param_store()
+        pyro.set_rng_seed(76)
+        guide = AutoFlow(model, progress=False)
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss = svi.step()
+    finally:
+        torch.set_default_dtype(old)
+    assert math.isfinite(loss)
