@@ -132,9 +132,10 @@ def test_output_scale_default_and_the_scaled_output_spelling():
         AutoFlow(model, scaled_output="yes")
 
 
-def eight_schools_noncentered():
-    """The non-centred eight schools (Rubin 1981): a finite mode far out in ``tau`` (near 29,
-    against a posterior mean near 3.6), so the Laplace Gaussian is a poor fit there."""
+def eight_schools(centered: bool = False):
+    """The eight schools (Rubin 1981). Non-centred: a finite mode far out in ``tau`` (near 29,
+    against a posterior mean near 3.6), so the Laplace Gaussian is a poor fit there. Centred:
+    a funnel."""
     y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
     sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 
@@ -142,8 +143,11 @@ def eight_schools_noncentered():
         mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
         tau = pyro.sample("tau", dist.HalfCauchy(5.0))
         with pyro.plate("school", 8):
-            theta_trans = pyro.sample("theta_trans", dist.Normal(0.0, 1.0))
-            pyro.sample("y", dist.Normal(mu + tau * theta_trans, sigma), obs=y)
+            if centered:
+                theta = pyro.sample("theta", dist.Normal(mu, tau))
+            else:
+                theta = mu + tau * pyro.sample("theta_trans", dist.Normal(0.0, 1.0))
+            pyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
     return model
 
@@ -155,7 +159,7 @@ def test_laplace_start_whitens_even_where_a_narrow_gaussian_has_the_higher_elbo(
     point where the log joint's gradient vanishes. The case is the float64 one under every
     ``--dtype`` (float32 draws start elsewhere, where the narrow Gaussian is not ahead)."""
     with in_float64():
-        model = eight_schools_noncentered()
+        model = eight_schools()
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
         guide = AutoFlow(model, progress=False)
@@ -198,24 +202,10 @@ def _first_step_moves(model, flow, output_scale):
     return moves, width
 
 
-def eight_schools_centered():
-    y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
-
-    def model():
-        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-        with pyro.plate("school", 8):
-            theta = pyro.sample("theta", dist.Normal(mu, tau))
-            pyro.sample("y", dist.Normal(theta, sigma), obs=y)
-
-    return model
-
-
 def test_a_failed_cholesky_means_no_laplace_start(monkeypatch):
     """Where the Laplace covariance does not factor (float32 rounding of an ill-conditioned
     (-H)^{-1}), the guide starts unwhitened instead of raising."""
-    model = eight_schools_noncentered()  # has a finite mode: a start would whiten
+    model = eight_schools()  # has a finite mode: a start would whiten
     calls = []
 
     def failing(a, *args, **kwargs):
@@ -238,7 +228,7 @@ def test_the_laplace_search_does_not_warn_about_the_points_it_tries():
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
-        model = eight_schools_centered()
+        model = eight_schools(centered=True)
         pyro.clear_param_store()
         pyro.set_rng_seed(76)
         guide = AutoFlow(model, progress=False)
