@@ -2,9 +2,12 @@
 gain starts at the default's 1 / sqrt(H) readout exactly, the floored bound keeps the soft
 bound's value and adds ``delta`` to its slope), and every variant fits a few steps."""
 
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
+from pyrogen.infer import AutoFlow
 from pyrogen.infer.autoguide import _scale_readouts
 from pyrogen.transforms import Affine
 from tests.scripts import ROOT, load
@@ -20,6 +23,12 @@ def _perturbed(flow):
         for p in flow.parameters():
             p.copy_(0.3 * torch.randn_like(p))
     return flow
+
+
+def test_the_script_builds_autoflows_default_flow(bench):
+    model = lambda: pyro.sample("z", dist.Normal(torch.zeros(5), 1.0).to_event(1))  # noqa: E731
+    built = AutoFlow(model, output_scale="none")._build_flow(5)
+    assert repr(bench.default_iaf(5)) == repr(built)
 
 
 def test_gain_at_zero_is_the_default_readout(bench):

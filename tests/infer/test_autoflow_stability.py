@@ -235,6 +235,9 @@ def test_the_laplace_search_does_not_warn_about_the_points_it_tries():
         svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
         with warnings.catch_warnings():
             warnings.simplefilter("error")
+            guide()  # the set-up, with the Laplace search
+            # the search gave up: the guide starts unwhitened
+            torch.testing.assert_close(guide.whiten.detach(), torch.eye(10))
             loss = svi.step()
     finally:
         torch.set_default_dtype(old)
