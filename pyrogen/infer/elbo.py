@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Delta
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.poutine.trace_struct import Trace
@@ -45,6 +46,9 @@ class KLTerm(NamedTuple):
         score_log_q: ``batch_shape``, the guide's ``log q(z)`` if the site is not
             reparameterizable (for a score-function term), else ``None``.
         plate_dims: the (negative) dims of the vectorized plates the site is in.
+        auxiliary: the site is an auxiliary guide site (``infer={"is_auxiliary": True}``, such
+            as the joint latent of Pyro's autoguides), absent from the model: ``kl`` is its
+            ``log q`` alone, and only the sum of all terms is a KL.
     """
 
     name: str
@@ -53,6 +57,7 @@ class KLTerm(NamedTuple):
     analytic: bool
     score_log_q: torch.Tensor | None
     plate_dims: tuple[int, ...]
+    auxiliary: bool = False
 
     def per_dimension(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(kl, weight)`` with the batch flattened: ``(B, *dim_shape)`` and ``(B, 1, ...)``
@@ -81,6 +86,13 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
     ``torch.distributions.kl_divergence`` is used where one is registered (e.g. Normal/Normal,
     Bernoulli/Bernoulli), otherwise the one-draw estimate ``log q(z) - log p(z)``.
 
+    Guides that draw an auxiliary latent and set the model's sites from it (Pyro's
+    ``AutoNormal``, ``AutoDiagonalNormal``, ``AutoMultivariateNormal``, pyrogen's ``AutoFlow``:
+    a site marked ``infer={"is_auxiliary": True}``, then ``Delta`` sites carrying the log-density
+    of the change of variables) are supported: the auxiliary site contributes its ``log q`` (no
+    prior; ``KLTerm.auxiliary``) and each ``Delta`` site ``log_density - log p(z)``, so that the
+    terms sum to the one-draw estimate of ``KL(q || p)`` of the whole latent (not per site).
+
     Shapes:
         see :class:`KLTerm`.
     Args:
@@ -88,11 +100,21 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
             ``poutine.trace`` (their plate sites are skipped).
         analytic_kl: use closed forms where available.
     Raises:
-        ValueError: a guide site missing from the model.
+        ValueError: a guide site missing from the model (and not marked auxiliary).
     """
     out = []
     for name, g in guide_trace.nodes.items():
         if g["type"] != "sample" or g["is_observed"] or site_is_subsample(g):
+            continue
+        dims = tuple(f.dim for f in g["cond_indep_stack"] if f.vectorized)
+        if name not in model_trace.nodes and (g.get("infer") or {}).get("is_auxiliary"):
+            log_q = g["fn"].log_prob(g["value"])
+            if not g["fn"].has_rsample:
+                log_q = log_q.detach()  # as below: the score term carries the gradient
+            ones = log_q.new_ones(g["fn"].batch_shape)
+            weight = scale_and_mask(ones, g["scale"], g["mask"]).expand(ones.shape)
+            score = None if g["fn"].has_rsample else g["fn"].log_prob(g["value"])
+            out.append(KLTerm(name, log_q, weight, False, score, dims, auxiliary=True))
             continue
         if name not in model_trace.nodes:
             raise ValueError(f"guide site {name!r} does not appear in the model")
@@ -100,7 +122,9 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
         q, p = _unwrap_independent(g["fn"], m["fn"])
         analytic = False
         kl = None
-        if analytic_kl:
+        # Pyro's registered KL(Delta || p) = -log p(v) leaves out the Delta's log_density (the
+        # change-of-variables term autoguides put there): a Delta site takes the estimate below
+        if analytic_kl and not isinstance(q, Delta):
             try:
                 kl = kl_divergence(q, p)
                 analytic = True
@@ -116,7 +140,6 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
         ones = kl.new_ones(g["fn"].batch_shape)
         weight = scale_and_mask(ones, m["scale"], m["mask"]).expand(ones.shape)
         score = None if g["fn"].has_rsample else g["fn"].log_prob(g["value"])
-        dims = tuple(f.dim for f in g["cond_indep_stack"] if f.vectorized)
         out.append(KLTerm(name, kl, weight, analytic, score, dims))
     return out
 
@@ -410,8 +433,9 @@ class FreeBitsELBO(_SplitELBO):
     below :math:`\lambda` get no KL gradient, so the encoder may use them freely. ``loss`` is
     :math:`-\mathcal L_\lambda` in nats; ``free_bits = 0`` gives the ordinary ELBO where the
     KLs are analytic (a Monte Carlo KL estimate can be negative and is floored at 0 too). Masked
-    batch elements are left out of the average. Particles, ``jit``, score-function terms, the
-    finite-step check and ``state_dict`` (the step count) as in :class:`AnnealedELBO`.
+    batch elements are left out of the average (a site masked out entirely contributes
+    nothing). Particles, ``jit``, score-function terms, the finite-step check and
+    ``state_dict`` (the step count) as in :class:`AnnealedELBO`.
 
     Args:
         free_bits: :math:`\lambda >= 0`, nats per latent dimension (despite the name).
@@ -419,7 +443,9 @@ class FreeBitsELBO(_SplitELBO):
             :class:`AnnealedELBO`.
     Raises:
         ValueError: ``free_bits < 0``, ``num_particles < 1``; in ``loss_and_grads``, a
-            non-finite observed value (naming the site).
+            non-finite observed value (naming the site); in any loss, a guide with an
+            auxiliary latent site (Pyro's autoguides, ``AutoFlow``: per-site KLs are not
+            defined; :class:`AnnealedELBO` accepts them).
         FloatingPointError: in ``loss_and_grads``, a non-finite loss or gradient.
     References:
         Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling (2016). Improved Variational
@@ -436,19 +462,34 @@ class FreeBitsELBO(_SplitELBO):
     def _coeff(self) -> float:
         return self.free_bits
 
+    @staticmethod
+    def _mean_kl(term: KLTerm) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean_kl, represented)`` per latent dimension: the weighted batch average of the
+        KL and the total weight; a dimension with no weight (every element masked out) has
+        mean 0 and contributes nothing."""
+        if term.auxiliary:
+            raise ValueError(
+                f"FreeBitsELBO floors the KL of each latent dimension, which needs a guide that "
+                f"samples every latent site from its own distribution; guide site {term.name!r} "
+                "is an auxiliary latent (as Pyro's autoguides and AutoFlow draw, setting the "
+                "model's sites from it), for which per-site KLs are not defined. "
+                "Use AnnealedELBO, or a guide with one distribution per latent site"
+            )
+        kl, weight = term.per_dimension()
+        represented = weight.sum(0)
+        total = (kl * weight).sum(0)
+        return torch.where(represented > 0, total / represented.clamp(min=1e-30), 0.0), represented
+
     def _penalty(self, terms: list[KLTerm], coeff) -> torch.Tensor | float:
         total = 0.0
         for t in terms:
-            kl, weight = t.per_dimension()
-            represented = weight.sum(0)
-            mean_kl = (kl * weight).sum(0) / represented
+            mean_kl, represented = self._mean_kl(t)
             total = total + (torch.clamp(mean_kl, min=coeff) * represented).sum()
         return total
 
     def _element_penalties(self, terms: list[KLTerm], coeff) -> list[torch.Tensor]:
         out = []
         for t in terms:
-            kl, weight = t.per_dimension()
-            above = ((kl * weight).sum(0) / weight.sum(0) > coeff).to(kl.dtype)
+            above = (self._mean_kl(t)[0] > coeff).to(t.kl.dtype)
             out.append(_per_element(t, above))  # floored dimensions carry no KL gradient
         return out

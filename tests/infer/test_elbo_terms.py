@@ -452,3 +452,132 @@ def test_empty_data_names_the_loss(cls):
 
     with pytest.raises(ValueError, match=f"^{cls.__name__}: a plate of size 0"):
         cls(0.5).loss(model_e, guide_e, empty)
+
+
+def autoguide_model(x):
+    """A location and a positive scale (a constrained site: the autoguides' ``Delta`` sites
+    carry a nonzero log-density), with a plate of observations."""
+    loc = pyro.sample("loc", dist.Normal(0.0, 5.0))
+    scale = pyro.sample("scale", dist.HalfNormal(2.0))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(loc, scale), obs=x)
+
+
+def _autoguides():
+    from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal, AutoNormal
+
+    from pyrogen.infer import AutoFlow
+
+    return {
+        "AutoNormal": AutoNormal,
+        "AutoDiagonalNormal": AutoDiagonalNormal,
+        "AutoMultivariateNormal": AutoMultivariateNormal,
+        "AutoFlow": lambda m: AutoFlow(m, num_layers=1, hidden_dims=(8,), init_laplace=False),
+    }
+
+
+def _loss_and_grads(loss, guide_name, x, seed=0):
+    """The loss and parameter gradients of one draw at a fixed seed (fresh guide each call)."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    guide = _autoguides()[guide_name](autoguide_model)
+    guide(x)  # create the parameters
+    pyro.set_rng_seed(seed + 1)
+    value = loss.differentiable_loss(autoguide_model, guide, x)
+    params = dict(pyro.get_param_store().named_parameters())
+    grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
+    grads = {k: g for k, g in zip(params, grads, strict=True) if g is not None}
+    return float(value.detach()), grads
+
+
+@pytest.mark.parametrize("guide_name", ["AutoNormal", "AutoDiagonalNormal",
+                                        "AutoMultivariateNormal", "AutoFlow"])  # fmt: skip
+def test_annealed_elbo_with_autoguides_is_the_elbo_at_beta_one(guide_name, rtol):
+    """Autoguides draw an auxiliary latent and set the model's sites with ``Delta``s: at beta = 1
+    the annealed loss and its gradients are ``Trace_ELBO``'s (the same draw), and the loss is
+    linear in beta between the reconstruction term (beta = 0) and the ELBO."""
+    from pyro.infer import Trace_ELBO
+
+    x = torch.tensor([0.5, 1.0, 1.5, 3.0])
+    ref, ref_grads = _loss_and_grads(Trace_ELBO(), guide_name, x)
+    ours, grads = _loss_and_grads(AnnealedELBO(1.0), guide_name, x)
+    assert ours == pytest.approx(ref, rel=rtol, abs=rtol)
+    assert grads.keys() == ref_grads.keys() and grads
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=rtol, atol=rtol)
+    zero, _ = _loss_and_grads(AnnealedELBO(0.0), guide_name, x)
+    half, _ = _loss_and_grads(AnnealedELBO(0.5), guide_name, x)
+    assert half == pytest.approx((zero + ours) / 2, rel=rtol, abs=rtol)
+    assert zero != pytest.approx(ours)  # the KL term is not zero: the check has teeth
+
+
+def test_kl_terms_of_an_autoguide_sum_to_the_monte_carlo_kl():
+    """The auxiliary site's term is its ``log q``, each ``Delta`` site's is ``log_density -
+    log p``: their sum is ``log q(z) - log p(z)`` of the draw (Pyro's registered KL of a Delta,
+    ``-log p(v)``, would drop the log-density of the constrained site)."""
+    from pyro.infer.autoguide import AutoMultivariateNormal
+
+    x = torch.tensor([0.5, 1.0, 1.5, 3.0])
+    guide = AutoMultivariateNormal(autoguide_model)
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(autoguide_model, guide_trace)).get_trace(x)
+    terms = {t.name: t for t in kl_terms(model_trace, guide_trace)}
+    assert set(terms) == {"_AutoMultivariateNormal_latent", "loc", "scale"}
+    assert [n for n, t in terms.items() if t.auxiliary] == ["_AutoMultivariateNormal_latent"]
+    assert not any(t.analytic for t in terms.values())
+    latent = guide_trace.nodes["_AutoMultivariateNormal_latent"]
+    log_q = latent["fn"].log_prob(latent["value"])
+    for name in ("loc", "scale"):
+        log_q = log_q + guide_trace.nodes[name]["fn"].log_prob(guide_trace.nodes[name]["value"])
+    log_p = sum(model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"])
+                for n in ("loc", "scale"))  # fmt: skip
+    total = sum(t.kl.sum() for t in terms.values())
+    torch.testing.assert_close(total, log_q - log_p)
+    scale = model_trace.nodes["scale"]
+    dropped = -scale["fn"].log_prob(scale["value"])  # Pyro's KL(Delta || p)
+    assert float(terms["scale"].kl.detach()) != pytest.approx(float(dropped.detach()))
+    # the Delta's log-density (log |dz/du| of the positive site) is counted
+
+
+@pytest.mark.parametrize("guide_name", ["AutoNormal", "AutoFlow"])
+def test_free_bits_rejects_an_autoguide(guide_name):
+    x = torch.tensor([0.5, 1.0, 1.5, 3.0])
+    pyro.clear_param_store()
+    guide = _autoguides()[guide_name](autoguide_model)
+    svi = SVI(autoguide_model, guide, Adam({"lr": 0.01}), FreeBitsELBO(0.5))
+    with pytest.raises(ValueError, match="auxiliary latent"):
+        svi.step(x)
+    with pytest.raises(ValueError, match="auxiliary latent"):
+        svi.evaluate_loss(x)
+
+
+def test_free_bits_with_a_site_masked_out_entirely():
+    """A latent site whose every batch element is masked out (a padded step) contributes no KL:
+    at ``free_bits = 0`` the loss is the mean-field ELBO's, finite, and a step trains."""
+    from pyro.infer import TraceMeanField_ELBO
+
+    x = torch.tensor([0.5, 1.0, 1.5])
+
+    def masked_model(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z1", dist.Normal(0.0, 1.0))
+            with poutine.mask(mask=torch.zeros(len(x), dtype=torch.bool)):
+                z2 = pyro.sample("z2", dist.Normal(0.0, 1.0))
+                pyro.sample("x2", dist.Normal(z2, 1.0), obs=x)
+
+    def masked_guide(x):
+        loc = pyro.param("loc", torch.zeros(2, len(x)))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z1", dist.Normal(loc[0], 1.0))
+            pyro.sample("z2", dist.Normal(loc[1], 1.0))
+
+    values = {}
+    for name, loss in (("ref", TraceMeanField_ELBO()), ("fb", FreeBitsELBO(0.0))):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        values[name] = loss.loss(masked_model, masked_guide, x)
+    assert math.isfinite(values["fb"])
+    assert values["fb"] == pytest.approx(values["ref"], rel=1e-6)
+    pyro.clear_param_store()
+    svi = SVI(masked_model, masked_guide, Adam({"lr": 0.1}), FreeBitsELBO(0.5))
+    assert math.isfinite(svi.step(x))
