@@ -12,6 +12,7 @@ from pyro.infer import ELBO, SVI
 from pyro.optim import Adam
 
 from pyrogen.distributions import BernoulliRBM, DeepBoltzmannMachine
+from pyrogen.infer.checks import checked_loss_and_grads, empty_plates_as_errors
 from pyrogen.infer.contrastive import ContrastiveDivergence
 from pyrogen.util import check_binary_data, check_count, check_positive
 
@@ -58,8 +59,10 @@ class MeanFieldPCD(ELBO):
             hidden layers drawn from their mean-field posteriors.
     Raises:
         ValueError: bad counts; on use, a model without an observed DBM site, or with latent
-            sites.
-        FloatingPointError: a non-finite surrogate, before any gradient is written.
+            sites; observed values that are empty, of the wrong width, not binary or not
+            finite (naming the site; the chains and parameters are left as they were).
+        FloatingPointError: a non-finite free energy, surrogate or gradient, before any
+            gradient or chain is written.
     References:
         Salakhutdinov, Hinton (2009). Deep Boltzmann Machines. AISTATS.
         http://proceedings.mlr.press/v5/salakhutdinov09a.html
@@ -97,7 +100,8 @@ class MeanFieldPCD(ELBO):
         self.chains = {name: [s.clone() for s in c] for name, c in state["chains"].items()}
 
     def _sites(self, model: Callable, args, kwargs):
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
+        with empty_plates_as_errors("MeanFieldPCD"):
+            trace = poutine.trace(model).get_trace(*args, **kwargs)
         sites = []
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
@@ -108,10 +112,31 @@ class MeanFieldPCD(ELBO):
                 )
             dbm = _dbm(site["fn"])
             if dbm is not None:
+                self._check_data(name, dbm, site["value"])
                 sites.append((name, dbm, site["value"], site["scale"]))
         if not sites:
             raise ValueError("the model has no observed site with a DeepBoltzmannMachine")
         return sites
+
+    @staticmethod
+    def _check_data(name: str, dbm: DeepBoltzmannMachine, data: torch.Tensor) -> None:
+        width = dbm.layer_sizes[0]
+        if data.dim() == 0 or data.shape[-1] != width:
+            raise ValueError(
+                f"MeanFieldPCD: the observed value of site {name!r} must end in the "
+                f"{width} visible units of its DeepBoltzmannMachine, got shape "
+                f"{tuple(data.shape)}"
+            )
+        if data.numel() == 0:
+            raise ValueError(f"MeanFieldPCD: the observed value of site {name!r} is empty")
+        ok = dbm.support.check(data).all()
+        if data.is_floating_point():
+            ok = ok & torch.isfinite(data).all()
+        if not bool(ok):
+            raise ValueError(
+                f"MeanFieldPCD: the observed values of site {name!r} lie outside the support "
+                f"of DeepBoltzmannMachine ({dbm.support}) or are not finite; nothing was updated"
+            )
 
     def _chains(self, name: str, dbm: DeepBoltzmannMachine, data: torch.Tensor):
         chains = self.chains.get(name)
@@ -136,36 +161,56 @@ class MeanFieldPCD(ELBO):
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
         """The surrogate as a tensor whose gradient is the learning signal (advances the
-        chains)."""
-        return self._surrogate(model, args, kwargs)[0]
+        chains).
+
+        Raises:
+            FloatingPointError: a non-finite surrogate (the chains are then left as they were).
+        """
+        surrogate, _, chains = self._surrogate(model, args, kwargs)
+        if not bool(torch.isfinite(surrogate.detach())):
+            raise FloatingPointError(
+                f"MeanFieldPCD: non-finite surrogate {float(surrogate.detach())}; the chains "
+                "are as before"
+            )
+        self.chains.update(chains)
+        return surrogate
 
     def _surrogate(self, model: Callable, args, kwargs):
-        surrogate, value = None, 0.0
+        """``(surrogate, free energy tensor, new chains)``; nothing is written."""
+        surrogate, value, new_chains = None, 0.0, {}
         for name, dbm, data, scale in self._sites(model, args, kwargs):
             data = data.to(dbm.like.dtype)
             with torch.no_grad():
                 mu = dbm.mean_field(data)
             chains = dbm.gibbs_chain(self._chains(name, dbm, data), self.num_gibbs_steps)
-            self.chains[name] = chains
+            new_chains[name] = chains
             positive = dbm.energy(data, *mu)
             negative = dbm.energy(*chains)
             term = scale * (positive.sum() - positive.numel() * negative.mean())
             surrogate = term if surrogate is None else surrogate + term
-            value += float(self._free_energy(dbm, data, mu, scale).detach())
-        return surrogate, value
+            value = value + self._free_energy(dbm, data, mu, scale).detach()
+        return surrogate, value, new_chains
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """Back-propagate the learning signal into the parameters; return the variational free
-        energy (nats).
+        energy (nats). The free energy, the surrogate and every gradient are checked first: a
+        step that fails raises with parameters, gradients, optimizer state and chains
+        unchanged.
 
         Raises:
-            FloatingPointError: a non-finite surrogate (nothing is back-propagated).
+            ValueError: observed values that are empty, of the wrong width, outside the
+                support or not finite (naming the site).
+            FloatingPointError: a non-finite free energy, surrogate or gradient.
         """
-        surrogate, value = self._surrogate(model, args, kwargs)
-        if not bool(torch.isfinite(surrogate.detach())):
-            raise FloatingPointError(f"MeanFieldPCD: non-finite surrogate {float(surrogate)}")
-        if surrogate.requires_grad:
-            surrogate.backward()
+        new_chains: dict = {}
+
+        def compute():
+            surrogate, value, chains = self._surrogate(model, args, kwargs)
+            new_chains.update(chains)
+            return value, surrogate
+
+        value = checked_loss_and_grads(compute, where="MeanFieldPCD step")
+        self.chains.update(new_chains)
         return value
 
 

@@ -10,7 +10,7 @@ from pyro.infer import SVI
 from pyro.optim import Adam
 from torch import nn
 
-from pyrogen.distributions import BernoulliRBM, EnergyBasedDistribution
+from pyrogen.distributions import BernoulliRBM, DeepBoltzmannMachine, EnergyBasedDistribution
 from pyrogen.infer import (
     AVB,
     GAN,
@@ -20,6 +20,7 @@ from pyrogen.infer import (
     Cyclical,
     FreeBitsELBO,
     LinearWarmup,
+    MeanFieldPCD,
 )
 
 pytestmark = [
@@ -215,6 +216,63 @@ def test_contrastive_divergence_validates_data_and_changes_nothing(case, bad):
             fn, empty_guide, corrupted
         )
     assert_identical(before, snapshot(optim, extra=cd.state_dict()))
+
+
+def dbm_model(v):
+    w = [pyro.param("w0", 0.3 * torch.randn(5, 4)), pyro.param("w1", 0.3 * torch.randn(4, 3))]
+    b = [pyro.param(f"b{i}", torch.zeros(n)) for i, n in enumerate((5, 4, 3))]
+    with pyro.plate("data", len(v)):
+        pyro.sample("v", DeepBoltzmannMachine(w, b), obs=v)
+
+
+DBM_BAD = {
+    "nan": (lambda x: x.index_put_((torch.tensor(3), torch.tensor(1)), torch.tensor(float("nan"))),
+            "outside the support"),
+    "inf": (lambda x: x.index_put_((torch.tensor(3), torch.tensor(1)), torch.tensor(float("inf"))),
+            "outside the support"),
+    "half": (lambda x: x.index_put_((torch.tensor(3), torch.tensor(1)), torch.tensor(0.5)),
+             "outside the support"),
+    "empty": (lambda x: x[:0], "plate of size 0"),
+    "width": (lambda x: torch.cat([x, x[:, :1]], -1), "5 visible units"),
+}  # fmt: skip
+
+
+def _trained_dbm():
+    pyro.set_rng_seed(0)
+    data = torch.bernoulli(torch.full((10, 5), 0.4))
+    loss, optim = MeanFieldPCD(num_chains=6), Adam({"lr": 0.05})
+    svi = SVI(dbm_model, empty_guide, optim, loss)
+    for _ in range(2):
+        svi.step(data)
+    return data, loss, optim, svi
+
+
+@pytest.mark.parametrize("bad", list(DBM_BAD))
+def test_mean_field_pcd_validates_data_and_changes_nothing(bad):
+    data, loss, optim, svi = _trained_dbm()
+    corrupt_fn, message = DBM_BAD[bad]
+    corrupted = corrupt_fn(data.clone())
+    before = snapshot(optim, extra=loss.state_dict())
+    with pytest.raises(ValueError, match=message):
+        svi.step(corrupted)
+    assert_identical(before, snapshot(optim, extra=loss.state_dict()))
+    with pytest.raises(ValueError, match=message):
+        svi.evaluate_loss(corrupted)
+    assert_identical(before, snapshot(optim, extra=loss.state_dict()))
+
+
+def test_mean_field_pcd_non_finite_step_changes_nothing():
+    """Finite biases whose energy overflows, written through ``p.data`` (as ``ClippedAdam``
+    writes): the step raises before its optimizer, and the chains stay as they were."""
+    data, loss, optim, svi = _trained_dbm()
+    pyro.param("b1").data[:] = torch.finfo(torch.get_default_dtype()).max / 2
+    before = snapshot(optim, extra=loss.state_dict())
+    with pytest.raises(FloatingPointError, match="MeanFieldPCD step"):
+        svi.step(data)
+    assert_identical(before, snapshot(optim, extra=loss.state_dict()))
+    with pytest.raises(FloatingPointError, match="chains are as before"):
+        loss.differentiable_loss(dbm_model, empty_guide, data)
+    assert_identical(before, snapshot(optim, extra=loss.state_dict()))
 
 
 # -- GAN -------------------------------------------------------------------------------------
