@@ -10,6 +10,7 @@ import pyro
 import torch
 import torch.distributed as dist
 from pyro.optim import PyroOptim
+from pyro.optim.optim import _load_state_dict
 
 from pyrogen.infer.distributed import is_main_process
 
@@ -40,6 +41,22 @@ def _load_loss_state(loss, state: dict) -> None:
         return
     for k, v in state.items():
         setattr(loss, k, dict(v) if isinstance(v, dict) else v)
+
+
+def _restore_optim(optim: PyroOptim, saved: dict) -> None:
+    """Give ``optim`` the per-parameter states of ``saved`` (``get_state()`` output), also for
+    parameters it has already stepped (Pyro's ``set_state`` applies a state only to parameters
+    not yet seen); a parameter without a saved state starts afresh, as it did in the saved run."""
+    store = pyro.get_param_store()
+    pending = dict(saved)
+    for param in list(optim.optim_objs):
+        name = store.param_name(param)
+        if name in pending:
+            _load_state_dict(optim.optim_objs[param], pending.pop(name))
+        else:  # not yet stepped when the checkpoint was written
+            del optim.optim_objs[param]
+            optim.grad_clip.pop(param, None)
+    optim.set_state(pending)
 
 
 def _rng_state() -> dict:
@@ -106,8 +123,9 @@ def load_checkpoint(
 
     The parameters must already exist in the param store (run one ``evaluate_loss`` first);
     their unconstrained values are overwritten in place, each optimizer gets its saved state
-    (applied when it next steps), and each worker its own loss state and random state, so the
-    resumed run continues as the uninterrupted one would.
+    (at once for the parameters it has already stepped, so that a live run can be rolled back;
+    when it next steps for the others), and each worker its own loss state and random state,
+    so the resumed run continues as the uninterrupted one would.
 
     Returns:
         the checkpoint's ``extra`` dict.
@@ -132,7 +150,7 @@ def load_checkpoint(
                 )
             store[name].copy_(value)
     for k, optim in (optims or {}).items():
-        optim.set_state(state["optims"][k])
+        _restore_optim(optim, state["optims"][k])
     worker = state["workers"][rank]
     for k, loss in (losses or {}).items():
         _load_loss_state(loss, worker["losses"][k])

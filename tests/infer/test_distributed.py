@@ -5,6 +5,7 @@ synchronized failures) and writes what the workers saw to files that the tests c
 single-process run in this process. Every spawn has a hard timeout, so a hang fails the test.
 """
 
+import copy
 import socket
 import time
 from datetime import timedelta
@@ -17,7 +18,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from pyro.infer import SVI, Trace_ELBO
-from pyro.optim import Adam
+from pyro.optim import Adam, ClippedAdam
 from torch import nn
 
 from pyrogen import flows
@@ -570,3 +571,36 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     pyro.clear_param_store()
     with pytest.raises(ValueError, match="not in the param store"):
         load_checkpoint(tmp_path / "c.pt")
+
+
+def test_checkpoint_rolls_back_a_live_run(tmp_path):
+    """Loading into the same, still running objects (the optimizers have stepped since the
+    save): the optimizer state is the saved one at once (Pyro's ``set_state`` alone would
+    keep the moments and step counts of the steps since), so the run repeats itself exactly;
+    a parameter first stepped after the save gets a fresh optimizer, as it had then."""
+    vae, loss = VAE(seed=0), AnnealedELBO(LinearWarmup(5))
+    optim = ClippedAdam({"lr": 0.05, "lrd": 0.9})
+    svi = SVI(vae.model, vae.guide, optim, loss)
+    args = vae_args(global_batch(0), 1)
+    for _ in range(3):
+        svi.step(*args)
+    save_checkpoint(tmp_path / "c.pt", optims={"optim": optim}, losses={"loss": loss})
+    saved_state = copy.deepcopy(optim.get_state())  # get_state shares the live state
+    after = [svi.step(*args) for _ in range(3)]
+    final = params()
+    late = pyro.param("late_param", torch.zeros(()))  # stepped only after the save
+    late.grad = torch.ones(())
+    optim([late])
+    load_checkpoint(tmp_path / "c.pt", optims={"optim": optim}, losses={"loss": loss})
+    assert late not in optim.optim_objs  # starts afresh when next stepped
+    restored = optim.get_state()
+    assert restored.keys() == saved_state.keys()
+    for name, state in saved_state.items():
+        for key, value in state["state"][0].items():
+            got = restored[name]["state"][0][key]
+            same = torch.equal(got, value) if isinstance(value, torch.Tensor) else got == value
+            assert same, (name, key)
+        assert restored[name]["param_groups"][0]["lr"] == state["param_groups"][0]["lr"]
+    pyro.get_param_store().__delitem__("late_param")
+    assert [svi.step(*args) for _ in range(3)] == after
+    assert all(torch.equal(final[n], p) for n, p in params().items())
