@@ -20,6 +20,7 @@ from pyrogen.infer.checks import (
     CountedSteps,
     checked_grads,
     checked_loss_and_grads,
+    empty_plates_as_errors,
     nonfinite_sites,
     trace_params,
 )
@@ -198,8 +199,9 @@ class AVB(CountedSteps, ELBO):
         Returns:
             the discriminator's loss (nats per pair of draws), a float.
         """
-        moments = self._moments(guide, args, kwargs) if self.adaptive_contrast else None
-        return self._discriminator_update(model, guide, args, kwargs, moments)
+        with empty_plates_as_errors("AVB"):
+            moments = self._moments(guide, args, kwargs) if self.adaptive_contrast else None
+            return self._discriminator_update(model, guide, args, kwargs, moments)
 
     def _discriminator_update(self, model, guide, args, kwargs, moments, where=None) -> float:
         with torch.no_grad(), poutine.block():
@@ -277,7 +279,7 @@ class AVB(CountedSteps, ELBO):
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """:math:`-\\mathcal L` (nats) with the current discriminator; updates nothing."""
-        with torch.no_grad():
+        with torch.no_grad(), empty_plates_as_errors("AVB"):
             value = -float(self._elbo(model, guide, args, kwargs))
         self._traces = []
         return value
@@ -296,6 +298,10 @@ class AVB(CountedSteps, ELBO):
             FloatingPointError: a non-finite loss or gradient, naming the step and the update,
                 site or parameter.
         """
+        with empty_plates_as_errors("AVB"):
+            return self._loss_and_grads(model, guide, args, kwargs)
+
+    def _loss_and_grads(self, model: Callable, guide: Callable, args, kwargs) -> float:
         # the guide's moments (adaptive contrast) are drawn once per call: the guide does not
         # change during the discriminator updates
         moments = self._moments(guide, args, kwargs) if self.adaptive_contrast else None

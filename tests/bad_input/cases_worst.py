@@ -7,8 +7,16 @@ import pyro
 import torch
 
 from pyrogen import analysis, datasets, flows
-from pyrogen.distributions import EnergyBasedDistribution, ImageFlow
-from pyrogen.infer import GAN, IWAE, ContrastiveDivergence, fit_rbm, log_likelihood
+from pyrogen.distributions import DeepBoltzmannMachine, EnergyBasedDistribution, ImageFlow
+from pyrogen.infer import (
+    AVB,
+    GAN,
+    IWAE,
+    ContrastiveDivergence,
+    MeanFieldPCD,
+    fit_rbm,
+    log_likelihood,
+)
 from pyrogen.nn import MADE, ConvNet, DenseNN, PixelCNNNetwork
 from pyrogen.transforms import ActNorm, AffineCoupling, ImageCoupling, MultiScale, Planar
 from tests.bad_input import cases_infer as infer
@@ -121,6 +129,21 @@ def contrastive_divergence_on_no_data():
     ContrastiveDivergence().loss(infer.rbm_model, infer.empty_guide, torch.zeros(0, 4))
 
 
+def avb_on_no_data():
+    AVB(torch.nn.Linear(2, 1), pyro.optim.Adam({})).loss(infer.model, infer.guide, torch.zeros(0))
+
+
+def mean_field_pcd_on_no_data():
+    def model(v):
+        dbm = DeepBoltzmannMachine(
+            [torch.zeros(4, 3), torch.zeros(3, 2)], [torch.zeros(n) for n in (4, 3, 2)]
+        )
+        with pyro.plate("data", len(v)):
+            pyro.sample("v", dbm, obs=v)
+
+    MeanFieldPCD().loss(model, infer.empty_guide, torch.zeros(0, 4))
+
+
 def planar_with_a_tolerance_below_the_dtype_resolution():
     f = Planar(2, inverse_tol=1e-30, max_inverse_iters=10**9)
     with torch.no_grad():  # a layer that is not the identity: the root find has work to do
@@ -167,6 +190,8 @@ WORST = [
     ("iwae_on_no_data", ValueError, "data"),
     ("log_likelihood_on_no_data", ValueError, "data"),
     ("contrastive_divergence_on_no_data", ValueError, "data"),
+    ("avb_on_no_data", ValueError, "data"),
+    ("mean_field_pcd_on_no_data", ValueError, "data"),
     ("planar_with_a_tolerance_below_the_dtype_resolution", ValueError, "inverse_tol"),
     ("dense_nn_forward_of_integers", TypeError, "x"),
     ("conv_net_forward_of_the_other_dtype", TypeError, "x"),
