@@ -68,8 +68,10 @@ class ContrastiveDivergence(CountedSteps, ELBO):
     (CD with infinitely many steps) the gradient is exactly the log-likelihood gradient.
 
     ``loss`` and ``loss_and_grads`` return the surrogate's value (nats; a free-energy gap, *not*
-    a log-likelihood: evaluate with ``log_prob`` where ``log Z`` is available). Latent sites are
-    not supported (use an empty guide).
+    a log-likelihood: evaluate with ``log_prob`` where ``log Z`` is available). Only
+    ``loss_and_grads`` (``SVI.step``) and ``differentiable_loss`` advance the persistent chains
+    and the replay buffer; ``loss`` (``svi.evaluate_loss``) leaves them as they were. Latent
+    sites are not supported (use an empty guide).
 
     The observed data are checked against the model's support (finite values; zeros and ones
     for binary units) before any chain runs. A step whose surrogate or gradient is not finite
@@ -254,19 +256,19 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         return lines, False
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """The surrogate's value (nats; no gradients, but the chains advance when it is
-        finite)."""
+        """The surrogate's value (nats, no gradients). The negatives are drawn from the current
+        chains, which are then left as they were (as is the replay buffer), so that
+        ``svi.evaluate_loss`` between steps changes training only through the random numbers
+        it draws."""
         with torch.no_grad():
             site = self._rbm_site(model, args, kwargs)
             step = None if site is None else self._rbm_step(site, args, kwargs, grads=False)
             if step is not None:
-                total, _, new_state = step
+                total = step[0]
             else:
-                total, new_state = self._surrogate(model, args, kwargs)
+                total, _ = self._surrogate(model, args, kwargs)
             value = float(total)
         self._terms = []
-        if math.isfinite(value):
-            self._commit(new_state)
         warn_if_nan(value, "loss")
         return value
 

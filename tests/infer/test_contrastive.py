@@ -160,3 +160,58 @@ def test_contrastive_divergence_on_cuda(device):
 
 def params_d():
     return [pyro.param(n).unconstrained() for n in ("w_d", "b_d", "c_d")]
+
+
+def ebm_model(x):
+    log_scale = pyro.param("log_scale", torch.tensor(0.2))
+    ebm = EnergyBasedDistribution(
+        lambda y: 0.5 * (y**2).sum(-1) * torch.exp(-2 * log_scale), (2,), step_size=0.05
+    )
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", ebm, obs=x)
+
+
+EVALUATE_CASES = {
+    "rbm-pcd-fast": (rbm_model, lambda: ContrastiveDivergence(1, persistent=True, num_chains=7)),
+    "rbm-pcd-traced": (
+        rbm_model,
+        lambda: ContrastiveDivergence(2, persistent=True, num_chains=7, fast=False),
+    ),
+    "ebm-replay": (ebm_model, lambda: ContrastiveDivergence(3, replay_buffer=12)),
+}
+
+
+@pytest.mark.parametrize("case", list(EVALUATE_CASES))
+def test_evaluate_loss_between_steps_leaves_the_chains(case):
+    """``svi.evaluate_loss`` between steps, its random numbers undone, gives the run without
+    it bit for bit: it neither advances the persistent chains nor fills the replay buffer."""
+    fn, make = EVALUATE_CASES[case]
+    g = torch.Generator().manual_seed(3)
+    if fn is rbm_model:
+        data = torch.bernoulli(torch.full((10, 5), 0.4), generator=g)
+    else:
+        data = torch.randn(10, 2, generator=g)
+
+    def run(evaluate: bool):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        cd = make()
+        svi = SVI(fn, empty_guide, Adam({"lr": 0.05}), cd)
+        losses = []
+        for _ in range(4):
+            losses.append(svi.step(data))
+            if evaluate:
+                state, rng = cd.state_dict(), torch.get_rng_state()
+                value = svi.evaluate_loss(data)
+                assert value == value  # a number, not NaN
+                for key in ("chains", "buffers"):
+                    assert state[key].keys() == cd.state_dict()[key].keys()
+                    for name, t in state[key].items():
+                        assert torch.equal(t, cd.state_dict()[key][name])
+                torch.set_rng_state(rng)
+        return losses, {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+
+    plain, with_evaluation = run(False), run(True)
+    assert plain[0] == with_evaluation[0]
+    for name, value in plain[1].items():
+        assert torch.equal(value, with_evaluation[1][name])
