@@ -188,7 +188,8 @@ def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
     ``context_dim == 0``, else a tensor ``(*batch, context_dim)`` of ``like``'s dtype and device.
 
     Raises:
-        ValueError: a missing or unexpected context, or a wrong last dim or device.
+        ValueError: a missing or unexpected context, a wrong last dim or device, or NaN/inf
+            entries.
         TypeError: a non-tensor, or a dtype other than the network's.
     """
     if not context_dim:
@@ -210,6 +211,8 @@ def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
         )
     if context.device != like.device:
         raise ValueError(f"context is on {context.device} but the network is on {like.device}")
+    if not bool(torch.isfinite(context).all()):
+        raise ValueError("context contains non-finite values (nan or inf)")
     return context
 
 

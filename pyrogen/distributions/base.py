@@ -237,12 +237,14 @@ def prepare_value(
     parameters' dtype.
 
     Raises:
-        TypeError: ``value`` is not a tensor.
+        TypeError: ``value`` is not a tensor, or is complex.
         ValueError: the rightmost dims differ from ``event_shape``, the batch dims do not
             broadcast with ``batch_shape``, or ``value`` is on another device.
     """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+    if value.is_complex():
+        raise TypeError(f"value must be a real tensor, got dtype {value.dtype}")
     k = len(event_shape)
     if value.dim() < k or value.shape[value.dim() - k :] != event_shape:
         raise ValueError(

@@ -332,6 +332,15 @@ class GaussianBernoulliRBM(_RBM):
     def __init__(self, weight, visible_bias, hidden_bias, scale, **kwargs) -> None:
         super().__init__(weight, visible_bias, hidden_bias, scale=scale, **kwargs)
 
+    def _validate_sample(self, value: torch.Tensor) -> None:
+        # Pyro's real support admits +-inf, where the free energy is inf - inf = NaN
+        super()._validate_sample(value)
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                "value contains non-finite values (inf); GaussianBernoulliRBM has real-valued "
+                "visible units"
+            )
+
     def _visible_input(self, v: torch.Tensor) -> torch.Tensor:
         return super()._visible_input(v / self.scale)
 

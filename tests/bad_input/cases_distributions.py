@@ -122,7 +122,7 @@ add(hyper("MADE-dist", lambda v: MADE(MADENetwork(3, [8], context_dim=2), v), "c
     ("int", torch.zeros(2, dtype=torch.long), TypeError)]))  # fmt: skip
 add(hyper("PixelCNN", lambda v: PixelCNN(v, (1, 4, 4)), "network", [("str", "net", TypeError)]))
 add(hyper("PixelCNN", lambda v: PixelCNN(pixelcnn(), v), "image_shape", [("2d", (4, 4), ValueError), ("channels", (2, 4, 4), ValueError), ("zero", (1, 0, 4), ValueError)]))  # fmt: skip
-add(hyper("PixelCNN", lambda v: PixelCNN(pixelcnn(3), (1, 4, 4), v), "context", [("missing", None, ValueError), ("width", torch.zeros(2), ValueError)]))  # fmt: skip
+add(hyper("PixelCNN", lambda v: PixelCNN(pixelcnn(3), (1, 4, 4), v), "context", [("missing", None, ValueError), ("width", torch.zeros(2), ValueError), ("nan", torch.full((3,), NAN), ValueError), ("inf", torch.full((3,), INF), ValueError)]))  # fmt: skip
 
 # -- values: log_prob and friends -----------------------------------------------------------
 _BINARY = [("fraction", lambda n: torch.full((2, n), 0.5), ValueError),
@@ -142,6 +142,11 @@ for key, (make, n) in _BINARY_DISTS.items():
 for label, value, error in _BINARY[3:]:
     CASES.append(Case(f"GaussianBernoulliRBM.log_prob-value-{label}", lambda v=value: gbrbm().unnormalized_log_prob(v(4)), error, "value"))  # fmt: skip
     CASES.append(Case(f"EnergyBased.log_prob-value-{label}", lambda v=value: ebm(log_partition=1.0).log_prob(v(2)), error, "value"))  # fmt: skip
+# complex values: the imaginary part is not dropped silently
+for key, make, n in (("BernoulliRBM", rbm, 4), ("GaussianBernoulliRBM", gbrbm, 4), ("MADE", made, 3)):  # fmt: skip
+    CASES.append(Case(f"{key}.log_prob-value-complex", lambda m=make, n=n: m().log_prob(torch.zeros(2, n, dtype=torch.complex64)), TypeError, "value"))  # fmt: skip
+# +-inf is in Pyro's real support, but the free energy there is inf - inf
+CASES.append(Case("GaussianBernoulliRBM.log_prob-value-inf", lambda: gbrbm().unnormalized_log_prob(torch.tensor([[INF, 0.0, 0.0, 0.0]])), ValueError, "value"))  # fmt: skip
 _PIXEL_VALUES = [("fraction", torch.full((2, 1, 4, 4), 0.5), ValueError),
                  ("two", torch.full((2, 1, 4, 4), 2.0), ValueError),
                  ("shape", torch.zeros(2, 1, 4, 5), ValueError),
