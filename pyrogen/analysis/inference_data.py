@@ -11,8 +11,10 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 
+from pyrogen.infer.checks import check_fixed_subsample, empty_plates_as_errors
 from pyrogen.infer.importance import guess_max_plate_nesting
 from pyrogen.util import check_count, progress_bar
 
@@ -68,13 +70,26 @@ def _traces(model: Callable, guide: Callable, args, kwargs):
     return guide_trace, model_trace
 
 
-def _dims(site: dict, shape: torch.Size) -> list[str]:
-    """Dimension names of a site's value: plate names where plates are, else ``{site}_dim_k``."""
+def _dims(site: dict, shape: torch.Size, event_dim: int | None = None) -> list[str]:
+    """Dimension names of a site's value (or of its log-density, ``event_dim=0``): plate names
+    where plates are, else ``{site}_dim_k``. A plate's dim counts from the right of the batch
+    dims, left of the site's ``event_dim`` event dims."""
     names = [f"{site['name']}_dim_{k}" for k in range(len(shape))]
+    if event_dim is None:
+        event_dim = getattr(site["fn"], "event_dim", 0)
+    batch_ndim = len(shape) - event_dim
     for frame in site["cond_indep_stack"]:
-        if frame.vectorized and frame.dim is not None and -len(shape) <= frame.dim < 0:
-            names[len(shape) + frame.dim] = frame.name
+        if frame.vectorized and frame.dim is not None and -batch_ndim <= frame.dim < 0:
+            names[batch_ndim + frame.dim] = frame.name
     return names
+
+
+def _log_prob(site: dict, value: torch.Tensor, *, scaled: bool) -> torch.Tensor:
+    """A site's log-density at ``value`` with its mask applied (masked elements give 0) and,
+    with ``scaled``, its scale (``poutine.scale``): the terms of Pyro's ``log_prob_sum``."""
+    return scale_and_mask(
+        site["fn"].log_prob(value), site["scale"] if scaled else 1.0, site["mask"]
+    )
 
 
 class _NotVectorizable(Exception):
@@ -131,12 +146,13 @@ def _collect(groups, prototype, guide_trace, model_trace, num_draws: int) -> Non
             value = _per_draw(_value(site), num_draws, _value(proto).shape)
             groups["posterior"].setdefault(name, []).append(value)
             if _is_latent(site):
-                lp = lp + _sum_per_draw(site["fn"].log_prob(site["value"]), num_draws)
+                log_prob = _log_prob(site, site["value"], scaled=True)
+                lp = lp + _sum_per_draw(log_prob, num_draws)
         elif _is_observed(site):
             obs = site["infer"]["obs"]
-            log_lik = site["fn"].log_prob(obs)
-            lp = lp + _sum_per_draw(log_lik, num_draws)
-            shape = proto["fn"].log_prob(proto["infer"]["obs"]).shape
+            log_lik = _log_prob(site, obs, scaled=False)
+            lp = lp + _sum_per_draw(_log_prob(site, obs, scaled=True), num_draws)
+            shape = _log_prob(proto, proto["infer"]["obs"], scaled=False).shape
             groups["log_likelihood"].setdefault(name, []).append(
                 _per_draw(log_lik, num_draws, shape)
             )
@@ -184,9 +200,11 @@ def to_inference_data(
 
     Groups (one chain, ``num_samples`` draws):
         ``posterior``: every latent and ``pyro.deterministic`` site, constrained, with dims named
-        after the model's plates; ``posterior_predictive``: each observed site; ``log_likelihood``:
-        the per-observation log-likelihood (nats, shape = the site's batch shape);
-        ``observed_data``; ``sample_stats``: ``lp`` = log p(x, z) and ``log_q`` = log q(z) (nats).
+        after the model's plates (event dims are ``{site}_dim_k``); ``posterior_predictive``: each
+        observed site; ``log_likelihood``: the per-observation log-likelihood (nats, shape = the
+        site's batch shape; 0 where the site is masked out); ``observed_data``;
+        ``sample_stats``: ``lp`` = log p(x, z) and ``log_q`` = log q(z) (nats, masks and
+        ``poutine.scale`` applied as in Pyro's ``log_prob_sum``).
         ``attrs`` record the inference library and method (the guide's class).
 
     Args:
@@ -200,8 +218,9 @@ def to_inference_data(
     Returns:
         ``arviz.InferenceData``.
     Raises:
-        ValueError: ``num_samples < 1``; a model latent site missing from the guide;
-            ``vectorize=True`` and a model that cannot be vectorized.
+        ValueError: ``num_samples < 1``; a model latent site missing from the guide; a plate
+            that draws a random subsample (``subsample_size``: each draw would see other data
+            points); empty data; ``vectorize=True`` and a model that cannot be vectorized.
     References:
         Kumar, Carroll, Hartikainen, Martin (2019). ArviZ a unified library for exploratory
         analysis of Bayesian models in Python. https://doi.org/10.21105/joss.01143
@@ -210,7 +229,8 @@ def to_inference_data(
     if vectorize is not None and not isinstance(vectorize, bool):
         raise TypeError(f"vectorize must be None, True or False, got {vectorize!r}")
     az = _arviz()
-    with torch.no_grad():
+    with torch.no_grad(), empty_plates_as_errors("to_inference_data"):
+        check_fixed_subsample(model, args, kwargs, "to_inference_data")
         _, prototype = _traces(model, guide, args, kwargs)  # validates guide against model
         groups = None
         if vectorize is not False:
@@ -241,10 +261,11 @@ def to_inference_data(
         group: {name: stack(values) for name, values in sites.items()}
         for group, sites in groups.items()
     }
-    ll_dims = {}
-    for name, values in groups["log_likelihood"].items():
-        batch_ndim = values[0].dim() - 1
-        ll_dims[name] = dims[name][len(dims[name]) - batch_ndim :] if batch_ndim else []
+    # per-observation log-likelihoods have the observed site's batch shape (event dims summed)
+    ll_dims = {
+        name: _dims(prototype.nodes[name], values[0].shape[1:], event_dim=0)
+        for name, values in groups["log_likelihood"].items()
+    }
     attrs = {
         "inference_library": "pyro",
         "inference_library_version": pyro.__version__,
@@ -314,8 +335,8 @@ def _check_draw(model, args, kwargs, groups, prototype, i: int) -> None:
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
             continue
-        log_prob = site["fn"].log_prob(site["value"])
-        lp = lp + log_prob.sum()
+        log_prob = _log_prob(site, site["value"], scaled=False)
+        lp = lp + _log_prob(site, site["value"], scaled=True).sum()
         if name in groups["log_likelihood"]:
             expected = groups["log_likelihood"][name][-1][i]
             if not torch.allclose(log_prob.reshape(expected.shape), expected, 1e-4, 1e-4):

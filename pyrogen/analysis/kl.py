@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pyro
 import torch
+from pyro.distributions.torch_distribution import TorchDistributionMixin
 
 from pyrogen.analysis.posterior import psis_khat
 from pyrogen.infer.kl import density_model
@@ -99,6 +100,7 @@ def kl_diagnostics(
     Raises:
         ValueError: ``num_samples < 2``; ``q`` with a batch shape; ``samples`` of the wrong
             event shape; a non-finite ``log_partition``.
+        TypeError: ``q`` not a Pyro distribution.
     References:
         Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
         Inference. https://arxiv.org/abs/1802.02538
@@ -106,8 +108,12 @@ def kl_diagnostics(
         for Probabilistic Modeling and Inference, Sec. 2.3. https://arxiv.org/abs/1912.02762
     """
     check_count(num_samples, "num_samples", minimum=2)
-    if not isinstance(q, torch.distributions.Distribution):
-        raise TypeError(f"q must be a torch Distribution, got {type(q).__name__}")
+    if not isinstance(q, TorchDistributionMixin):
+        raise TypeError(
+            f"q must be a Pyro distribution (pyro.distributions, which pyro.sample can draw "
+            f"from; e.g. dist.Normal(loc, scale).to_event(1)), got {type(q).__module__}."
+            f"{type(q).__name__}"
+        )
     if q.batch_shape != torch.Size():
         raise ValueError(f"q must have batch_shape (), got {tuple(q.batch_shape)}")
     check_real(log_partition, "log_partition", allow_none=True)

@@ -17,7 +17,8 @@ def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor 
 
     Shapes: any (elementwise); a float gives a float.
     Raises:
-        ValueError: ``num_dims`` not a positive int.
+        ValueError: ``num_dims`` not a positive int; a NaN ``log_prob``.
+        TypeError: ``log_prob`` neither a number nor a tensor.
     Example:
         >>> bits_per_dim(-64 * math.log(2), 64)
         1.0
@@ -28,4 +29,6 @@ def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor 
             raise TypeError(f"log_prob must be a number or a tensor, got {log_prob!r}")
         if math.isnan(log_prob):
             raise ValueError("log_prob is nan")
+    elif bool(torch.isnan(log_prob).any()):
+        raise ValueError("log_prob contains nan")
     return -log_prob / (num_dims * math.log(2.0))

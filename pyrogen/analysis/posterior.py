@@ -20,6 +20,7 @@ from pyrogen.analysis.inference_data import (
     _traces,
     to_inference_data,
 )
+from pyrogen.infer.checks import empty_plates_as_errors
 from pyrogen.infer.importance import guess_max_plate_nesting
 from pyrogen.util import progress_bar
 
@@ -84,7 +85,7 @@ def _sequential_log_weights(model, guide, args, kwargs, num_samples):
 
 def _importance(model, guide, args, kwargs, num_samples, name="num_samples"):
     _check_num_samples(num_samples, name, minimum=MIN_PSIS_DRAWS)
-    with torch.no_grad():
+    with torch.no_grad(), empty_plates_as_errors("psis_khat / importance_resample"):
         _, prototype = _traces(model, guide, args, kwargs)  # validates guide against model
         try:
             log_w, _, guide_trace = pyro.infer.importance.vectorized_importance_weights(
@@ -169,7 +170,7 @@ def psis_khat(
         unreliable.
     Raises:
         ValueError: ``num_samples < 10`` (``MIN_PSIS_DRAWS``); a model latent site missing
-            from the guide; all weights zero.
+            from the guide; empty data; all weights zero.
     References:
         Yao, Vehtari, Simpson, Gelman (2018). Yes, but Did It Work?: Evaluating Variational
         Inference. https://arxiv.org/abs/1802.02538

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.trace_struct import Trace
 
 __all__ = [
@@ -44,6 +45,47 @@ def empty_plates_as_errors(where: str) -> Iterator[None]:
         raise ValueError(
             f"{where}: a plate of size 0 (the data are empty); give at least one data point"
         ) from e
+
+
+class _RandomSubsamples(Messenger):
+    """Records the plates that draw their subsample (no fixed ``subsample`` given)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, int, int]] = []
+
+    def _pyro_sample(self, msg) -> None:
+        fn = msg["fn"]
+        if type(fn).__name__ != "_Subsample" or msg["value"] is not None:
+            return
+        size, subsample_size = getattr(fn, "size", None), getattr(fn, "subsample_size", None)
+        if size is not None and subsample_size is not None and 0 <= subsample_size < size:
+            self.found.append((msg["name"], subsample_size, size))
+
+
+def check_fixed_subsample(model: Callable, args, kwargs, owner: str) -> None:
+    """Raise if a plate of ``model`` draws a random subsample (``subsample_size`` smaller than
+    its size and no fixed ``subsample``): per-data-point results combined over several runs of
+    the model would then mix different data points. One dry run of the model, its random
+    draws undone.
+
+    Raises:
+        ValueError: naming the plate, its size and subsample size; empty data.
+    """
+    state = pyro.util.get_rng_state()
+    probe = _RandomSubsamples()
+    try:
+        with torch.no_grad(), poutine.block(), empty_plates_as_errors(owner), probe:
+            model(*args, **kwargs)
+    finally:
+        pyro.util.set_rng_state(state)
+    for name, subsample_size, size in probe.found:
+        raise ValueError(
+            f"{owner}: the plate {name!r} draws a random subsample ({subsample_size} of "
+            f"{size}) in every run of the model, so per-data-point values from different "
+            "runs would belong to different data points; evaluate on the full data "
+            "(subsample_size=None) or on fixed indices (pyro.plate(..., subsample=idx))"
+        )
 
 
 def check_guide_covers(model_trace: Trace, guide_trace: Trace) -> None:

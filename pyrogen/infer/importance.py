@@ -16,7 +16,12 @@ from pyro.infer.enum import get_importance_trace
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
 
-from pyrogen.infer.checks import check_guide_covers, empty_plates_as_errors, nonfinite_sites
+from pyrogen.infer.checks import (
+    check_fixed_subsample,
+    check_guide_covers,
+    empty_plates_as_errors,
+    nonfinite_sites,
+)
 from pyrogen.util import check_count, progress_bar
 
 __all__ = [
@@ -343,13 +348,16 @@ def log_likelihood(
     Args:
         model, guide: a Pyro model and guide; the guide is called with the same arguments.
         args, kwargs: passed to both model and guide (e.g. the data).
-        num_samples: ``S``, importance draws per data point (DESIGN: report K=5000).
+        num_samples: ``S >= 2``, importance draws per data point (DESIGN: report K=5000).
         batch_size: particles per vectorized pass (memory ~ ``batch_size`` times one pass).
         max_plate_nesting: the model's plate nesting; guessed with one dry run when ``None``.
         progress: a tqdm bar over the importance draws (``None``: only when stderr is a
             terminal; ``False``: never).
     Raises:
-        ValueError: ``num_samples < 1`` or ``batch_size < 1``.
+        ValueError: ``num_samples < 2`` (a point-mass guide site or a term constant across
+            particles is found by comparing draws) or ``batch_size < 1``; a plate that draws a
+            random subsample (``subsample_size``: the batches would score different data
+            points).
     References:
         Burda, Grosse, Salakhutdinov (2016). Importance Weighted Autoencoders.
         https://arxiv.org/abs/1509.00519
@@ -367,12 +375,14 @@ def log_likelihood(
         >>> torch.allclose(r.log_likelihood, dist.Normal(0.0, 2**0.5).log_prob(x))
         True
     """
-    check_count(num_samples, "num_samples")
+    # two draws at least: point-mass and particle-constant terms are told apart across draws
+    check_count(num_samples, "num_samples", minimum=2)
     check_count(batch_size, "batch_size")
     if max_plate_nesting is not None:
         check_count(max_plate_nesting, "max_plate_nesting", minimum=0)
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
+    check_fixed_subsample(model, args, kwargs, "log_likelihood")
     lse1 = lse2 = global_term = None
     plates: tuple[str, ...] = ()
     done = 0

@@ -109,7 +109,7 @@ add(hyper("ood_auroc", lambda v: analysis.ood_auroc(v, LL()), "in_scores", _LL))
 add(hyper("ood_auroc", lambda v: analysis.ood_auroc(LL(), v), "out_scores", _LL))
 for key, fn in (("analysis.bits_per_dim", analysis.bits_per_dim), ("datasets.bits_per_dim", datasets.bits_per_dim)):  # fmt: skip
     add(hyper(key, lambda v, fn=fn: fn(-10.0, v), "num_dims", COUNT))
-    add(hyper(key, lambda v, fn=fn: fn(v, 4), "log_prob", [("str", "-1", TypeError), ("nan", NAN, ValueError)]))  # fmt: skip
+    add(hyper(key, lambda v, fn=fn: fn(v, 4), "log_prob", [("str", "-1", TypeError), ("nan", NAN, ValueError), ("nan-tensor", torch.tensor([-1.0, NAN]), ValueError)]))  # fmt: skip
 
 # -- posterior diagnostics ------------------------------------------------------------------
 for key, fn in (("psis_khat", analysis.psis_khat), ("to_inference_data", analysis.to_inference_data)):  # fmt: skip
@@ -133,7 +133,7 @@ def _log_density(x):
 add(hyper("kl_diagnostics", lambda v: analysis.kl_diagnostics(Q(), _log_density, num_samples=v), "num_samples", COUNT2))  # fmt: skip
 add(hyper("kl_diagnostics", lambda v: analysis.kl_diagnostics(Q(), _log_density, num_samples=10, log_partition=v), "log_partition", [("nan", NAN, ValueError), ("inf", INF, ValueError), ("str", "1", TypeError)]))  # fmt: skip
 add(hyper("kl_diagnostics", lambda v: analysis.kl_diagnostics(Q(), _log_density, num_samples=10, samples=v), "samples", [("width", torch.zeros(5, 3), ValueError), ("nan", torch.full((5, 2), NAN), ValueError)]))  # fmt: skip
-add(hyper("kl_diagnostics", lambda v: analysis.kl_diagnostics(v, _log_density, num_samples=10), "q", [("str", "normal", TypeError)]))  # fmt: skip
+add(hyper("kl_diagnostics", lambda v: analysis.kl_diagnostics(v, _log_density, num_samples=10), "q", [("str", "normal", TypeError), ("torch-distribution", torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), 1.0), 1), TypeError)]))  # fmt: skip
 
 # -- feature classifier, figures, threads ---------------------------------------------------
 add(hyper("FeatureClassifier", lambda v: analysis.FeatureClassifier(v, 3), "input_dim", COUNT))

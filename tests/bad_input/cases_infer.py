@@ -142,7 +142,7 @@ for key, make in (("IWAE", lambda: IWAE(3)), ("AnnealedELBO", lambda: AnnealedEL
     add(hyper(f"{key}.loss_and_grads", lambda v, m=make: m().loss_and_grads(model, guide, v), "data", _DATA))  # fmt: skip
 CASES.append(Case("IWAE.loss-guide-missing-latent", lambda: IWAE(3).loss(model_two_latents, guide, X()), ValueError, "guide"))  # fmt: skip
 CASES.append(Case("IWAE.loss_and_grads-guide-missing-latent", lambda: IWAE(3).loss_and_grads(model_two_latents, guide, X()), ValueError, "guide"))  # fmt: skip
-add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), num_samples=v), "num_samples", COUNT))  # fmt: skip
+add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), num_samples=v), "num_samples", COUNT2))  # fmt: skip
 add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), batch_size=v), "batch_size", COUNT))  # fmt: skip
 add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, X(), max_plate_nesting=v, num_samples=4), "max_plate_nesting", COUNT0))  # fmt: skip
 add(hyper("log_likelihood", lambda v: log_likelihood(model, guide, v, num_samples=4), "data", _DATA))  # fmt: skip

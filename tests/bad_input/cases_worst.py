@@ -144,6 +144,35 @@ def mean_field_pcd_on_no_data():
     MeanFieldPCD().loss(model, infer.empty_guide, torch.zeros(0, 4))
 
 
+def psis_khat_on_no_data():
+    analysis.psis_khat(infer.model, infer.guide, torch.zeros(0), num_samples=20)
+
+
+def to_inference_data_on_no_data():
+    analysis.to_inference_data(infer.model, infer.guide, torch.zeros(0), num_samples=4)
+
+
+def _subsampled_model(x):
+    with pyro.plate("data", len(x), subsample_size=2) as idx:
+        z = pyro.sample("z", pyro.distributions.Normal(torch.zeros(()), 1.0))
+        pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x[idx])
+
+
+def _subsampled_guide(x):
+    with pyro.plate("data", len(x), subsample_size=2) as idx:
+        pyro.sample("z", pyro.distributions.Normal(x[idx] / 2, 0.5**0.5))
+
+
+def log_likelihood_with_a_random_subsample():
+    log_likelihood(_subsampled_model, _subsampled_guide, torch.arange(5.0), num_samples=4)
+
+
+def to_inference_data_with_a_random_subsample():
+    analysis.to_inference_data(
+        _subsampled_model, _subsampled_guide, torch.arange(5.0), num_samples=4
+    )
+
+
 def planar_with_a_tolerance_below_the_dtype_resolution():
     f = Planar(2, inverse_tol=1e-30, max_inverse_iters=10**9)
     with torch.no_grad():  # a layer that is not the identity: the root find has work to do
@@ -192,6 +221,10 @@ WORST = [
     ("contrastive_divergence_on_no_data", ValueError, "data"),
     ("avb_on_no_data", ValueError, "data"),
     ("mean_field_pcd_on_no_data", ValueError, "data"),
+    ("psis_khat_on_no_data", ValueError, "data"),
+    ("to_inference_data_on_no_data", ValueError, "data"),
+    ("log_likelihood_with_a_random_subsample", ValueError, "subsample_size"),
+    ("to_inference_data_with_a_random_subsample", ValueError, "subsample_size"),
     ("planar_with_a_tolerance_below_the_dtype_resolution", ValueError, "inverse_tol"),
     ("dense_nn_forward_of_integers", TypeError, "x"),
     ("conv_net_forward_of_the_other_dtype", TypeError, "x"),

@@ -217,6 +217,8 @@ def test_messages_name_the_argument_at_fault(name):
         "contrastive_divergence_on_no_data",
         "avb_on_no_data",
         "mean_field_pcd_on_no_data",
+        "psis_khat_on_no_data",
+        "to_inference_data_on_no_data",
     ],
 )
 def test_empty_data_is_a_value_error(name):
