@@ -47,6 +47,23 @@ def empty_plates_as_errors(where: str) -> Iterator[None]:
         ) from e
 
 
+def check_observed_support(where: str, name: str, fn, data: torch.Tensor) -> None:
+    """Raise unless every observed value of site ``name`` lies in ``fn.support`` and is finite
+    (the check of the energy-model losses, which read the data without ``log_prob``).
+
+    Raises:
+        ValueError: naming ``where``, the site and the support.
+    """
+    ok = fn.support.check(data).all()
+    if data.is_floating_point():
+        ok = ok & torch.isfinite(data).all()
+    if not bool(ok):
+        raise ValueError(
+            f"{where}: the observed values of site {name!r} lie outside the support of "
+            f"{type(fn).__name__} ({fn.support}) or are not finite; nothing was updated"
+        )
+
+
 class _RandomSubsamples(Messenger):
     """Records the plates that draw their subsample (no fixed ``subsample`` given)."""
 

@@ -16,6 +16,7 @@ from pyrogen.distributions import BernoulliRBM
 from pyrogen.infer.checks import (
     CountedSteps,
     accumulate_grads,
+    check_observed_support,
     checked_loss_and_grads,
     empty_plates_as_errors,
 )
@@ -192,15 +193,7 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         return torch.where(mask, picks, noise)
 
     def _check_data(self, name: str, fn, data: torch.Tensor) -> None:
-        ok = fn.support.check(data).all()
-        if data.is_floating_point():
-            ok = ok & torch.isfinite(data).all()
-        if not bool(ok):
-            raise ValueError(
-                f"ContrastiveDivergence step {self.num_steps}: the observed values of site "
-                f"{name!r} lie outside the support of {type(fn).__name__} ({fn.support}) or are "
-                "not finite; nothing was updated"
-            )
+        check_observed_support(f"ContrastiveDivergence step {self.num_steps}", name, fn, data)
 
     def _surrogate(self, model: Callable, args, kwargs) -> tuple[torch.Tensor, dict]:
         """The surrogate and the chain state it leaves (``{"chains": ..., "buffers": ...}``)."""

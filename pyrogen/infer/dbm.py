@@ -12,7 +12,11 @@ from pyro.infer import ELBO, SVI
 from pyro.optim import Adam
 
 from pyrogen.distributions import BernoulliRBM, DeepBoltzmannMachine
-from pyrogen.infer.checks import checked_loss_and_grads, empty_plates_as_errors
+from pyrogen.infer.checks import (
+    check_observed_support,
+    checked_loss_and_grads,
+    empty_plates_as_errors,
+)
 from pyrogen.infer.contrastive import ContrastiveDivergence
 from pyrogen.util import check_binary_data, check_count, check_positive
 
@@ -129,14 +133,7 @@ class MeanFieldPCD(ELBO):
             )
         if data.numel() == 0:
             raise ValueError(f"MeanFieldPCD: the observed value of site {name!r} is empty")
-        ok = dbm.support.check(data).all()
-        if data.is_floating_point():
-            ok = ok & torch.isfinite(data).all()
-        if not bool(ok):
-            raise ValueError(
-                f"MeanFieldPCD: the observed values of site {name!r} lie outside the support "
-                f"of DeepBoltzmannMachine ({dbm.support}) or are not finite; nothing was updated"
-            )
+        check_observed_support("MeanFieldPCD", name, dbm, data)
 
     def _chains(self, name: str, dbm: DeepBoltzmannMachine, data: torch.Tensor):
         chains = self.chains.get(name)

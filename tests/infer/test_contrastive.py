@@ -10,6 +10,7 @@ from pyro.optim import Adam
 
 from pyrogen.distributions import BernoulliRBM, EnergyBasedDistribution
 from pyrogen.infer import ContrastiveDivergence
+from tests.infer.test_nonfinite import ebm_model
 
 
 def rbm_model(v):
@@ -160,15 +161,6 @@ def test_contrastive_divergence_on_cuda(device):
 
 def params_d():
     return [pyro.param(n).unconstrained() for n in ("w_d", "b_d", "c_d")]
-
-
-def ebm_model(x):
-    log_scale = pyro.param("log_scale", torch.tensor(0.2))
-    ebm = EnergyBasedDistribution(
-        lambda y: 0.5 * (y**2).sum(-1) * torch.exp(-2 * log_scale), (2,), step_size=0.05
-    )
-    with pyro.plate("data", len(x)):
-        pyro.sample("x", ebm, obs=x)
 
 
 EVALUATE_CASES = {
