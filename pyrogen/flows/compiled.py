@@ -61,7 +61,12 @@ def compile(
     distribution: TransformedDistribution, **options
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     r"""``torch.compile`` of :func:`log_prob_function`: the flow's ``log_prob`` (and, through
-    autograd, its gradient) compiled into one graph, with no graph breaks for pyrogen's layers.
+    autograd, its gradient) compiled. Layers whose scoring direction is closed-form (MAF,
+    RealNVP and the other couplings, the spline layers, LU and QR linear maps, an initialized
+    ``ActNorm``) compile into one graph with no graph breaks. Layers whose ``log_prob`` needs
+    an iterative inverse, ``Planar`` (Newton's stopping test) and IAF (scoring is its
+    sequential direction), break the graph at those data-dependent checks: they compile in
+    pieces, with the same values as eager.
 
     Use it for training loops where one flow scores many batches of the same shape: the
     first call compiles (seconds to a minute, forward and backward), later calls run the

@@ -291,8 +291,10 @@ class MADE(nn.Module):
         return self.forward_features(x, context, mask_index=mask_index)
 
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
-        if type(self.activation) is nn.ReLU:
-            return torch.relu_(h)  # a fresh linear output, which backward does not need
+        if type(self.activation) is nn.ReLU and not torch.jit.is_tracing():
+            # in place on a fresh linear output, which backward does not need (not under
+            # torch.jit.trace, whose graph may replay it on a view of a parameter)
+            return torch.relu_(h)
         return self.activation(h)
 
     def forward_features(

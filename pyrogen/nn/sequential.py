@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from pyrogen.nn.networks import MADE
+from pyrogen.util import check_tensor
 
 __all__ = ["made_sequential", "unit_degrees"]
 
@@ -158,6 +159,16 @@ def made_sequential(
     D = made.input_dim
     batch = target.shape[:-1]
     if context is not None:
+        # the checks of the network's own forward (the cheap direction): shape, dtype, device,
+        # and finite entries while validation is on
+        check_finite = False if torch._C._are_functorch_transforms_active() else None
+        check_tensor(
+            context,
+            "context",
+            torch.Size([made.context_dim]),
+            like=made.output.weight,
+            check_finite=check_finite,
+        )
         batch = torch.broadcast_shapes(batch, context.shape[:-1])
         context = context.expand(*batch, context.shape[-1]).reshape(-1, context.shape[-1])
     n = batch.numel()

@@ -148,6 +148,20 @@ for key, make in _LAYERS.items():
     add(inputs(f"{key}.inv", make, lambda f, y: f.inv(y), "y", (4, 3), skip=skip))
     add(inputs(f"{key}.ladj", make, lambda f, x: f.log_abs_det_jacobian(x, torch.zeros(4, 3)), "x", (4, 3), skip=("list", "nan", "inf", *skip)))  # fmt: skip
 
+
+# the context of the sequential direction (MAF forward, IAF inverse) is checked as in the cheap
+# direction: NaN, a wrong width, another dtype
+def _other_dtype() -> torch.dtype:
+    return torch.float32 if torch.get_default_dtype() == torch.float64 else torch.float64
+
+
+_CONTEXTS = [("nan", lambda: torch.tensor([[NAN, 0.0]]), ValueError),
+             ("width", lambda: torch.zeros(1, 3), ValueError),
+             ("dtype", lambda: torch.zeros(1, 2, dtype=_other_dtype()), TypeError)]  # fmt: skip
+for label, context, error in _CONTEXTS:
+    CASES.append(Case(f"maf.condition.forward-context-{label}", lambda c=context: flows.maf(3, num_layers=1, context_dim=2, hidden_dims=(8,)).condition(c())(torch.zeros(1, 3)), error, "context"))  # fmt: skip
+    CASES.append(Case(f"iaf.condition.inv-context-{label}", lambda c=context: flows.iaf(3, num_layers=1, context_dim=2, hidden_dims=(8,)).condition(c()).inv(torch.zeros(1, 3)), error, "context"))  # fmt: skip
+
 _IMAGE_LAYERS = {
     "Invertible1x1Conv": lambda: Invertible1x1Conv(2),
     "ImageCoupling": lambda: ImageCoupling(2, ConvNet(2, 4, 4)),
