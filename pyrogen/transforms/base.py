@@ -10,7 +10,10 @@ import weakref
 from collections.abc import Sequence
 
 import torch
-from pyro.distributions.conditional import ConditionalTransformModule
+from pyro.distributions.conditional import (
+    ConditionalTransformModule,
+    _ConditionalInverseTransformModule,
+)
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
 from torch.distributions import constraints
@@ -270,6 +273,22 @@ class Conditional(ConditionalTransformModule):
     def condition(self, context: torch.Tensor) -> Bijector:
         """The bijection for ``context`` of shape ``(*batch, context_dim)``."""
         return Conditioned(self, context)
+
+    @property
+    def inv(self) -> ConditionalTransformModule:
+        """The conditional inverse (``inv.condition(context)`` is ``condition(context).inv``);
+        calling it without a context raises ValueError."""
+        return _ConditionalInverse(self)
+
+
+class _ConditionalInverse(_ConditionalInverseTransformModule):
+    """Pyro's conditional inverse, with a clear error when it is called unconditioned."""
+
+    def forward(self, *args, **kwargs):
+        raise ValueError(
+            "this conditional transform needs a context: call .condition(context) first "
+            "(e.g. flow.condition(context).inv(y))"
+        )
 
 
 class Conditioned(Bijector):

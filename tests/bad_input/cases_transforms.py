@@ -161,6 +161,8 @@ _CONTEXTS = [("nan", lambda: torch.tensor([[NAN, 0.0]]), ValueError),
 for label, context, error in _CONTEXTS:
     CASES.append(Case(f"maf.condition.forward-context-{label}", lambda c=context: flows.maf(3, num_layers=1, context_dim=2, hidden_dims=(8,)).condition(c())(torch.zeros(1, 3)), error, "context"))  # fmt: skip
     CASES.append(Case(f"iaf.condition.inv-context-{label}", lambda c=context: flows.iaf(3, num_layers=1, context_dim=2, hidden_dims=(8,)).condition(c()).inv(torch.zeros(1, 3)), error, "context"))  # fmt: skip
+# the inverse of a conditional flow called without .condition(context)
+CASES.append(Case("maf.inv-unconditioned", lambda: flows.maf(3, num_layers=1, context_dim=2, hidden_dims=(8,)).inv(torch.zeros(1, 3)), ValueError, "context"))  # fmt: skip
 
 _IMAGE_LAYERS = {
     "Invertible1x1Conv": lambda: Invertible1x1Conv(2),
