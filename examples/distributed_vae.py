@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     for seed in seeds:
         per_seed[seed], trained[seed] = train(args, seed, x_train, x_test, epochs, eval_every)
     if world > 1:
+        # every worker reaches the barrier before any tears down its gloo connections (a worker
+        # exiting while a peer still used them could abort with "terminate called without an
+        # active exception")
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()  # rank 0 evaluates alone
     if not main_process:
         return None
