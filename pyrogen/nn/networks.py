@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,14 +18,17 @@ __all__ = ["MADE", "BoundContext", "DenseNN", "made_degrees"]
 
 def _check_dims(input_dim: int, hidden_dims: Sequence[int], context_dim: int) -> tuple[int, ...]:
     check_count(input_dim, "input_dim")
-    if (
-        isinstance(hidden_dims, (int, str))
-        or not hasattr(hidden_dims, "__iter__")
-        or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden_dims)
+    message = f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}"
+    if isinstance(hidden_dims, (numbers.Integral, str)) or not hasattr(hidden_dims, "__iter__"):
+        raise ValueError(message)
+    dims = tuple(hidden_dims)  # once: a generator is read a single time
+    if not all(
+        isinstance(h, numbers.Integral) and not isinstance(h, (bool, np.bool_)) and h >= 1
+        for h in dims
     ):
-        raise ValueError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
+        raise ValueError(message)
     check_count(context_dim, "context_dim", minimum=0)
-    return tuple(hidden_dims)
+    return tuple(int(h) for h in dims)  # NumPy integers too, as check_count allows
 
 
 def _validating() -> bool:

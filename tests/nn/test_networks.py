@@ -78,3 +78,18 @@ def test_categorical_inputs_are_one_hot_encoded():
     onehot = torch.nn.functional.one_hot(x.long(), 4).flatten(-2).float()
     torch.testing.assert_close(made(x), made.forward_features(onehot.to(x.dtype)))
     assert made(x).shape == (1, 4, 3)
+
+
+@pytest.mark.parametrize("network", ["MADE", "DenseNN"])
+def test_hidden_dims_of_numpy_ints_or_a_generator(network):
+    """``hidden_dims`` may hold NumPy integers (as every count argument may) or be a generator
+    (read once): the same layers as a tuple of ints."""
+    import numpy as np
+
+    make = (lambda h: MADE(3, h)) if network == "MADE" else (lambda h: DenseNN(3, h, 4))
+    ref = {k: v.shape for k, v in make((8, 5)).state_dict().items()}
+    for hidden in ((np.int64(8), np.int32(5)), (h for h in (8, 5))):
+        net = make(hidden)
+        assert {k: v.shape for k, v in net.state_dict().items()} == ref
+    with pytest.raises(ValueError, match="hidden_dims"):
+        make((np.bool_(True),))
