@@ -189,7 +189,7 @@ def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
 
     Raises:
         ValueError: a missing or unexpected context, a wrong last dim or device, or NaN/inf
-            entries.
+            entries (while validation is on).
         TypeError: a non-tensor, or a dtype other than the network's.
     """
     if not context_dim:
@@ -211,7 +211,12 @@ def check_context(context, context_dim: int, like: torch.Tensor, owner: str):
         )
     if context.device != like.device:
         raise ValueError(f"context is on {context.device} but the network is on {like.device}")
-    if not bool(torch.isfinite(context).all()):
+    # finite entries while validation is on, as check_tensor checks (not inside torch.func
+    # transforms, where a data-dependent bool cannot be taken)
+    check_finite = not torch._C._are_functorch_transforms_active() and bool(
+        torch.distributions.Distribution._validate_args
+    )
+    if check_finite and not bool(torch.isfinite(context).all()):
         raise ValueError("context contains non-finite values (nan or inf)")
     return context
 

@@ -96,7 +96,8 @@ def check_fixed_subsample(model: Callable, args, kwargs, owner: str) -> None:
             model(*args, **kwargs)
     finally:
         pyro.util.set_rng_state(state)
-    for name, subsample_size, size in probe.found:
+    if probe.found:
+        name, subsample_size, size = probe.found[0]
         raise ValueError(
             f"{owner}: the plate {name!r} draws a random subsample ({subsample_size} of "
             f"{size}) in every run of the model, so per-data-point values from different "

@@ -107,24 +107,19 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
         if g["type"] != "sample" or g["is_observed"] or site_is_subsample(g):
             continue
         dims = tuple(f.dim for f in g["cond_indep_stack"] if f.vectorized)
-        if name not in model_trace.nodes and (g.get("infer") or {}).get("is_auxiliary"):
-            log_q = g["fn"].log_prob(g["value"])
-            if not g["fn"].has_rsample:
-                log_q = log_q.detach()  # as below: the score term carries the gradient
-            ones = log_q.new_ones(g["fn"].batch_shape)
-            weight = scale_and_mask(ones, g["scale"], g["mask"]).expand(ones.shape)
-            score = None if g["fn"].has_rsample else g["fn"].log_prob(g["value"])
-            out.append(KLTerm(name, log_q, weight, False, score, dims, auxiliary=True))
-            continue
-        if name not in model_trace.nodes:
+        # an auxiliary guide site has no prior: its term is log q, weighted by its own scale
+        auxiliary = name not in model_trace.nodes and bool(
+            (g.get("infer") or {}).get("is_auxiliary")
+        )
+        if name not in model_trace.nodes and not auxiliary:
             raise ValueError(f"guide site {name!r} does not appear in the model")
-        m = model_trace.nodes[name]
+        m = g if auxiliary else model_trace.nodes[name]
         q, p = _unwrap_independent(g["fn"], m["fn"])
         analytic = False
         kl = None
         # Pyro's registered KL(Delta || p) = -log p(v) leaves out the Delta's log_density (the
         # change-of-variables term autoguides put there): a Delta site takes the estimate below
-        if analytic_kl and not isinstance(q, Delta):
+        if analytic_kl and not auxiliary and not isinstance(q, Delta):
             try:
                 kl = kl_divergence(q, p)
                 analytic = True
@@ -136,11 +131,11 @@ def kl_terms(model_trace: Trace, guide_trace: Trace, *, analytic_kl: bool = True
                 # the direct gradient of log q at a fixed non-reparameterized draw has mean zero
                 # and only adds variance; the score term carries this site's gradient
                 log_q = log_q.detach()
-            kl = log_q - p.log_prob(g["value"])
+            kl = log_q if auxiliary else log_q - p.log_prob(g["value"])
         ones = kl.new_ones(g["fn"].batch_shape)
         weight = scale_and_mask(ones, m["scale"], m["mask"]).expand(ones.shape)
         score = None if g["fn"].has_rsample else g["fn"].log_prob(g["value"])
-        out.append(KLTerm(name, kl, weight, analytic, score, dims))
+        out.append(KLTerm(name, kl, weight, analytic, score, dims, auxiliary))
     return out
 
 

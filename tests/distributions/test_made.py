@@ -80,3 +80,17 @@ def test_context_and_errors():
         MADENetwork(3, [8], num_categories=1)
     with pytest.raises(ValueError, match="support"):
         MADE(MADENetwork(3, [8]), validate_args=True).log_prob(torch.full((3,), 0.5))
+
+
+def test_conditional_log_prob_under_vmap_and_a_nan_context():
+    """A context is checked for NaN while validation is on, but not inside ``torch.func``
+    transforms, where a data-dependent ``bool`` cannot be taken: ``vmap`` over rows gives the
+    batched ``log_prob``, and outside it a NaN context is an error."""
+    torch.manual_seed(0)
+    net = MADENetwork(3, [8], context_dim=2)
+    x = torch.bernoulli(torch.full((4, 3), 0.5))
+    context = torch.randn(4, 2)
+    batched = torch.func.vmap(lambda xi, ci: MADE(net, ci).log_prob(xi))(x, context)
+    torch.testing.assert_close(batched, MADE(net, context).log_prob(x))
+    with pytest.raises(ValueError, match="context contains non-finite"):
+        MADE(net, torch.full((4, 2), float("nan")))
