@@ -53,7 +53,22 @@ def base_rate_bias(
     of Salakhutdinov and Murray 2008, clamped to [0.001, 0.999]), else zeros."""
     n = shape[-1]
     if base_bias is not None:
-        return torch.as_tensor(base_bias, dtype=like.dtype, device=like.device).expand(shape)
+        try:
+            base_bias = torch.as_tensor(base_bias).to(dtype=like.dtype, device=like.device)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(
+                f"base_visible_bias must be a tensor broadcastable to {tuple(shape)}, got "
+                f"{type(base_bias).__name__}"
+            ) from e
+        if not bool(torch.isfinite(base_bias).all()):
+            raise ValueError("base_visible_bias contains non-finite values (nan or inf)")
+        try:
+            return base_bias.expand(shape)
+        except RuntimeError as e:
+            raise ValueError(
+                f"base_visible_bias of shape {tuple(base_bias.shape)} does not broadcast to "
+                f"{tuple(shape)}"
+            ) from e
     if data is not None:
         if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != n:
             got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__

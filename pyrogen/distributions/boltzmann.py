@@ -167,10 +167,15 @@ class BoltzmannMachine(EnergyModel):
 
         Shapes:
             value, returns: ``(*sample, *batch, n)``.
+        Raises:
+            ValueError: ``num_steps < 0``; ``value`` of the wrong width or, with validation
+                on, not binary.
         """
         check_count(num_steps, "num_steps", minimum=0)
-        y = value.detach().to(self.like.dtype)
-        y = y.expand(torch.broadcast_shapes(y.shape, (*self.batch_shape, self.num_units)))
+        y, _ = self._checked_value(value.detach(), self.parameter_batch_shape)
+        # the parameters' own batch dims, not a plate's expansion of them: the chains may be
+        # fewer (or more) than the rows of a plate
+        y = y.expand(torch.broadcast_shapes(y.shape, self.bias.shape, self.weight.shape[:-1]))
         with torch.no_grad():
             for _ in range(num_steps):
                 y = self.gibbs_sweep(y)

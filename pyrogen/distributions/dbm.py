@@ -250,7 +250,7 @@ class DeepBoltzmannMachine(EnergyModel):
         updates, odd layers then even layers. Shapes: ``(*sample, *batch, n_l)``."""
         num_steps = self.num_mean_field_steps if num_steps is None else num_steps
         check_count(num_steps, "num_steps", minimum=0)
-        v = v.to(self.like.dtype)
+        v, _ = self._checked_value(v, self.parameter_batch_shape)
         states = [v]
         for k in range(1, self.num_layers + 1):
             factor = 2.0 if k < self.num_layers else 1.0
@@ -267,16 +267,32 @@ class DeepBoltzmannMachine(EnergyModel):
 
     def variational_free_energy(self, v: torch.Tensor, mu=None) -> torch.Tensor:
         """:math:`E(v, \\mu) - \\mathcal H(q) \\ge F(v)` in nats (``mu`` from :meth:`mean_field`
-        unless given), shape ``(*sample, *batch)``."""
+        unless given), shape ``broadcast(v.shape[:-1], batch_shape)``.
+
+        Raises:
+            ValueError: ``v`` of the wrong width, or (with validation on) not binary.
+        """
+        v, shape = self._checked_value(v)
         mu = self.mean_field(v) if mu is None else mu
-        return self.energy(v.to(self.like.dtype), *mu) - sum(_bernoulli_entropy(m) for m in mu)
+        value = self.energy(v, *mu) - sum(_bernoulli_entropy(m) for m in mu)
+        return value.expand(shape)
 
     def log_likelihood_lower_bound(self, v: torch.Tensor, log_partition=None) -> torch.Tensor:
         """The variational bound :math:`-(E(v,\\mu) - \\mathcal H(q)) - \\log Z \\le \\log p(v)`
-        in nats, with ``log_partition`` (e.g. an AIS estimate) or else the exact / attached
-        ``log Z`` (an estimate of ``log Z`` makes the bound an estimate too)."""
-        log_z = self._normalizer() if log_partition is None else torch.as_tensor(log_partition)
-        return -self.variational_free_energy(v) - log_z.to(self.like)
+        in nats, shape ``broadcast(v.shape[:-1], batch_shape)``, with ``log_partition`` (a
+        number, a tensor broadcastable to ``batch_shape`` or an ``AISEstimate``) or else the
+        exact / attached ``log Z`` (an estimate of ``log Z`` makes the bound an estimate too).
+
+        Raises:
+            ValueError: ``v`` of the wrong width, or (with validation on) not binary; a
+                non-finite ``log_partition``; no ``log Z`` to use.
+        """
+        log_z = (
+            self._normalizer()
+            if log_partition is None
+            else self._checked_log_partition(log_partition)
+        )
+        return -self.variational_free_energy(v) - log_z
 
     def gibbs_step(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
         """One block-Gibbs sweep over ``[v, h1, ..., hL]``: odd layers given even, then even."""
@@ -296,9 +312,15 @@ class DeepBoltzmannMachine(EnergyModel):
 
     def markov_chain(self, value: torch.Tensor, num_steps: int) -> torch.Tensor:
         """Block Gibbs from the visible ``value`` (hidden layers started at binary draws of
-        the mean-field posterior); returns the final visible state."""
+        the mean-field posterior); returns the final visible state.
+
+        Raises:
+            ValueError: ``num_steps < 0``; ``value`` of the wrong width or, with validation
+                on, not binary.
+        """
+        check_count(num_steps, "num_steps", minimum=0)
         with torch.no_grad():
-            v = value.detach().to(self.like.dtype)
+            v, _ = self._checked_value(value.detach(), self.parameter_batch_shape)
             hidden = [torch.bernoulli(m) for m in self.mean_field(v, 0)]
             v = v.expand(hidden[0].shape[:-1] + v.shape[-1:])
             return self.gibbs_chain([v, *hidden], num_steps)[0]

@@ -104,6 +104,10 @@ class EnergyBasedDistribution(EnergyModel):
     Shapes:
         ``energy_fn``: ``(*batch, *event_shape) -> (*batch,)``.
         Values: ``(*sample, *batch, *event_shape)`` (``batch_shape`` is ``()`` unless expanded).
+    Dtype: that of the network's first parameter (else its first floating-point buffer);
+    values of another precision are converted to it. An energy with no tensors of its own (a
+    plain callable) is evaluated in the value's own floating dtype, and draws it in torch's
+    default dtype.
     Args:
         energy_fn: an ``nn.Module`` (or callable) returning the energy in nats.
         event_shape: the shape of one draw, e.g. ``(2,)``.
@@ -165,13 +169,30 @@ class EnergyBasedDistribution(EnergyModel):
             torch.Size(), event_shape, log_partition=log_partition, validate_args=validate_args
         )
 
-    @property
-    def like(self) -> torch.Tensor:
-        """The energy network's first parameter (dtype and device), else an empty default."""
+    def _own_tensor(self) -> torch.Tensor | None:
+        """The energy network's first parameter, else its first floating-point buffer, else
+        ``None`` (a plain callable, or a module without tensors: no dtype of its own)."""
         if isinstance(self.energy_fn, nn.Module):
             for p in self.energy_fn.parameters():
                 return p
-        return torch.empty(())
+            for b in self.energy_fn.buffers():
+                if b.is_floating_point():
+                    return b
+        return None
+
+    @property
+    def like(self) -> torch.Tensor:
+        """The energy network's first parameter (else its first floating-point buffer): the
+        dtype and device of the draws; else an empty tensor of the default dtype."""
+        own = self._own_tensor()
+        return torch.empty(()) if own is None else own
+
+    def _value_like(self, value) -> torch.Tensor:
+        # an energy without tensors of its own is evaluated in the value's precision
+        own = self._own_tensor()
+        if own is None and isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value
+        return self.like
 
     @property
     def log_partition_value(self) -> float | None:
@@ -216,8 +237,7 @@ class EnergyBasedDistribution(EnergyModel):
             value, returns: ``(*sample, *event_shape)``. No gradient flows to the parameters.
         """
         check_count(num_steps, "num_steps", minimum=0)
-        like = self.like
-        check_tensor(value, "value", tuple(self.event_shape), like=like if like.dim() else None)
+        check_tensor(value, "value", tuple(self.event_shape), like=self._own_tensor())
         k = len(self.event_shape)
         out = langevin(self.energy, value, num_steps, self.step_size, self.adjusted, k)
         if not bool(torch.isfinite(out).all()):

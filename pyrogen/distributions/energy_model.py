@@ -9,7 +9,12 @@ import torch
 from pyro.distributions import TorchDistribution
 
 from pyrogen.distributions.annealing import AnnealingPath, annealed_importance_sampling
-from pyrogen.distributions.base import all_binary_states, check_expand, prepare_value
+from pyrogen.distributions.base import (
+    AISEstimate,
+    all_binary_states,
+    check_expand,
+    prepare_value,
+)
 from pyrogen.util import check_real
 
 __all__ = ["EnergyMixin", "EnergyModel"]
@@ -31,6 +36,11 @@ class EnergyModel(TorchDistribution):
     - optionally ``annealing_path(*, data=None, base_visible_bias=None)`` returning an
       :class:`~pyrogen.distributions.AnnealingPath`, for AIS;
     - ``like`` (a parameter tensor: the dtype and device of everything it creates).
+
+    ``parameter_batch_shape`` is the batch shape the model was built with, which
+    :meth:`expand` (and so ``pyro.plate``) leaves as it is: the shape persistent chains keep
+    between contrastive-divergence steps is ``(num_chains, *parameter_batch_shape,
+    *event_shape)``.
 
     and inherits ``unnormalized_log_prob``, ``log_prob``, ``log_partition`` (exact, attached or
     AIS), ``attach_log_partition`` and an ``expand`` that keeps the parameters unexpanded
@@ -89,6 +99,8 @@ class EnergyModel(TorchDistribution):
         validate_args: bool | None = None,
     ) -> None:
         super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args)
+        # the batch shape of the parameters themselves: ``expand`` (a plate) keeps it
+        self.parameter_batch_shape = torch.Size(batch_shape)
         self.attached_log_partition = None
         if log_partition is not None:
             self.attach_log_partition(log_partition)
@@ -114,11 +126,13 @@ class EnergyModel(TorchDistribution):
 
     # -- provided ----------------------------------------------------------------------------
 
+    def _value_like(self, value) -> torch.Tensor:
+        """The tensor whose dtype and device a value is evaluated in (``like``)."""
+        return self.like
+
     def unnormalized_log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`-F(x)`: the log density up to the constant :math:`-\\log Z` (nats)."""
-        value, shape = prepare_value(value, self.event_shape, self.batch_shape, self.like)
-        if self._validate_args and shape.numel():
-            self._validate_sample(value)
+        value, shape = self._checked_value(value)
         return (-self.free_energy(value)).expand(shape)
 
     def attach_log_partition(self, log_partition) -> EnergyModel:
@@ -129,21 +143,53 @@ class EnergyModel(TorchDistribution):
         Raises:
             ValueError: a non-finite value or a shape that does not broadcast.
         """
-        if not isinstance(log_partition, torch.Tensor):
+        self.attached_log_partition = self._checked_log_partition(log_partition).detach()
+        return self
+
+    def _checked_log_partition(self, log_partition) -> torch.Tensor:
+        """``log_partition`` (a number, a tensor or an ``AISEstimate``) as a finite tensor of
+        the parameters' dtype and device, broadcast to ``batch_shape`` (gradients kept)."""
+        if isinstance(log_partition, AISEstimate):
+            log_partition = log_partition.log_partition
+        like = self.like
+        if isinstance(log_partition, torch.Tensor):
+            value = log_partition.to(dtype=like.dtype, device=like.device)
+        else:
             check_real(log_partition, "log_partition")
-        value = torch.as_tensor(log_partition, dtype=self.like.dtype).to(self.like.device)
-        value = value.detach()
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"log_partition must be finite, got {value}")
+            value = torch.tensor(float(log_partition), dtype=like.dtype, device=like.device)
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise ValueError(f"log_partition must be finite, got {value.detach()}")
         try:
-            value = value.expand(self.batch_shape)
+            return value.expand(self.batch_shape)
         except RuntimeError as e:
             raise ValueError(
                 f"log_partition of shape {tuple(value.shape)} does not broadcast to the batch "
                 f"shape {tuple(self.batch_shape)}"
             ) from e
-        self.attached_log_partition = value
-        return self
+
+    def _checked_value(self, value, batch_shape=None) -> tuple[torch.Tensor, torch.Size]:
+        """``value`` converted to the parameters' dtype and checked (shape; with validation
+        on, the support), with the shape of its log-density (see ``prepare_value``):
+        broadcast with ``batch_shape`` (default: the model's; a Markov chain's states, which
+        need not match a plate, pass ``parameter_batch_shape``)."""
+        if batch_shape is None:
+            value, shape = prepare_value(
+                value, self.event_shape, self.batch_shape, self._value_like(value)
+            )
+            if self._validate_args and shape.numel():
+                self._validate_sample(value)
+            return value, shape
+        value, shape = prepare_value(value, self.event_shape, batch_shape, self._value_like(value))
+        if (
+            self._validate_args
+            and shape.numel()
+            and not torch._C._are_functorch_transforms_active()
+            and not bool(self.support.check(value).all())
+        ):
+            raise ValueError(
+                f"value must lie in the support of {type(self).__name__} ({self.support})"
+            )
+        return value, shape
 
     def log_partition(self, method: str | None = None, **kwargs):
         """:math:`\\log Z` in nats.
@@ -203,9 +249,10 @@ class EnergyModel(TorchDistribution):
             ValueError: no exact or attached ``log Z``; a value of the wrong shape; with
                 validation on, a value outside the support.
         """
-        value, shape = prepare_value(value, self.event_shape, self.batch_shape, self.like)
+        like = self._value_like(value)
+        value, shape = prepare_value(value, self.event_shape, self.batch_shape, like)
         if shape.numel() == 0:
-            return self.like.new_zeros(shape)
+            return like.new_zeros(shape)
         if self._validate_args:
             self._validate_sample(value)
         return (-self.free_energy(value) - self._normalizer()).expand(shape)

@@ -107,9 +107,12 @@ class _RBM(EnergyModel):
 
         Shapes:
             value, returns: ``(*sample, *batch_shape, n_visible)``.
+        Raises:
+            ValueError: ``num_steps < 0``; ``value`` of the wrong width or, with validation
+                on, outside the support (e.g. NaN).
         """
         check_count(num_steps, "num_steps", minimum=0)
-        v = value.detach()
+        v, _ = self._checked_value(value.detach(), self.parameter_batch_shape)
         with torch.no_grad():
             for _ in range(num_steps):
                 h = bernoulli_draw(torch.sigmoid(self.hidden_bias + self._visible_input(v)))

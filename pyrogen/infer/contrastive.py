@@ -105,7 +105,8 @@ class ContrastiveDivergence(CountedSteps, ELBO):
     Raises:
         ValueError: ``num_gibbs_steps < 1``, ``num_chains < 1``, ``replay_buffer < 0``,
             ``energy_penalty < 0``; on use, a model without an energy-based observed site, or
-            with latent sites, or observed values outside the model's support or not finite.
+            with latent sites, or observed values outside the model's support or not finite,
+            or a replay buffer on a binary model.
         FloatingPointError: on use, a non-finite surrogate or gradient (naming the step and
             the site's term).
     References:
@@ -163,7 +164,11 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         event = fn.event_shape
         if not self.persistent and not self.replay_buffer:
             return fn.markov_chain(data.detach(), self.num_gibbs_steps)
-        flat = data.detach().reshape(-1, *event)
+        # chains keep the parameters' own batch dims (a batched model: one set of chains per
+        # member) and pool every other leading dim of the data (the rows of its plates)
+        trailing = (*getattr(fn, "parameter_batch_shape", ()), *event)
+        data = data.detach()
+        flat = data.expand(torch.broadcast_shapes(data.shape, trailing)).reshape(-1, *trailing)
         if self.persistent:
             start = self.chains.get(name)
             if start is None or start.shape[1:] != flat.shape[1:]:
@@ -182,6 +187,12 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         return chains
 
     def _replay_start(self, name: str, fn, flat: torch.Tensor, m: int) -> torch.Tensor:
+        if not hasattr(fn, "init_scale"):
+            raise ValueError(
+                f"ContrastiveDivergence: replay_buffer applies to continuous energy models "
+                f"(EnergyBasedDistribution, whose init_scale starts fresh chains); site "
+                f"{name!r} is a {type(fn).__name__}: use persistent=True instead"
+            )
         noise = fn.init_scale * torch.randn((m, *flat.shape[1:]), dtype=flat.dtype)
         noise = noise.to(flat.device)
         buffer = self.buffers.get(name)
@@ -397,7 +408,8 @@ class ContrastiveDivergence(CountedSteps, ELBO):
 
     def state_dict(self) -> dict:
         """``{"num_steps": int, "chains": {site: tensor}, "buffers": {site: tensor}}``: the
-        persistent chains ``(num_chains, *event_shape)`` and the replay buffers."""
+        persistent chains ``(num_chains, *parameter_batch_shape, *event_shape)`` and the replay
+        buffers."""
         return {
             **super().state_dict(),
             "chains": {k: v.detach().clone() for k, v in self.chains.items()},

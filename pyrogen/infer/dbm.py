@@ -14,6 +14,7 @@ from pyro.optim import Adam
 from pyrogen.distributions import BernoulliRBM, DeepBoltzmannMachine
 from pyrogen.infer.checks import (
     check_observed_support,
+    check_state_keys,
     checked_loss_and_grads,
     empty_plates_as_errors,
 )
@@ -100,7 +101,29 @@ class MeanFieldPCD(ELBO):
         return {"chains": {name: [s.clone() for s in c] for name, c in self.chains.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the chains saved by :meth:`state_dict`."""
+        """Restore the chains saved by :meth:`state_dict` (``{"chains": {site: [v, h1, ...,
+        hL]}}``, e.g. read back with ``torch.load(path, weights_only=True)``).
+
+        Raises:
+            TypeError, ValueError: missing, unexpected or mistyped entries (a site name that
+                is not a string, chains that are not a list of one tensor per layer).
+        """
+        check_state_keys(state, {"chains": dict}, "MeanFieldPCD")
+        for name, chain in state["chains"].items():
+            if not isinstance(name, str):
+                raise TypeError(
+                    f"MeanFieldPCD.load_state_dict: 'chains' must map site names to lists of "
+                    f"tensors, got a key of type {type(name).__name__}"
+                )
+            if (
+                not isinstance(chain, (list, tuple))
+                or len(chain) < 2
+                or not all(isinstance(t, torch.Tensor) for t in chain)
+            ):
+                raise TypeError(
+                    f"MeanFieldPCD.load_state_dict: the chains of site {name!r} must be a list "
+                    f"of tensors [v, h1, ..., hL] (one per layer), got {type(chain).__name__}"
+                )
         self.chains = {name: [s.clone() for s in c] for name, c in state["chains"].items()}
 
     def _sites(self, model: Callable, args, kwargs):

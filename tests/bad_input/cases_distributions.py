@@ -142,6 +142,16 @@ for key, (make, n) in _BINARY_DISTS.items():
 for label, value, error in _BINARY[3:]:
     CASES.append(Case(f"GaussianBernoulliRBM.log_prob-value-{label}", lambda v=value: gbrbm().unnormalized_log_prob(v(4)), error, "value"))  # fmt: skip
     CASES.append(Case(f"EnergyBased.log_prob-value-{label}", lambda v=value: ebm(log_partition=1.0).log_prob(v(2)), error, "value"))  # fmt: skip
+# the DBM's variational bounds take values as log_prob does
+for label, value, error in _BINARY:
+    CASES.append(Case(f"DBM.log_likelihood_lower_bound-value-{label}", lambda v=value: dbm().log_likelihood_lower_bound(v(4), 0.0), error, "value"))  # fmt: skip
+    CASES.append(Case(f"DBM.variational_free_energy-value-{label}", lambda v=value: dbm().variational_free_energy(v(4)), error, "value"))  # fmt: skip
+add(hyper("DBM.log_likelihood_lower_bound", lambda v: dbm().log_likelihood_lower_bound(torch.zeros(2, 4), v), "log_partition", _LOG_Z))  # fmt: skip
+# a Markov chain's start state: the right width, in the support
+_STARTS = [("width", lambda n: torch.zeros(2, n + 1), ValueError), ("nan", lambda n: torch.full((2, n), NAN), ValueError)]  # fmt: skip
+for key, make, n in (("BernoulliRBM", rbm, 4), ("GaussianBernoulliRBM", gbrbm, 4), ("BoltzmannMachine", bm, 3), ("DBM", dbm, 4)):  # fmt: skip
+    for label, value, error in _STARTS:
+        CASES.append(Case(f"{key}.markov_chain-value-{label}", lambda m=make, v=value, n=n: m().markov_chain(v(n), 1), error, "value"))  # fmt: skip
 # complex values: the imaginary part is not dropped silently
 for key, make, n in (("BernoulliRBM", rbm, 4), ("GaussianBernoulliRBM", gbrbm, 4), ("MADE", made, 3)):  # fmt: skip
     CASES.append(Case(f"{key}.log_prob-value-complex", lambda m=make, n=n: m().log_prob(torch.zeros(2, n, dtype=torch.complex64)), TypeError, "value"))  # fmt: skip
@@ -161,6 +171,9 @@ add(hyper("ais", lambda v: annealed_importance_sampling(rbm(), num_chains=4, num
 add(hyper("ais", lambda v: annealed_importance_sampling(rbm(), num_chains=4, num_betas=10, data=v), "data", [
     ("two", torch.full((5, 4), 2.0), ValueError), ("width", torch.zeros(5, 3), ValueError),
     ("nan", torch.full((5, 4), NAN), ValueError), ("empty", torch.zeros(0, 4), ValueError)]))  # fmt: skip
+add(hyper("ais", lambda v: annealed_importance_sampling(rbm(), num_chains=4, num_betas=10, base_visible_bias=v), "base_visible_bias", [
+    ("width", torch.zeros(5), ValueError), ("nan", torch.full((4,), NAN), ValueError),
+    ("inf", torch.full((4,), INF), ValueError), ("str", "zero", TypeError)]))  # fmt: skip
 add(hyper("salakhutdinov_schedule", lambda v: salakhutdinov_schedule(v, torch.zeros(())), "num_betas", [("two", 2, ValueError), *COUNT]))  # fmt: skip
 
 # -- toy targets ----------------------------------------------------------------------------

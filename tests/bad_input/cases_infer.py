@@ -151,6 +151,7 @@ _BINARY = [("empty", torch.zeros(0, 4), ValueError), ("fraction", torch.full((5,
            ("nan", torch.full((5, 4), NAN), ValueError, "'v'")]  # fmt: skip
 add(hyper("ContrastiveDivergence.loss", lambda v: ContrastiveDivergence().loss(rbm_model, empty_guide, v), "data", _BINARY))  # fmt: skip
 add(hyper("ContrastiveDivergence.loss_and_grads", lambda v: ContrastiveDivergence(persistent=True).loss_and_grads(rbm_model, empty_guide, v), "data", _BINARY))  # fmt: skip
+CASES.append(Case("ContrastiveDivergence.loss_and_grads-replay-binary", lambda: ContrastiveDivergence(replay_buffer=8).loss_and_grads(rbm_model, empty_guide, B()), ValueError, "replay_buffer"))  # fmt: skip
 _GAN_DATA = [("empty", torch.zeros(0, 1), ValueError), ("nan", torch.full((4, 1), NAN), ValueError),
              ("list", [[0.0]], TypeError), ("int", torch.zeros(4, 1, dtype=torch.long), TypeError)]  # fmt: skip
 for step in ("step", "discriminator_step", "generator_step"):

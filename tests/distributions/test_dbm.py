@@ -144,6 +144,21 @@ def test_large_dbm_needs_the_bound_and_estimates():
     assert est.log_partition.shape == ()
     bound = dbm.log_likelihood_lower_bound(v, est.log_partition)
     assert bound.shape == (3,) and bool(torch.isfinite(bound).all())
+    # the estimate itself is accepted, as the docstring says
+    torch.testing.assert_close(dbm.log_likelihood_lower_bound(v, est), bound)
+
+
+def test_variational_bounds_have_log_prob_shapes_under_expand():
+    """The bound stands in for ``log_prob`` on large DBMs, so it has ``log_prob``'s shape:
+    ``broadcast(value batch, batch_shape)``, and each entry is the unexpanded bound."""
+    dbm = random_dbm(scale=0.7)
+    v = binary(4)[5]
+    wide = dbm.expand((3,))
+    assert wide.log_prob(v).shape == (3,)
+    for fn in ("log_likelihood_lower_bound", "variational_free_energy"):
+        out = getattr(wide, fn)(v)
+        assert out.shape == (3,), fn
+        torch.testing.assert_close(out, getattr(dbm, fn)(v).expand(3))
 
 
 def test_validation_errors():

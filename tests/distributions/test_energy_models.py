@@ -493,3 +493,35 @@ def test_bernoulli_draw_has_the_law_of_its_probabilities_and_independent_expande
     # draws from probabilities that carry a graph are plain data, as torch.bernoulli's are
     logits = torch.zeros(3, dtype=dtype, requires_grad=True)
     assert not bernoulli_draw(torch.sigmoid(logits)).requires_grad
+
+
+class _BufferEnergy(torch.nn.Module):
+    """A fixed quadratic energy around a float64 buffer (no parameters)."""
+
+    def __init__(self, centre):
+        super().__init__()
+        self.register_buffer("centre", torch.tensor([centre], dtype=torch.float64))
+
+    def forward(self, x):
+        return ((x - self.centre) ** 2).sum(-1) / 2
+
+
+def test_energy_without_parameters_keeps_the_precision_of_its_tensors():
+    """``N(1e8, 1)`` as an energy: float32 cannot tell ``1e8 + 1`` from ``1e8``, so a
+    downcast value gives the density at the mode, ``-log(2 pi) / 2``, instead of
+    ``-1/2 - log(2 pi) / 2``. A plain callable is evaluated in the value's precision and a
+    module holding only a float64 buffer in the buffer's."""
+    log_z = 0.5 * math.log(2 * math.pi)
+    x = torch.tensor([[1e8 + 1.0]], dtype=torch.float64)
+    plain = EnergyBasedDistribution(
+        lambda v: ((v - 1e8) ** 2).sum(-1) / 2, (1,), log_partition=log_z
+    )
+    buffered = EnergyBasedDistribution(_BufferEnergy(1e8), (1,), log_partition=log_z, num_steps=2)
+    for ebm in (plain, buffered):
+        lp = ebm.log_prob(x)
+        assert lp.dtype == torch.float64
+        assert abs(float(lp) - (-0.5 - log_z)) < 1e-9
+        assert ebm.unnormalized_log_prob(x).dtype == torch.float64
+    assert buffered.sample((3,)).dtype == torch.float64
+    # a float32 value to the plain callable stays float32
+    assert plain.log_prob(x.float()).dtype == torch.float32

@@ -247,3 +247,24 @@ def test_contrastive_divergence_state_rejects_non_tensor_chains():
     state = {"num_steps": 0, "chains": {"v": [0, 1]}, "buffers": {}}
     with pytest.raises(TypeError, match="chains"):
         ContrastiveDivergence(1, persistent=True).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "match"),
+    [
+        ([1], TypeError, "expects a dict"),
+        ({}, ValueError, "missing keys"),
+        ({"num_steps": 3, "chains": {}, "buffers": {}}, ValueError, "unexpected keys"),
+        ({"chains": {"v": [0, 1]}}, TypeError, "'v'"),
+        ({"chains": {"v": torch.zeros(5, 4)}}, TypeError, "'v'"),
+        ({"chains": {1: [torch.zeros(2, 4), torch.zeros(2, 3)]}}, TypeError, "site names"),
+    ],
+)
+def test_mean_field_pcd_state_rejects_bad_states(state, error, match):
+    """A wrong state (e.g. a ContrastiveDivergence one) is refused, never split into rows."""
+    from pyrogen.infer import MeanFieldPCD
+
+    loss = MeanFieldPCD()
+    with pytest.raises(error, match=match):
+        loss.load_state_dict(state)
+    assert loss.chains == {}
