@@ -100,7 +100,15 @@ def train(
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     vae = ShardedVAE().to(device=device, dtype=torch.float32)  # the data are float32
-    svi = DistributedSVI(vae.sharded_model, vae.sharded_guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    # the test set may not split evenly: weighting each worker by its shard's size makes the
+    # averaged test ELBO the one of the whole test set
+    svi = DistributedSVI(
+        vae.sharded_model,
+        vae.sharded_guide,
+        Adam({"lr": 1e-3}),
+        Trace_ELBO(),
+        shard_size=lambda x, idx, n: len(idx),
+    )
 
     def test_elbo() -> float:
         return -svi.evaluate_loss(x_test[test_idx], test_idx, n_test) / n_test

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pyro.optim import PyroOptim
 from torch import nn
 
-from pyrogen.infer.checks import check_state_keys, checked_grads, trace_params
+from pyrogen.infer.checks import check_state_keys, checked_grads, register_module, trace_params
 from pyrogen.util import check_count, check_data, check_nonnegative, check_optim
 
 __all__ = ["GAN", "gradient_penalty"]
@@ -30,7 +30,8 @@ def gradient_penalty(
     Shapes:
         real, fake: ``(N, *event)``; the critic maps ``(N, *event)`` to ``(N,)`` or ``(N, 1)``.
     Raises:
-        TypeError, ValueError: ``real`` or ``fake`` not floating tensors of one shape.
+        TypeError, ValueError: ``real`` or ``fake`` not floating tensors of one shape and dtype
+            with at least one row, or a critic output that is not one value per sample.
     References:
         Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville (2017). Improved Training of Wasserstein
         GANs. https://arxiv.org/abs/1704.00028
@@ -41,13 +42,30 @@ def gradient_penalty(
             raise TypeError(f"{name} must be a floating-point tensor, got {got}")
     if fake.shape != real.shape:
         raise ValueError(f"fake has shape {tuple(fake.shape)} but real has {tuple(real.shape)}")
+    if fake.dtype != real.dtype:
+        raise TypeError(f"fake is {fake.dtype} but real is {real.dtype}; give both one dtype")
+    if real.dim() < 1 or real.shape[0] == 0:
+        raise ValueError(
+            f"real and fake must be batches (N, *event) with N >= 1, got shape {tuple(real.shape)}"
+        )
     eps = torch.rand(
         (real.shape[0],) + (1,) * (real.dim() - 1), dtype=real.dtype, device=real.device
     )
     mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    out = discriminator(mixed, *args).reshape(real.shape[0])
+    out = _logits(discriminator(mixed, *args), real.shape[0], "discriminator")
     (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
     return ((grad.reshape(real.shape[0], -1).norm(dim=1) - 1) ** 2).mean()
+
+
+def _logits(out, num: int, name: str) -> torch.Tensor:
+    """The critic's output as ``(num,)``: it must return ``(num,)`` or ``(num, 1)``."""
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) not in ((num,), (num, 1)):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"the {name} must return one logit (or critic value) per sample, shape ({num},) or "
+            f"({num}, 1), got {got}"
+        )
+    return out.reshape(num)
 
 
 class GAN:
@@ -136,6 +154,9 @@ class GAN:
         self.generator_optim, self.discriminator_optim = generator_optim, discriminator_optim
         self.loss, self.critic_steps, self.penalty_weight = loss, critic_steps, penalty_weight
         self.num_steps = 0
+        # in the param store from the start, so that a checkpoint of an untrained GAN has its
+        # entries (update_module_params: a restored param store's values are taken)
+        register_module("discriminator", discriminator, "GAN")
 
     def sample(self, num_samples: int, *args, **kwargs) -> torch.Tensor:
         """Draws from the generator, without gradients: what it returns for
@@ -154,7 +175,7 @@ class GAN:
     def _critic(self, x: torch.Tensor, *args) -> torch.Tensor:
         # update_module_params: after a param-store restore the critic uses the restored values
         pyro.module("discriminator", self.discriminator, update_module_params=True)
-        return self.discriminator(x, *args).reshape(x.shape[0])
+        return _logits(self.discriminator(x, *args), x.shape[0], "discriminator")
 
     def _generate(self, num: int, data: torch.Tensor, args) -> torch.Tensor:
         x = self.generator(num, *args)
@@ -163,9 +184,25 @@ class GAN:
                 f"the generator must return a tensor shaped like the data {tuple(data.shape)}, "
                 f"got {getattr(x, 'shape', type(x).__name__)}"
             )
+        if x.dtype != data.dtype:
+            raise TypeError(
+                f"the generator returned {x.dtype} samples but the data are {data.dtype}; give "
+                f"the data the networks' dtype (e.g. data.to({x.dtype}))"
+            )
         return x
 
-    def _apply(self, fn: Callable, optim: PyroOptim, where: str, data: torch.Tensor) -> float:
+    def _check_data(self, data: torch.Tensor) -> None:
+        check_data(data, "data", floating=True)
+        dtypes = {p.dtype for p in self.discriminator.parameters() if p.is_floating_point()}
+        if dtypes and data.dtype not in dtypes:
+            raise TypeError(
+                f"data are {data.dtype} but the discriminator's parameters are "
+                f"{sorted(map(str, dtypes))}; give the data the networks' dtype"
+            )
+
+    def _apply(
+        self, fn: Callable, optim: PyroOptim, where: str, data: torch.Tensor, kept: str | None
+    ) -> float:
         """Run ``fn() -> loss`` under a param capture, check the loss and its gradients, and
         only then hand them to ``optim``: a non-finite update raises with the parameters and
         the optimizer state unchanged."""
@@ -178,7 +215,7 @@ class GAN:
                 return ["the data contain non-finite values"], True
             return [], False
 
-        grads = checked_grads(value, value, params, where=where, explain=explain)
+        grads = checked_grads(value, value, params, where=where, explain=explain, kept=kept)
         used = [p for p, g in zip(params, grads, strict=True) if g is not None]
         for p, g in zip(params, grads, strict=True):
             p.grad = g
@@ -193,14 +230,16 @@ class GAN:
         Raises:
             TypeError, ValueError: ``data`` not a floating tensor with at least one row.
         """
-        check_data(data, "data", floating=True)
+        self._check_data(data)
         return self._discriminator_step(data, *args)
 
-    def _discriminator_step(self, data: torch.Tensor, *args) -> float:
+    def _discriminator_step(self, data: torch.Tensor, *args, kept: str | None = None) -> float:
 
         def loss() -> torch.Tensor:
             with torch.no_grad():
-                fake = self._generate(data.shape[0], data, args)
+                # detached: a generator returning a parameter as is (learned particles) would
+                # otherwise take a gradient, and a step of the critic's optimizer
+                fake = self._generate(data.shape[0], data, args).detach()
             real_d, fake_d = self._critic(data, *args), self._critic(fake, *args)
             if self.loss == "wasserstein":
                 value = fake_d.mean() - real_d.mean()
@@ -211,7 +250,7 @@ class GAN:
             return F.softplus(-real_d).mean() + F.softplus(fake_d).mean()
 
         where = f"GAN step {self.num_steps}: discriminator update"
-        return self._apply(loss, self.discriminator_optim, where, data)
+        return self._apply(loss, self.discriminator_optim, where, data, kept)
 
     def generator_step(self, data: torch.Tensor, *args) -> float:
         """One generator update (the critic is held fixed); returns its loss.
@@ -219,15 +258,15 @@ class GAN:
         Raises:
             TypeError, ValueError: ``data`` not a floating tensor with at least one row.
         """
-        check_data(data, "data", floating=True)
+        self._check_data(data)
         return self._generator_step(data, *args)
 
-    def _generator_step(self, data: torch.Tensor, *args) -> float:
+    def _generator_step(self, data: torch.Tensor, *args, kept: str | None = None) -> float:
 
         def loss() -> torch.Tensor:
             fake = self._generate(data.shape[0], data, args)
             # the critic is called outside pyro.module: its parameters are not updated here
-            fake_d = self.discriminator(fake, *args).reshape(fake.shape[0])
+            fake_d = _logits(self.discriminator(fake, *args), fake.shape[0], "discriminator")
             if self.loss == "minimax":
                 return -F.softplus(fake_d).mean()
             if self.loss == "nonsaturating":
@@ -235,7 +274,7 @@ class GAN:
             return -fake_d.mean()
 
         where = f"GAN step {self.num_steps}: generator update"
-        return self._apply(loss, self.generator_optim, where, data)
+        return self._apply(loss, self.generator_optim, where, data, kept)
 
     def step(self, data: torch.Tensor, *args) -> tuple[float, float]:
         """``critic_steps`` discriminator updates, then one generator update.
@@ -247,17 +286,22 @@ class GAN:
         Returns:
             ``(discriminator_loss, generator_loss)`` (the last critic loss), floats.
         Raises:
-            ValueError: non-finite data.
-            FloatingPointError: a non-finite loss or gradient, naming the step and the update.
+            ValueError: non-finite data, a generated batch not shaped like the data, or a
+                critic output that is not one value per sample.
+            TypeError: data in another dtype than the networks'.
+            FloatingPointError: a non-finite loss or gradient, naming the step and the update
+                (and saying which earlier updates of the step were kept).
         """
         try:
-            check_data(data, "data", floating=True)
+            self._check_data(data)
         except ValueError as e:
             raise ValueError(f"GAN step {self.num_steps}: {e}; nothing was updated") from e
         d_loss = math.nan
-        for _ in range(self.critic_steps):
-            d_loss = self._discriminator_step(data, *args)
-        g_loss = self._generator_step(data, *args)
+        for i in range(self.critic_steps):
+            kept = f"the {i} earlier discriminator update(s) of this step were kept" if i else None
+            d_loss = self._discriminator_step(data, *args, kept=kept)
+        kept = f"the {self.critic_steps} discriminator update(s) of this step were kept"
+        g_loss = self._generator_step(data, *args, kept=kept)
         self.num_steps += 1
         return d_loss, g_loss
 

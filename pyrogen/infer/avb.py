@@ -18,10 +18,12 @@ from torch.func import functional_call
 
 from pyrogen.infer.checks import (
     CountedSteps,
+    check_observed_support,
     checked_grads,
     checked_loss_and_grads,
     empty_plates_as_errors,
     nonfinite_sites,
+    register_module,
     trace_params,
 )
 from pyrogen.util import check_count, check_optim
@@ -151,6 +153,9 @@ class AVB(CountedSteps, ELBO):
         self.num_moment_samples = num_moment_samples
         self.num_steps = 0
         self._traces: list = []
+        # in the param store from the start, so that a checkpoint made before the first
+        # discriminator update has its entries (update_module_params: restored values are taken)
+        register_module("avb_discriminator", discriminator, "AVB")
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -203,14 +208,27 @@ class AVB(CountedSteps, ELBO):
             moments = self._moments(guide, args, kwargs) if self.adaptive_contrast else None
             return self._discriminator_update(model, guide, args, kwargs, moments)
 
-    def _discriminator_update(self, model, guide, args, kwargs, moments, where=None) -> float:
+    def _discriminator_update(
+        self, model, guide, args, kwargs, moments, where=None, check_data=True, kept=None
+    ) -> float:
+        where = where or f"AVB step {self.num_steps}: discriminator update"
         with torch.no_grad(), poutine.block():
             guide_trace, zq = self._guide_latents(guide, args, kwargs)
+            prior = None
+            if moments is None:
+                prior = poutine.trace(model).get_trace(*args, **kwargs)
+            elif check_data:  # the model's observed values, without drawing from its prior
+                prior = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                    *args, **kwargs
+                )
+            if check_data:  # before the first update changes anything
+                for name, site in prior.nodes.items():
+                    if site["type"] == "sample" and site["is_observed"]:
+                        check_observed_support(where, name, site["fn"], site["value"])
             if moments is not None:
                 mu, sigma = moments
                 zq, zp = (zq - mu) / sigma, torch.randn_like(zq)
             else:
-                prior = poutine.trace(model).get_trace(*args, **kwargs)
                 sites = [prior.nodes.get(s["name"]) for s in _latent_sites(guide_trace)]
                 zp = _stack(
                     [s["value"] for s in sites], [s["fn"].event_dim for s in sites],
@@ -234,8 +252,7 @@ class AVB(CountedSteps, ELBO):
         with poutine.block(), poutine.trace(param_only=True) as capture:
             value = loss()
         params = trace_params(capture.trace)
-        where = where or f"AVB step {self.num_steps}: discriminator update"
-        grads = checked_grads(value, value, params, where=where, explain=explain)
+        grads = checked_grads(value, value, params, where=where, explain=explain, kept=kept)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         self.discriminator_optim([p for p, g in zip(params, grads, strict=True) if g is not None])
@@ -294,7 +311,9 @@ class AVB(CountedSteps, ELBO):
         (discriminator updates earlier in the same call are kept).
 
         Raises:
-            ValueError: a non-finite observed value (naming the site).
+            ValueError: an observed value that is not finite or outside the model's support
+                (naming the site), found before the first discriminator update changes
+                anything.
             FloatingPointError: a non-finite loss or gradient, naming the step and the update,
                 site or parameter.
         """
@@ -310,17 +329,22 @@ class AVB(CountedSteps, ELBO):
                 f"AVB step {self.num_steps}: discriminator update {i + 1} of "
                 f"{self.discriminator_steps}"
             )
-            self._discriminator_update(model, guide, args, kwargs, moments, where)
+            kept = f"the {i} earlier discriminator update(s) of this step were kept" if i else None
+            self._discriminator_update(model, guide, args, kwargs, moments, where, i == 0, kept)
 
         def compute():
             loss = -self._elbo(model, guide, args, kwargs, moments)
             return loss, loss
 
+        kept = None
+        if self.discriminator_steps:
+            kept = f"the {self.discriminator_steps} discriminator update(s) of this step were kept"
         try:
             value = checked_loss_and_grads(
                 compute,
                 where=f"AVB step {self.num_steps}: ELBO",
                 explain=lambda: nonfinite_sites(self._traces),
+                kept=kept,
             )
         finally:
             self._traces = []

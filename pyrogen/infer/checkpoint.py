@@ -12,7 +12,7 @@ import torch.distributed as dist
 from pyro.optim import PyroOptim
 from pyro.optim.optim import _load_state_dict
 
-from pyrogen.infer.distributed import is_main_process
+from pyrogen.infer.distributed import DistributedOptim, is_main_process
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
 
@@ -47,6 +47,8 @@ def _restore_optim(optim: PyroOptim, saved: dict) -> None:
     """Give ``optim`` the per-parameter states of ``saved`` (``get_state()`` output), also for
     parameters it has already stepped (Pyro's ``set_state`` applies a state only to parameters
     not yet seen); a parameter without a saved state starts afresh, as it did in the saved run."""
+    while isinstance(optim, DistributedOptim):  # its state is the wrapped optimizer's
+        optim = optim.optim
     store = pyro.get_param_store()
     pending = dict(saved)
     for param in list(optim.optim_objs):
@@ -57,6 +59,20 @@ def _restore_optim(optim: PyroOptim, saved: dict) -> None:
             del optim.optim_objs[param]
             optim.grad_clip.pop(param, None)
     optim.set_state(pending)
+
+
+def _check_mapping(value, name: str, kind) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{name} must be a mapping of names to {kind}s (e.g. {{'svi': optim}}), got "
+            f"{type(value).__name__}"
+        )
+    for k in value:
+        if not isinstance(k, str):
+            raise TypeError(f"{name} must have string keys, got {k!r}")
+    return dict(value)
 
 
 def _rng_state() -> dict:
@@ -91,8 +107,15 @@ def save_checkpoint(
         extra: more picklable-free values (epoch, step, figures).
         group: the process group (default: the world).
     """
+    optims = _check_mapping(optims, "optims", "pyro.optim optimizer")
+    losses = _check_mapping(losses, "losses", "loss")
+    for k, v in optims.items():
+        if not isinstance(v, PyroOptim):
+            raise TypeError(f"optims[{k!r}] must be a pyro.optim optimizer, got {type(v).__name__}")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise TypeError(f"extra must be a mapping or None, got {type(extra).__name__}")
     worker = {
-        "losses": {k: _loss_state(v) for k, v in (losses or {}).items()},
+        "losses": {k: _loss_state(v) for k, v in losses.items()},
         "rng": _rng_state(),
     }
     workers = [worker]
@@ -104,7 +127,7 @@ def save_checkpoint(
     params = {n: p.detach().cpu().clone() for n, p in pyro.get_param_store().named_parameters()}
     state = {
         "params": params,
-        "optims": {k: v.get_state() for k, v in (optims or {}).items()},
+        "optims": {k: v.get_state() for k, v in optims.items()},
         "workers": workers,
         "world_size": len(workers),
         "extra": dict(extra or {}),
@@ -129,30 +152,64 @@ def load_checkpoint(
 
     Returns:
         the checkpoint's ``extra`` dict.
+    Everything is checked before anything is restored: on an error the param store, the
+    optimizers, the losses and the random state are as they were.
+
     Raises:
-        ValueError: a different number of workers than at saving, or a saved parameter that is
-            missing from the param store or has another shape.
+        ValueError: a different number of workers than at saving; a saved parameter that is
+            missing from the param store or has another shape or dtype; an optimizer or loss
+            name that the checkpoint does not hold; a file that is not such a checkpoint.
+        TypeError: ``optims`` or ``losses`` not a mapping of names, or a non-optimizer in
+            ``optims``.
     """
+    optims = _check_mapping(optims, "optims", "pyro.optim optimizer")
+    losses = _check_mapping(losses, "losses", "loss")
+    for k, v in optims.items():
+        if not isinstance(v, PyroOptim):
+            raise TypeError(f"optims[{k!r}] must be a pyro.optim optimizer, got {type(v).__name__}")
     state = torch.load(path, weights_only=True, map_location="cpu")
+    expected = ("params", "optims", "workers", "world_size", "extra")
+    if not isinstance(state, dict) or any(k not in state for k in expected):
+        raise ValueError(
+            f"{str(path)!r} is not a checkpoint written by save_checkpoint (expected the keys "
+            f"{list(expected)})"
+        )
     rank, world = _world(group)
     if state["world_size"] != world:
         raise ValueError(
             f"the checkpoint was saved by {state['world_size']} workers, resuming with {world}: "
             f"per-worker chains and random states need the same number of workers"
         )
+    worker = state["workers"][rank]
+    for kind, names, saved in (("optimizer", optims, state["optims"]),
+                               ("loss", losses, worker["losses"])):  # fmt: skip
+        missing = sorted(set(names) - set(saved))
+        if missing:
+            raise ValueError(
+                f"the checkpoint holds no {kind} state named {missing} (it has {sorted(saved)})"
+            )
     store = dict(pyro.get_param_store().named_parameters())
+    for name, value in state["params"].items():
+        if name not in store or store[name].shape != value.shape:
+            where = "is not in the param store" if name not in store else (
+                f"has shape {tuple(store[name].shape)} in the param store"
+            )  # fmt: skip
+            raise ValueError(
+                f"checkpoint parameter {name!r} {tuple(value.shape)} {where}; build the model, "
+                f"guide and loss as when saving and run one evaluate_loss (GAN: one sample) "
+                f"before load_checkpoint"
+            )
+        if store[name].dtype != value.dtype:
+            raise ValueError(
+                f"checkpoint parameter {name!r} is {value.dtype} but {store[name].dtype} in the "
+                f"param store; build the model in the checkpoint's dtype"
+            )
     with torch.no_grad():
         for name, value in state["params"].items():
-            if name not in store or store[name].shape != value.shape:
-                raise ValueError(
-                    f"checkpoint parameter {name!r} {tuple(value.shape)} is not in the param "
-                    f"store with that shape; run one evaluate_loss before load_checkpoint"
-                )
             store[name].copy_(value)
-    for k, optim in (optims or {}).items():
+    for k, optim in optims.items():
         _restore_optim(optim, state["optims"][k])
-    worker = state["workers"][rank]
-    for k, loss in (losses or {}).items():
+    for k, loss in losses.items():
         _load_loss_state(loss, worker["losses"][k])
     torch.set_rng_state(worker["rng"]["torch"])
     if "cuda" in worker["rng"] and torch.cuda.is_available():

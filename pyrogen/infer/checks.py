@@ -128,6 +128,31 @@ def check_guide_covers(model_trace: Trace, guide_trace: Trace) -> None:
         )
 
 
+def register_module(name: str, module: torch.nn.Module, owner: str) -> None:
+    """``pyro.module(name, module, update_module_params=True)`` after checking that the param
+    store holds no entry of ``name`` with another shape or dtype (a different network registered
+    under the same name earlier in the process, which Pyro would silently put into ``module``).
+    Entries of the same shape are taken, as Pyro does: after a param-store restore the module
+    uses the restored values.
+
+    Raises:
+        ValueError: an entry ``name$$$<param>`` of another shape or dtype, naming ``owner``.
+    """
+    store = pyro.get_param_store()
+    for param_name, p in module.named_parameters():
+        full = f"{name}$$${param_name}"
+        if full in store:
+            held = store.get_param(full)
+            if held.shape != p.shape or held.dtype != p.dtype:
+                raise ValueError(
+                    f"{owner}: the param store already holds {full!r} with shape "
+                    f"{tuple(held.shape)} ({held.dtype}), from another network, and this one "
+                    f"has {tuple(p.shape)} ({p.dtype}); call pyro.clear_param_store() first (or "
+                    "load the param store of a matching run)"
+                )
+    pyro.module(name, module, update_module_params=True)
+
+
 def trace_params(trace: Trace) -> list[torch.Tensor]:
     """The unconstrained leaf tensors of the ``param`` sites of a ``poutine.trace(param_only=
     True)`` trace, each once, in the order first seen (what ``SVI.step`` hands its optimizer)."""
@@ -184,6 +209,7 @@ def checked_grads(
     *,
     where: str,
     explain: Callable[[], tuple[list[str], bool]] | None = None,
+    kept: str | None = None,
 ) -> list[torch.Tensor | None]:
     """Gradients of ``surrogate`` with respect to ``params``, after checking that ``loss`` and
     every gradient are finite. Writes nothing (no ``.grad``, no parameter).
@@ -201,6 +227,9 @@ def checked_grads(
         where: the step, for the message (e.g. ``"AnnealedELBO step 12"``).
         explain: called only after a failure; returns ``(descriptions, bad_data)`` naming the
             sites or terms that went non-finite (see :func:`nonfinite_sites`).
+        kept: for an update that follows others in the same step (a GAN's generator update
+            after its critic updates), what those earlier updates changed, for the message
+            (e.g. ``"the 2 discriminator updates of this step were kept"``).
     Returns:
         one gradient per parameter (``None`` where the surrogate does not depend on it).
     Raises:
@@ -225,10 +254,18 @@ def checked_grads(
     if bad_data:
         detail += " (the data are not finite)"
     error = ValueError if bad_data else FloatingPointError
+    if kept:
+        outcome = (
+            "This update changed nothing (its parameters, gradients and optimizer state are as "
+            f"before it); {kept}"
+        )
+    else:
+        outcome = (
+            "Nothing was updated: parameters, gradients and optimizer state are as before this step"
+        )
     raise error(
         f"{where}: non-finite {'loss' if not bool(torch.isfinite(loss)) else 'gradient'} "
-        f"(loss = {float(loss)}); {detail}. Nothing was updated: parameters, gradients and "
-        "optimizer state are as before this step"
+        f"(loss = {float(loss)}); {detail}. {outcome}"
     )
 
 
@@ -271,6 +308,7 @@ def checked_loss_and_grads(
     *,
     where: str,
     explain: Callable[[], tuple[list[str], bool]] | None = None,
+    kept: str | None = None,
 ) -> float:
     """Run ``compute() -> (loss, surrogate)`` under a param capture, check the loss and the
     surrogate's gradients (:func:`checked_grads`), then accumulate them into ``.grad``: the
@@ -285,7 +323,7 @@ def checked_loss_and_grads(
     with poutine.trace(param_only=True) as capture:
         loss, surrogate = compute()
     params = trace_params(capture.trace)
-    grads = checked_grads(loss, surrogate, params, where=where, explain=explain)
+    grads = checked_grads(loss, surrogate, params, where=where, explain=explain, kept=kept)
     accumulate_grads(params, grads)
     return float(torch.as_tensor(loss).detach())
 

@@ -15,6 +15,8 @@ from pyro.infer import SVI
 from pyro.infer.util import zero_grads
 from pyro.optim import PyroOptim
 
+from pyrogen.util import check_positive
+
 __all__ = [
     "DistributedOptim",
     "DistributedSVI",
@@ -87,17 +89,27 @@ def _exchange(code: int, signature: str, group, *, where: str, error=None) -> No
 
 
 def all_reduce_gradients(
-    params: Iterable[torch.Tensor], *, loss: float | None = None, error=None, group=None
+    params: Iterable[torch.Tensor],
+    *,
+    loss: float | None = None,
+    error=None,
+    weight: float | None = None,
+    group=None,
 ) -> float | None:
     r"""Average the gradients of ``params`` over the workers of ``group``, in place, after
     checking on every worker that every loss and gradient is finite.
 
-    What it computes: :math:`g \leftarrow \frac1W \sum_{r=1}^W g_r` for each parameter (a
+    What it computes: :math:`g \leftarrow \sum_r w_r g_r / \sum_r w_r` for each parameter (a
     gradient that is ``None`` on some workers counts as zero there; ``None`` on all stays
-    ``None``), and the mean of the workers' ``loss``. With the data plate of every worker's model
-    at the full size ``N`` and a shard of ``B / W`` indices, each worker's loss is an unbiased
-    estimate of the full-data objective, and the average gradient equals the single-process
-    gradient at the total batch ``B``.
+    ``None``), and the same weighted mean of the workers' ``loss``; without ``weight`` every
+    worker has weight 1 (the plain mean :math:`\frac1W \sum_r g_r`). With the data plate of
+    every worker's model at the full size ``N`` and a shard of :math:`b_r` indices, each
+    worker's loss is an unbiased estimate of the full-data objective. With equal shards
+    (:math:`b_r = B / W`) the mean gradient equals the single-process gradient at the total
+    batch ``B``; with unequal shards pass ``weight=b_r`` (the shard's size) on each worker, which
+    gives :math:`\frac NB \sum_r S_r` (:math:`S_r` the sum over worker ``r``'s shard), again the
+    single-process value at the union batch. The plain mean of unequal shards is still unbiased
+    but weights each datum by :math:`1 / (W b_r)` instead of :math:`1 / B`.
 
     Parameters are matched across workers by their param-store names (Pyro collects them in a
     ``set``, whose order differs between processes). The collectives, in order: one all-reduce
@@ -115,15 +127,23 @@ def all_reduce_gradients(
         loss: this worker's loss (nats), or ``None``.
         error: an exception this worker caught while computing the loss, re-raised here after
             the other workers have been told.
+        weight: this worker's weight in the average, a finite number > 0 (e.g. its shard size);
+            ``None``: 1.
         group: the process group (default: the world).
     Returns:
-        the mean of the workers' ``loss`` (``None`` if ``loss`` is ``None``).
+        the (weighted) mean of the workers' ``loss`` (``None`` if ``loss`` is ``None``).
     Raises:
         FloatingPointError: a non-finite loss or gradient on any worker (on every worker).
         RuntimeError: an exception on another worker; this worker's own ``error`` is re-raised.
-        ValueError: a parameter outside the param store, or workers reducing different
-            parameters (out of step).
+        ValueError: a parameter outside the param store, workers reducing different
+            parameters (out of step), or a ``weight`` that is not a finite number > 0.
+        TypeError: a ``weight`` that is not a real number.
     """
+    if weight is not None:
+        try:
+            weight = check_positive(weight, "weight")
+        except (TypeError, ValueError) as e:  # raised on every worker, below
+            error, weight = error or e, None
     store = pyro.get_param_store()
     named = []
     for p in params:
@@ -147,27 +167,32 @@ def all_reduce_gradients(
     signature = "grad:" + ";".join(f"{n}{tuple(p.shape)}{p.dtype}" for n, p in named)
     where = "the gradient all-reduce"
     _exchange(code, signature, group, where=where, error=error)
-    world, device = dist.get_world_size(group), _device(group)
+    device = _device(group)
+    w = 1.0 if weight is None else weight
     flags = torch.tensor(
-        [float(p.grad is not None) for _, p in named] + [0.0 if loss is None else float(loss)],
+        [float(p.grad is not None) for _, p in named]
+        + [0.0 if loss is None else w * float(loss), w],
         dtype=torch.float64,
         device=device,
     )
     dist.all_reduce(flags, group=group)
-    present = [(n, p) for (n, p), f in zip(named, flags[:-1].tolist(), strict=True) if f > 0]
+    total = float(flags[-1])
+    present = [(n, p) for (n, p), f in zip(named, flags[:-2].tolist(), strict=True) if f > 0]
     for dtype in sorted({p.dtype for _, p in present}, key=str):
         bucket = [p for _, p in present if p.dtype == dtype]
         flat = torch.cat(
             [(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in bucket]
         ).to(device)
+        if weight is not None:
+            flat *= w
         dist.all_reduce(flat, group=group)
-        flat /= world
+        flat /= total
         offset = 0
         for p in bucket:
             piece = flat[offset : offset + p.numel()].view_as(p).to(p.device)
             offset += p.numel()
             p.grad = piece.clone() if p.grad is None else p.grad.copy_(piece)
-    return None if loss is None else float(flags[-1]) / world
+    return None if loss is None else float(flags[-2]) / total
 
 
 @contextmanager
@@ -205,8 +230,9 @@ class DistributedOptim(PyroOptim):
     optimizer, so every worker applies the same averaged gradient and the parameters stay
     identical (given identical initial values, see :func:`broadcast_parameters`). Use it where a
     pyrogen objective calls its own optimizer: both optimizers of ``pyrogen.infer.GAN`` and the
-    ``discriminator_optim`` of ``pyrogen.infer.AVB``. State (``get_state``/``set_state``) is the
-    wrapped optimizer's.
+    ``discriminator_optim`` of ``pyrogen.infer.AVB``. State (``get_state``/``set_state``) and
+    every other attribute (``optim_objs``; ``step()`` of a wrapped ``pyro.optim`` learning-rate
+    scheduler) are the wrapped optimizer's.
 
     Why an all-reduce before Pyro's optimizer rather than ``DistributedDataParallel``: Pyro
     computes the loss from traces of the model and guide (with several passes for IWAE's DReG
@@ -238,6 +264,12 @@ class DistributedOptim(PyroOptim):
         all_reduce_gradients(params, group=self.group)
         self.optim(params, *args, **kwargs)
 
+    def __getattr__(self, name: str):
+        # everything else (``optim_objs``, a scheduler's ``step``) is the wrapped optimizer's
+        if name in ("optim", "group") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.optim, name)
+
     def get_state(self) -> dict:
         return self.optim.get_state()
 
@@ -255,7 +287,8 @@ class DistributedSVI(SVI):
 
     Every worker calls ``step`` with its own shard of the data (its model's data plate has the
     full size ``N`` and this worker's indices as ``subsample``), so each worker's loss estimates
-    the full-data objective and the average gradient is the one of the total batch. ``step`` and
+    the full-data objective and the average gradient is the one of the total batch (for shards
+    of one size; give ``shard_size`` for unequal ones). ``step`` and
     ``evaluate_loss`` return the mean of the workers' losses (nats) and are collective: every
     worker must call them, in the same order. A non-finite loss or gradient, or an exception
     raised by the loss on any worker, raises on every worker before any parameter or optimizer
@@ -273,6 +306,11 @@ class DistributedSVI(SVI):
         model, guide, loss: as in ``pyro.infer.SVI``.
         optim: a ``pyro.optim`` optimizer (a :class:`DistributedOptim` is unwrapped: the
             gradients are reduced once).
+        shard_size: for shards of unequal sizes, a function of ``step``'s (and
+            ``evaluate_loss``'s) arguments returning this worker's shard size; the losses and
+            gradients are then averaged with these weights, which gives the single-process
+            value at the union of the shards (see :func:`all_reduce_gradients`). ``None``
+            (default): the plain mean, exact for equal shards.
         group: the process group (default: the world).
     Raises:
         TypeError: an optimizer held by ``loss`` that is not a :class:`DistributedOptim`.
@@ -286,7 +324,14 @@ class DistributedSVI(SVI):
         >>> loss = svi.step(torch.ones(4))
     """
 
-    def __init__(self, model, guide, optim: PyroOptim, loss, *, group=None, **kwargs) -> None:
+    def __init__(
+        self, model, guide, optim: PyroOptim, loss, *, shard_size=None, group=None, **kwargs
+    ) -> None:
+        if shard_size is not None and not callable(shard_size):
+            raise TypeError(
+                "shard_size must be a function of the step's arguments returning this worker's "
+                f"shard size, or None; got {type(shard_size).__name__}"
+            )
         for name, inner in _optims_of(loss).items():
             if not isinstance(inner, DistributedOptim):
                 raise TypeError(
@@ -296,12 +341,17 @@ class DistributedSVI(SVI):
         if isinstance(optim, DistributedOptim):
             optim = optim.optim
         super().__init__(model, guide, optim, loss, **kwargs)
-        self.group = group
+        self.group, self.shard_size = group, shard_size
+
+    def _weight(self, args, kwargs):
+        return None if self.shard_size is None else self.shard_size(*args, **kwargs)
 
     def step(self, *args, **kwargs) -> float:
-        """One data-parallel step on this worker's shard; returns the workers' mean loss."""
-        loss, error, params = None, None, []
+        """One data-parallel step on this worker's shard; returns the workers' mean loss
+        (weighted by ``shard_size`` where given)."""
+        loss, error, params, weight = None, None, [], None
         try:
+            weight = self._weight(args, kwargs)
             with poutine.trace(param_only=True) as capture:
                 loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
             params = list({s["value"].unconstrained() for s in capture.trace.nodes.values()})
@@ -311,7 +361,9 @@ class DistributedSVI(SVI):
                 raise
             error = e
         try:
-            mean = all_reduce_gradients(params, loss=loss, error=error, group=self.group)
+            mean = all_reduce_gradients(
+                params, loss=loss, error=error, weight=weight, group=self.group
+            )
         except Exception:
             zero_grads(params)  # a caller that catches the error starts the next step clean
             raise
@@ -321,13 +373,14 @@ class DistributedSVI(SVI):
 
     def evaluate_loss(self, *args, **kwargs) -> float:
         """The workers' mean loss (nats) on their shards, without gradients or a step."""
-        loss, error = None, None
+        loss, error, weight = None, None, None
         try:
+            weight = self._weight(args, kwargs)
             with torch.no_grad():
                 loss = float(self.loss(self.model, self.guide, *args, **kwargs))
         except Exception as e:
             error = e
-        return all_reduce_gradients([], loss=loss, error=error, group=self.group)
+        return all_reduce_gradients([], loss=loss, error=error, weight=weight, group=self.group)
 
 
 def broadcast_parameters(modules: Iterable[torch.nn.Module] = (), *, src: int = 0, group=None):

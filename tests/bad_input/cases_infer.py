@@ -19,17 +19,21 @@ from pyrogen.infer import (
     ContrastiveDivergence,
     Cyclical,
     DistributedOptim,
+    DistributedSVI,
     FreeBitsELBO,
     LinearWarmup,
     MeanFieldPCD,
     UnnormalizedDensity,
+    all_reduce_gradients,
     fit_rbm,
     flow_distribution,
     gradient_penalty,
+    load_checkpoint,
     log_likelihood,
     pretrain_dbm,
     sample_and_log_prob,
     samples_model,
+    save_checkpoint,
 )
 from pyrogen.transforms import Planar
 from tests.bad_input.table import (
@@ -41,7 +45,9 @@ from tests.bad_input.table import (
     NONNEGATIVE,
     POSITIVE,
     Case,
+    Lazy,
     hyper,
+    other_dtype,
 )
 
 CASES: list[Case] = []
@@ -132,6 +138,9 @@ add(hyper("AutoFlow", lambda v: AutoFlow(model, init_scale=v), "init_scale"))
 add(hyper("AutoFlow", lambda v: AutoFlow(model, num_quantile_draws=v), "num_quantile_draws", COUNT2))  # fmt: skip
 add(hyper("AutoFlow", lambda v: AutoFlow(model, activation=v), "activation", [("str", "tanh", TypeError)]))  # fmt: skip
 add(hyper("DistributedOptim", lambda v: DistributedOptim(v), "optim", [("str", "adam", TypeError)]))  # fmt: skip
+add(hyper("DistributedSVI", lambda v: DistributedSVI(model, guide, Adam({}), IWAE(2), shard_size=v), "shard_size", [("int", 8, TypeError)]))  # fmt: skip
+add(hyper("DistributedSVI.step", lambda v: DistributedSVI(model, guide, Adam({}), IWAE(2), shard_size=lambda x: v).step(X()), "weight", POSITIVE))  # fmt: skip
+add(hyper("all_reduce_gradients", lambda v: all_reduce_gradients([], loss=1.0, weight=v), "weight", POSITIVE))  # fmt: skip
 
 # -- losses and estimators: calls -----------------------------------------------------------
 _DATA = [("empty", torch.zeros(0), ValueError), ("nan", torch.tensor([0.0, NAN]), ValueError),
@@ -157,6 +166,32 @@ _GAN_DATA = [("empty", torch.zeros(0, 1), ValueError), ("nan", torch.full((4, 1)
 for step in ("step", "discriminator_step", "generator_step"):
     add(hyper(f"GAN.{step}", lambda v, s=step: getattr(gan(), s)(v), "data", _GAN_DATA))
 add(hyper("gradient_penalty", lambda v: gradient_penalty(nn.Linear(2, 1), torch.zeros(4, 2), v), "fake", [("shape", torch.zeros(3, 2), ValueError), ("list", [[0.0, 0.0]], TypeError)]))  # fmt: skip
+
+add(hyper("gradient_penalty", lambda v: gradient_penalty(nn.Linear(2, 1), v, v), "real", [("empty", torch.zeros(0, 2), ValueError, "N >= 1")]))  # fmt: skip
+add(hyper("gradient_penalty", lambda v: gradient_penalty(nn.Linear(2, 1), torch.zeros(4, 2), v), "fake", [("dtype", Lazy(lambda: torch.zeros(4, 2, dtype=other_dtype())), TypeError)]))  # fmt: skip
+add(hyper("gradient_penalty", lambda v: gradient_penalty(v, torch.zeros(4, 2), torch.zeros(4, 2)), "discriminator", [("wide", Lazy(lambda: nn.Linear(2, 3)), ValueError)]))  # fmt: skip
+add(hyper("GAN.step", lambda v: gan().step(v), "data", [("dtype", Lazy(lambda: torch.zeros(4, 1, dtype=other_dtype())), TypeError)]))  # fmt: skip
+add(hyper("GAN.step", lambda v: GAN(generator, v, Adam({}), Adam({})).step(torch.zeros(4, 1)), "discriminator", [("wide", Lazy(lambda: nn.Linear(1, 2)), ValueError)]))  # fmt: skip
+CASES.append(Case("GAN-discriminator-stale-param-store", lambda: (gan(), GAN(generator, nn.Linear(2, 1), Adam({}), Adam({}))), ValueError, "discriminator$$$weight"))  # fmt: skip
+CASES.append(Case("AVB-discriminator-stale-param-store", lambda: (AVB(nn.Linear(1, 1), Adam({})), AVB(nn.Linear(2, 1), Adam({}))), ValueError, "avb_discriminator$$$weight"))  # fmt: skip
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+def _checkpoint(state) -> str:
+    import os
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "c.pt")
+    torch.save(state, path)
+    return path
+
+
+add(hyper("save_checkpoint", lambda v: save_checkpoint(_checkpoint(None), optims=v), "optims", [("optim", Adam({}), TypeError), ("torch", {"svi": torch.optim.Adam}, TypeError, "optims['svi']"), ("key", {1: Adam({})}, TypeError)]))  # fmt: skip
+add(hyper("save_checkpoint", lambda v: save_checkpoint(_checkpoint(None), losses=v), "losses", [("list", [IWAE(2)], TypeError)]))  # fmt: skip
+add(hyper("save_checkpoint", lambda v: save_checkpoint(_checkpoint(None), extra=v), "extra", [("int", 3, TypeError)]))  # fmt: skip
+add(hyper("load_checkpoint", lambda v: load_checkpoint(_checkpoint(v)), "path", [("not-a-checkpoint", {"params": {}}, ValueError, "save_checkpoint")]))  # fmt: skip
+add(hyper("load_checkpoint", lambda v: load_checkpoint(_checkpoint({"params": {}, "optims": {}, "workers": [{"losses": {}, "rng": {}}], "world_size": 1, "extra": {}}), optims=v), "optims", [("missing", {"svi": Adam({})}, ValueError, "no optimizer state"), ("optim", Adam({}), TypeError)]))  # fmt: skip
+add(hyper("load_checkpoint", lambda v: load_checkpoint(_checkpoint({"params": {"w": v}, "optims": {}, "workers": [{"losses": {}, "rng": {}}], "world_size": 1, "extra": {}})), "w", [("absent", torch.zeros(2), ValueError)]))  # fmt: skip
 
 
 # -- training helpers -----------------------------------------------------------------------

@@ -113,6 +113,56 @@ def test_errors():
         gan.step(torch.randn(16, 2))
 
 
+def test_critic_output_and_data_dtype_are_checked_before_any_update():
+    pyro.clear_param_store()
+    wide = nn.Linear(1, 2)  # two values per sample
+    gan = GAN(shifted_generator(), wide, Adam({"lr": 0.1}), Adam({"lr": 0.1}))
+    before = [p.detach().clone() for p in wide.parameters()]
+    with pytest.raises(
+        ValueError, match=r"one logit .* per sample, shape \(16,\) .* got \(16, 2\)"
+    ):
+        gan.step(torch.randn(16, 1))
+    with pytest.raises(ValueError, match="one logit"):
+        gradient_penalty(wide, torch.randn(4, 1), torch.randn(4, 1))
+    assert all(torch.equal(a, b) for a, b in zip(before, wide.parameters(), strict=True))
+    pyro.clear_param_store()
+    gan = GAN(shifted_generator(), critic(), Adam({"lr": 0.1}), Adam({"lr": 0.1}))
+    other = torch.float64 if torch.get_default_dtype() == torch.float32 else torch.float32
+    with pytest.raises(TypeError, match=f"data are {other}"):
+        gan.step(torch.randn(16, 1, dtype=other))
+    with pytest.raises(TypeError, match="fake is"):
+        gradient_penalty(critic(), torch.randn(4, 1), torch.randn(4, 1, dtype=other))
+    with pytest.raises(ValueError, match="N >= 1"):
+        gradient_penalty(critic(), torch.randn(0, 1), torch.randn(0, 1))
+
+
+def test_a_network_of_another_shape_under_the_critic_name_is_refused():
+    """Pyro would silently load the first critic's values into the second one's modules."""
+    pyro.clear_param_store()
+    GAN(shifted_generator(), nn.Linear(1, 1), Adam({}), Adam({}))
+    with pytest.raises(ValueError, match=r"already holds 'discriminator\$\$\$weight'"):
+        GAN(shifted_generator(), nn.Linear(3, 1), Adam({}), Adam({}))
+    pyro.clear_param_store()
+    GAN(shifted_generator(), nn.Linear(3, 1), Adam({}), Adam({}))
+
+
+def test_a_critic_update_does_not_move_learned_particles():
+    """A generator that returns a parameter as it is (learned particles): only the generator's
+    optimizer may change it, so with its learning rate 0 it stays where it is."""
+    pyro.clear_param_store()
+
+    def particles(num):
+        return pyro.param("particles", torch.linspace(-1.0, 1.0, num).unsqueeze(-1))
+
+    gan = GAN(particles, critic(), Adam({"lr": 0.0}), Adam({"lr": 0.1}), critic_steps=3)
+    start = particles(8).detach().clone()
+    gan.step(torch.randn(8, 1) + 2.0)
+    assert torch.equal(pyro.param("particles").detach(), start)
+    gan.generator_optim = Adam({"lr": 0.1})
+    gan.step(torch.randn(8, 1) + 2.0)
+    assert not torch.equal(pyro.param("particles").detach(), start)
+
+
 def _linear_critic(weight: float, bias: float = 0.0) -> nn.Linear:
     lin = nn.Linear(1, 1)
     with torch.no_grad():

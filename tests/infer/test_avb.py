@@ -260,5 +260,6 @@ def test_errors():
 
     with pytest.raises(ValueError, match="reparameterized"):
         AVB(Cat(), Adam({"lr": 1e-3})).loss(model, discrete_guide, x)
+    pyro.clear_param_store()  # another discriminator under the same name
     with pytest.raises(ValueError, match=r"must return shape \(8,\)"):
         AVB(Cat(out=3), Adam({"lr": 1e-3}), discriminator_steps=0).loss(model, implicit_guide, x)

@@ -281,6 +281,34 @@ def _avb_run(rank: int) -> dict:
     return params()
 
 
+def _uneven_run(rank: int) -> dict:
+    """Shards of 3 and 5 of the total batch, averaged with ``shard_size`` weights and without."""
+    pyro.clear_param_store()
+    vae = VAE(seed=0)
+    idx = global_batch(0)[:3] if rank == 0 else global_batch(0)[3:]
+    args = vae_args(idx, 1)
+    out = {}
+    for weighted in (True, False):
+        loss = Trace_ELBO()
+        with poutine.trace(param_only=True) as capture:
+            value = loss.loss_and_grads(vae.model, vae.guide, *args)
+        ps = {s["name"]: s["value"].unconstrained() for s in capture.trace.nodes.values()}
+        weight = len(idx) if weighted else None
+        mean = all_reduce_gradients(ps.values(), loss=value, weight=weight)
+        out["weighted" if weighted else "plain"] = {
+            "loss": mean,
+            "grad": {n: p.grad.clone() for n, p in ps.items()},
+        }
+        for p in ps.values():
+            p.grad = None
+    svi = DistributedSVI(
+        vae.model, vae.guide, Adam({"lr": 0.05}), Trace_ELBO(),
+        shard_size=lambda x, eps, idx, particles: len(idx),
+    )  # fmt: skip
+    out["init"], out["step_loss"], out["stepped"] = params(), svi.step(*args), params()
+    return out
+
+
 def _cd_setup(rank: int):
     pyro.clear_param_store()
     pyro.set_rng_seed(rank)
@@ -316,6 +344,7 @@ RESUMABLE = {"cd": (_cd_setup, _cd_step), "annealed": (_annealed_setup, _anneale
 def _training_worker(rank: int, out: str) -> dict:
     result = {"main": is_main_process(), "vae": {n: _vae_run(rank, n) for n in LOSSES}}
     result["gan"], result["avb"] = _gan_run(rank), _avb_run(rank)
+    result["uneven"] = _uneven_run(rank)
     for name, (setup, step) in RESUMABLE.items():
         svi, optim, loss = setup(rank)
         pyro.set_rng_seed(100 + rank)  # per-worker chains and noise
@@ -412,6 +441,41 @@ def test_averaged_gradient_is_the_full_batch_gradient(trained, name):
         assert torch.equal(r0["grad"][n], r1["grad"][n])
         assert g.abs().max() > 1e-3  # a real gradient
         torch.testing.assert_close(r0["grad"][n], g, rtol=0, atol=1e-6 * (1 + g.abs().max()))
+
+
+@pytest.mark.slow  # starts 2 worker processes
+def test_unequal_shards_weighted_by_size_give_the_union_batch(trained):
+    """Shards of 3 and 5: weights ``shard_size`` give the single-process loss and gradient of
+    the 8 indices; the plain mean weights the two shards' data unequally and does not."""
+    _, ranks = trained
+    r0, r1 = ranks[0]["uneven"], ranks[1]["uneven"]
+    pyro.clear_param_store()
+    vae = VAE(seed=0)
+    args = vae_args(global_batch(0), 1)
+    loss = Trace_ELBO()
+    with poutine.trace(param_only=True) as capture:
+        expected_loss = loss.loss_and_grads(vae.model, vae.guide, *args)
+    ps = {s["name"]: s["value"].unconstrained() for s in capture.trace.nodes.values()}
+    expected = {n: p.grad.clone() for n, p in ps.items()}
+    for p in ps.values():
+        p.grad = None
+    for r in (r0, r1):
+        assert r["weighted"]["loss"] == pytest.approx(expected_loss, rel=1e-5)
+        assert r["plain"]["loss"] != pytest.approx(expected_loss, rel=1e-3)
+        for n, g in expected.items():
+            atol = 1e-5 * (1 + g.abs().max())
+            torch.testing.assert_close(r["weighted"]["grad"][n], g, rtol=0, atol=atol)
+        assert any(
+            (r["plain"]["grad"][n] - g).abs().max() > 1e-3 * (1 + g.abs().max())
+            for n, g in expected.items()
+        )
+    assert r0["step_loss"] == r1["step_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    pyro.clear_param_store()
+    vae = VAE(seed=0)
+    SVI(vae.model, vae.guide, Adam({"lr": 0.05}), Trace_ELBO()).step(*args)
+    for n, p in params().items():
+        assert torch.equal(r0["stepped"][n], r1["stepped"][n])
+        torch.testing.assert_close(r0["stepped"][n], p, rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow  # starts 2 worker processes
@@ -604,3 +668,43 @@ def test_checkpoint_rolls_back_a_live_run(tmp_path):
     pyro.get_param_store().__delitem__("late_param")
     assert [svi.step(*args) for _ in range(3)] == after
     assert all(torch.equal(final[n], p) for n, p in params().items())
+
+
+def test_single_process_shard_size_is_checked_before_the_step():
+    vae = VAE(seed=0)
+    args = vae_args(global_batch(0), 1)
+    expected = Trace_ELBO().loss(vae.model, vae.guide, *args)  # also creates the parameters
+    with pytest.raises(TypeError, match="shard_size must be a function"):
+        DistributedSVI(vae.model, vae.guide, Adam({}), Trace_ELBO(), shard_size=8)
+    for size, error in ((0, ValueError), (float("nan"), ValueError), ("8", TypeError)):
+        svi = DistributedSVI(
+            vae.model, vae.guide, Adam({"lr": 0.05}), Trace_ELBO(), shard_size=lambda *a, s=size: s
+        )
+        before = params()
+        with pytest.raises(error, match="weight"):
+            svi.step(*args)
+        after = params()
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[n], p) for n, p in after.items())
+    svi = DistributedSVI(
+        vae.model, vae.guide, Adam({"lr": 0.05}), Trace_ELBO(), shard_size=lambda *a: 8
+    )
+    assert svi.step(*args) == pytest.approx(expected, rel=1e-6)
+
+
+def test_distributed_optim_forwards_to_a_scheduler():
+    """A wrapped learning-rate scheduler keeps its ``step()`` and ``optim_objs``."""
+    vae = VAE(seed=0)
+    scheduler = pyro.optim.StepLR(
+        {"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1}, "step_size": 1, "gamma": 0.5}
+    )
+    optim = DistributedOptim(scheduler)
+    svi = SVI(vae.model, vae.guide, optim, Trace_ELBO())
+    args = vae_args(global_batch(0), 1)
+    svi.step(*args)
+    assert optim.optim_objs is scheduler.optim_objs and len(optim.optim_objs) > 0
+    optim.step()  # the scheduler's epoch step
+    lrs = {s.optimizer.param_groups[0]["lr"] for s in scheduler.optim_objs.values()}
+    assert lrs == {0.05}
+    with pytest.raises(AttributeError):
+        _ = optim.no_such_attribute

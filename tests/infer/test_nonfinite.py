@@ -370,9 +370,11 @@ class Critic(nn.Module):
     def __init__(self):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+        self.poisoned = False  # when set, every logit is +inf: the critic's loss is not finite
 
     def forward(self, z, x):
-        return self.net(torch.cat([z, x], -1))
+        logits = self.net(torch.cat([z, x], -1))
+        return logits + float("inf") if self.poisoned else logits
 
 
 @pytest.mark.parametrize("bad", ["inf", "huge"])
@@ -390,14 +392,22 @@ def test_avb_checks_the_elbo_before_the_svi_optimizer(bad):
     assert_identical(before, snapshot(optim, avb.discriminator_optim, extra=avb.state_dict()))
 
 
-def test_avb_checks_each_discriminator_update_before_its_optimizer():
+@pytest.mark.parametrize("cause", ["critic", "data"])
+def test_avb_checks_each_discriminator_update_before_its_optimizer(cause):
     pyro.set_rng_seed(0)
     x = torch.randn(12, 1)
-    avb, optim = AVB(Critic(), Adam({"lr": 0.01}), discriminator_steps=2), Adam({"lr": 0.01})
+    critic = Critic()
+    avb = AVB(critic, Adam({"lr": 0.01}), discriminator_steps=2)
+    optim = Adam({"lr": 0.01})
     svi = SVI(avb_model, avb_guide, optim, avb)
     for _ in range(2):
         svi.step(x)
     before = snapshot(optim, avb.discriminator_optim, extra=avb.state_dict())
-    with pytest.raises(FloatingPointError, match=r"AVB step 2: discriminator update 1 of 2"):
-        svi.step(corrupt(x, "inf"))  # the critic sees x: its loss is not finite
+    if cause == "critic":
+        critic.poisoned = True
+        with pytest.raises(FloatingPointError, match=r"AVB step 2: discriminator update 1 of 2"):
+            svi.step(x)
+    else:  # an infinite observation is rejected before the critic ever sees it
+        with pytest.raises(ValueError, match=r"site 'x'"):
+            svi.step(corrupt(x, "inf"))
     assert_identical(before, snapshot(optim, avb.discriminator_optim, extra=avb.state_dict()))
