@@ -11,6 +11,7 @@ from pyro.optim import Adam
 from torch import nn
 
 from pyrogen.infer import AVB, GAN, DistributedOptim, load_checkpoint, save_checkpoint
+from tests.infer.test_nonfinite import Critic  # (z, x) -> one logit per row
 
 STEPS = 6
 
@@ -59,14 +60,6 @@ def avb_build(seed: int):
         s = pyro.param("s", torch.tensor(0.5))
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Delta(a * x + s * torch.randn_like(x), event_dim=1))
-
-    class Critic(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
-
-        def forward(self, z, x):
-            return self.net(torch.cat([z, x], -1))
 
     torch.manual_seed(seed)
     avb, optim, x = AVB(Critic(), Adam({"lr": 0.01})), Adam({"lr": 0.01}), data(8, 1)
