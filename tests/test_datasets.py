@@ -69,3 +69,35 @@ def test_checkerboard_only_on_black_squares():
     x = datasets.checkerboard(2000, generator=torch.Generator().manual_seed(0))
     cells = torch.floor(x[:, 0]) + torch.floor(x[:, 1])
     assert (cells % 2 == 0).all()
+
+
+@pytest.mark.parametrize(
+    "test_size",
+    [lambda: __import__("numpy").int64(360), lambda: 0.2, lambda: __import__("numpy").float64(0.2)],
+    ids=["numpy-int", "fraction", "numpy-fraction"],
+)
+def test_digits_test_size_of_any_integer_type_or_a_fraction(test_size):
+    """As in scikit-learn, ``test_size`` is a count (NumPy integers too) or a fraction; 0.2
+    of 1797 images rounds up to the default 360."""
+    x_tr, x_te, _, _ = datasets.load_digits(test_size=test_size())
+    assert x_tr.shape == (1437, 64) and x_te.shape == (360, 64)
+    assert torch.equal(x_te, datasets.load_digits()[1])
+
+
+@pytest.mark.parametrize(
+    ("test_size", "error"),
+    [
+        (True, TypeError),
+        ("100", TypeError),
+        (9, ValueError),
+        (1788, ValueError),
+        (360.0, ValueError),
+        (0.001, ValueError),
+        (0.0, ValueError),
+        (float("nan"), ValueError),
+    ],
+    ids=["bool", "str", "too-few", "too-many", "float-count", "tiny-fraction", "zero", "nan"],
+)
+def test_digits_test_size_errors(test_size, error):
+    with pytest.raises(error, match="test_size"):
+        datasets.load_digits(test_size=test_size)

@@ -17,6 +17,7 @@ from pyrogen.distributions.base import (
     discrete_support,
 )
 from pyrogen.nn.networks import MADE as _MADE
+from pyrogen.nn.networks import check_mask_index
 from pyrogen.util import check_count
 
 __all__ = ["MADE", "MADENetwork"]
@@ -88,14 +89,22 @@ class MADENetwork(_MADE):
         self._register_load_state_dict_pre_hook(self._upgrade)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        mask_index: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         """Logits ``(*batch, D, num_logits)`` of every conditional under mask set
         ``mask_index``."""
         return super().forward(x, context, mask_index=mask_index).transpose(-1, -2)
 
     def forward_onehot(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        mask_index: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         """As :meth:`forward`, with categorical inputs already one-hot encoded,
         ``(*batch, D, num_categories)`` (binary inputs: ``(*batch, D)``)."""
@@ -143,12 +152,16 @@ class MADE(TorchDistribution):
     Args:
         network: a :class:`MADENetwork`.
         context: its context, if it has one.
-        mask_index: which mask set (``None``: the ensemble over all of them).
+        mask_index: which mask set, an integer in ``0..num_masks-1`` (an ``int``, a NumPy
+            integer or a 0-d integer tensor such as ``torch.randint(net.num_masks, ())``;
+            stored as an ``int``), or ``None``: the ensemble over all of them.
     Raises:
         ValueError: a ``mask_index`` out of range, a missing, unexpected or misshapen context;
             values of the wrong shape; with validation on, values outside
             ``0..num_categories-1``.
-        TypeError: a context whose dtype differs from the network's.
+        TypeError: a ``mask_index`` that is not an integer (a bool, float, string, or a
+            tensor that is not 0-d of an integer dtype); a context whose dtype differs from
+            the network's.
     References:
         Germain, Gregor, Murray, Larochelle (2015). MADE: Masked Autoencoder for Distribution
         Estimation. https://arxiv.org/abs/1502.03509
@@ -168,17 +181,12 @@ class MADE(TorchDistribution):
         network: MADENetwork,
         context: torch.Tensor | None = None,
         *,
-        mask_index: int | None = None,
+        mask_index: int | torch.Tensor | None = None,
         validate_args: bool | None = None,
     ) -> None:
         if not isinstance(network, MADENetwork):
             raise TypeError(f"network must be a MADENetwork, got {type(network).__name__}")
-        if mask_index is not None and type(mask_index) is not int:
-            raise TypeError(f"mask_index must be an int or None, got {mask_index!r}")
-        if mask_index is not None and not 0 <= mask_index < network.num_masks:
-            raise ValueError(
-                f"mask_index must be in [0, {network.num_masks}) or None, got {mask_index!r}"
-            )
+        mask_index = check_mask_index(mask_index, network.num_masks, allow_none=True)
         context = check_context(context, network.context_dim, network.output.weight, "MADE")
         self.network, self.context, self.mask_index = network, context, mask_index
         batch_shape = context.shape[:-1] if context is not None else torch.Size()

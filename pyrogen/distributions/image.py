@@ -14,7 +14,7 @@ from torch import nn
 from torch.distributions import Transform
 
 from pyrogen.transforms import PixelLogit
-from pyrogen.transforms.base import Bijector, fits
+from pyrogen.transforms.base import Bijector, fits, traced
 from pyrogen.util import check_count, check_positive
 
 __all__ = ["ImageFlow", "check_image_shape"]
@@ -62,10 +62,13 @@ class ImageFlow(TorchDistribution, nn.Module):
         pixel_levels: ``L`` or ``None`` (no preprocessing: a density over real images).
         alpha: margin of the logit preprocessing.
         batch_shape: batch shape of the distribution (default ``()``).
+        validate_args: check the values given to :meth:`log_prob` (``None``: follow
+            ``pyro.enable_validation``).
     Raises:
         ValueError: a bad ``input_shape``, ``pixel_levels < 2`` or ``alpha`` outside
-            ``(0, 0.5)``; in :meth:`log_prob`, images of the wrong shape or pixels outside
-            ``0..L-1``.
+            ``(0, 0.5)``; in :meth:`log_prob`, images of the wrong shape, or (while validation
+            is on, and outside ``torch.func`` transforms such as ``vmap``, where data-dependent
+            checks cannot run) pixels outside ``0..L-1`` or non-finite real images.
     References:
         Theis, van den Oord, Bethge (2016). A note on the evaluation of generative models.
         https://arxiv.org/abs/1511.01844
@@ -168,15 +171,18 @@ class ImageFlow(TorchDistribution, nn.Module):
         except RuntimeError as e:
             raise ValueError(f"images of batch shape {tuple(x.shape[:-3])} do not broadcast "
                              f"against batch_shape {tuple(self.batch_shape)}") from e  # fmt: skip
-        if self.pixel_levels is not None:
-            bad = (x < 0) | (x > self.pixel_levels - 1) | (x != x.round()) | x.isnan()
-            if bool(bad.any()):
-                raise ValueError(
-                    f"images must hold pixels that are integers in 0..{self.pixel_levels - 1}; "
-                    f"got values from {float(x.min())} to {float(x.max())}"
-                )
-        elif x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise ValueError("images contain non-finite values (nan or inf)")
+        # the value checks are data-dependent: only with validation on, never under torch.func
+        if self._validate_args and not traced():
+            if self.pixel_levels is not None:
+                bad = (x < 0) | (x > self.pixel_levels - 1) | (x != x.round()) | x.isnan()
+                if bool(bad.any()):
+                    raise ValueError(
+                        f"images must hold pixels that are integers in "
+                        f"0..{self.pixel_levels - 1}; got values from {float(x.min())} to "
+                        f"{float(x.max())}"
+                    )
+            elif x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ValueError("images contain non-finite values (nan or inf)")
         return x.to(self._like().dtype) if not x.is_floating_point() else x
 
     def log_prob(self, x: torch.Tensor, *, num_draws: int = 1) -> torch.Tensor:

@@ -28,10 +28,13 @@ class MaskedConv2d(nn.Conv2d):
         mask_type: ``"A"`` or ``"B"``.
         data_channels: number of channels of the modelled image.
         out_repeats: the output channels are this many consecutive copies of the channel
-            groups (2 for gated activations, whose two halves are multiplied channelwise).
+            groups (2 for gated activations, whose two halves are multiplied channelwise); a
+            positive int with ``out_channels`` divisible by ``out_repeats * data_channels``.
     Raises:
-        ValueError: an even kernel, a bad ``mask_type``, or channels not divisible by
-            ``data_channels``.
+        ValueError: an even kernel, a bad ``mask_type``, channels not divisible by
+            ``data_channels``, an ``out_repeats < 1``, or ``out_channels`` not divisible by
+            ``out_repeats * data_channels``.
+        TypeError: a size or ``out_repeats`` that is not an int.
     References:
         van den Oord, Kalchbrenner, Kavukcuoglu (2016). Pixel Recurrent Neural Networks.
         https://arxiv.org/abs/1601.06759
@@ -65,7 +68,13 @@ class MaskedConv2d(nn.Conv2d):
         mask = torch.zeros(out_channels, in_channels, k, k)
         mask[:, :, :centre, :] = 1
         mask[:, :, centre, :centre] = 1
-        per_repeat = out_channels // check_count(out_repeats, "out_repeats")
+        if out_channels % (check_count(out_repeats, "out_repeats") * data_channels):
+            raise ValueError(
+                f"out_channels={out_channels} must be divisible by out_repeats * data_channels "
+                f"= {out_repeats} * {data_channels} (each copy splits evenly into the groups "
+                f"of the data channels)"
+            )
+        per_repeat = out_channels // out_repeats
         group_out = (torch.arange(out_channels) % per_repeat) * data_channels // per_repeat
         group_in = torch.arange(in_channels) * data_channels // in_channels
         if mask_type == "A":
@@ -87,6 +96,24 @@ def _check_kernel(value, name: str) -> int:
     if check_count(value, name) % 2 == 0:
         raise ValueError(f"{name} must be odd, got {value}")
     return value
+
+
+def _expand_context(context: torch.Tensor, batch: torch.Size) -> torch.Tensor:
+    """``context`` ``(*c, context_dim)`` expanded to ``(*batch, context_dim)``.
+
+    Raises:
+        ValueError: ``c`` does not broadcast to ``batch`` (the batch shape of the images).
+    """
+    try:
+        fits = torch.broadcast_shapes(context.shape[:-1], batch) == batch
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"context must have shape (*batch, {context.shape[-1]}) with a batch shape that "
+            f"broadcasts to x's batch shape {tuple(batch)}, got {tuple(context.shape)}"
+        )
+    return context.expand(*batch, context.shape[-1])
 
 
 class PixelCNNNetwork(nn.Module):
@@ -113,7 +140,8 @@ class PixelCNNNetwork(nn.Module):
         gated: gated activations.
         context_dim: size of the conditioning vector (0: none).
     Raises:
-        ValueError: bad sizes, or a missing context when ``context_dim > 0``.
+        ValueError: bad sizes; a missing context when ``context_dim > 0``, or one whose batch
+            shape does not broadcast to ``x``'s batch shape.
     References:
         van den Oord, Kalchbrenner, Kavukcuoglu (2016). Pixel Recurrent Neural Networks.
         https://arxiv.org/abs/1601.06759 ; van den Oord et al. (2016). Conditional Image
@@ -207,7 +235,7 @@ class PixelCNNNetwork(nn.Module):
                 raise ValueError(
                     f"this network needs a context of shape (*batch, {self.context_dim})"
                 )
-            ctx = context.expand(*batch, self.context_dim).reshape(-1, self.context_dim)
+            ctx = _expand_context(context, torch.Size(batch)).reshape(-1, self.context_dim)
         hidden = self.first(inp)
         if ctx is not None:
             hidden = hidden + self.context_maps[0](ctx)[:, :, None, None]

@@ -40,6 +40,34 @@ def _validating() -> bool:
     )
 
 
+def check_mask_index(value, num_masks: int, *, allow_none: bool = False) -> int | None:
+    """``value`` as a Python ``int`` in ``[0, num_masks)``: an ``int``, any other integral
+    number (a NumPy integer) or a 0-d integer tensor (``torch.randint(num_masks, ())``); with
+    ``allow_none``, ``None`` is returned as it is.
+
+    Raises:
+        TypeError: a bool, a float, a string, or a tensor that is not a 0-d integer tensor.
+        ValueError: a value outside ``[0, num_masks)``.
+    """
+    if value is None and allow_none:
+        return None
+    expected = "an int" + (" or None" if allow_none else "")
+    if isinstance(value, torch.Tensor):
+        dtype = value.dtype
+        if value.dim() or dtype == torch.bool or dtype.is_floating_point or dtype.is_complex:
+            raise TypeError(
+                f"mask_index must be {expected} (or a 0-d integer tensor), got a tensor of "
+                f"shape {tuple(value.shape)} and dtype {value.dtype}"
+            )
+        value = value.item()
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"mask_index must be {expected}, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if not 0 <= value < num_masks:
+        raise ValueError(f"mask_index must be in [0, {num_masks}), got {value}")
+    return value
+
+
 def _check_input(x, name: str, event_shape, like: torch.Tensor) -> None:
     """Cheap per-call check of a network input: a floating tensor of ``like``'s dtype and
     device with the right rightmost sizes (no scan of the values)."""
@@ -47,12 +75,25 @@ def _check_input(x, name: str, event_shape, like: torch.Tensor) -> None:
 
 
 def _cat_context(x: torch.Tensor, context: torch.Tensor | None, context_dim: int) -> torch.Tensor:
-    """Broadcast the batch shapes of ``x`` and ``context`` and return ``context`` expanded."""
+    """Broadcast the batch shapes of ``x`` and ``context`` and return ``context`` expanded.
+
+    Raises:
+        ValueError: a missing context, a wrong last dim, or a batch shape that does not
+            broadcast against ``x.shape[:-1]``.
+        TypeError: a context that is not a floating tensor of ``x``'s dtype.
+    """
     if context is None:
         raise ValueError(f"this network needs a context of shape (*batch, {context_dim})")
     check_finite = False if torch._C._are_functorch_transforms_active() else None
     check_tensor(context, "context", torch.Size([context_dim]), like=x, check_finite=check_finite)
-    batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
+    try:
+        batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
+    except RuntimeError as e:
+        raise ValueError(
+            f"context must have shape (*batch, {context_dim}) with a batch shape that "
+            f"broadcasts against x's batch shape {tuple(x.shape[:-1])}, got "
+            f"{tuple(context.shape)}"
+        ) from e
     return context.expand((*batch, context_dim))
 
 
@@ -72,7 +113,8 @@ class DenseNN(nn.Module):
         context_dim: size of the context (0: unconditional).
         activation: hidden nonlinearity (an ``nn.Module`` class).
     Raises:
-        ValueError: non-positive sizes; a missing or mis-shaped context.
+        ValueError: non-positive sizes; a missing or mis-shaped context (a batch shape that
+            does not broadcast against ``x``'s).
     """
 
     def __init__(
@@ -208,7 +250,10 @@ class MADE(nn.Module):
             binary inputs used as they are).
     Raises:
         ValueError: non-positive sizes, a bad ``order`` or ``degrees``, a ``mask_index`` out of
-            range, a missing or mis-shaped context, or a context given to a network without one.
+            range, a missing or mis-shaped context (a batch shape that does not broadcast
+            against ``x``'s), or a context given to a network without one.
+        TypeError: a ``mask_index`` that is not an integer (``int``, NumPy integer or 0-d
+            integer tensor).
     References:
         Germain, Gregor, Murray, Larochelle (2015). MADE: Masked Autoencoder for Distribution
         Estimation. https://arxiv.org/abs/1502.03509
@@ -282,7 +327,11 @@ class MADE(nn.Module):
         return torch.argsort(self.orders[0]) + 1
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        mask_index: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         if self.input_categories:
             k = self.input_categories
@@ -303,14 +352,15 @@ class MADE(nn.Module):
         return self.activation(h)
 
     def forward_features(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, *, mask_index: int = 0
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        mask_index: int | torch.Tensor = 0,
     ) -> torch.Tensor:
         """As :meth:`forward`, with categorical inputs already one-hot encoded and flattened,
         ``(*batch, input_dim * input_categories)``."""
-        if type(mask_index) is not int:  # bool and float are rejected too
-            raise TypeError(f"mask_index must be an int, got {mask_index!r}")
-        if not 0 <= mask_index < self.num_masks:
-            raise ValueError(f"mask_index must be in [0, {self.num_masks}), got {mask_index!r}")
+        mask_index = check_mask_index(mask_index, self.num_masks)
         _check_input(x, "x", (self.hidden[0].in_features,), self.output.weight)
         h = self.hidden[0](x, mask_index)
         if self.context_layer is not None:

@@ -179,4 +179,4 @@ add(hyper("logit_transform", lambda v: datasets.logit_transform(v), "num_levels"
 _DTYPES = [("long", torch.long, TypeError), ("bool", torch.bool, TypeError), ("str", "float32", TypeError)]  # fmt: skip
 for key, fn in (("load_digits", datasets.load_digits), ("load_mnist5k", datasets.load_mnist5k)):
     add(hyper(key, lambda v, fn=fn: fn(dtype=v), "dtype", _DTYPES))
-    add(hyper(key, lambda v, fn=fn: fn(test_size=v), "test_size", [("zero", 0, ValueError), ("str", "100", TypeError), ("float", 0.2, TypeError)]))  # fmt: skip
+    add(hyper(key, lambda v, fn=fn: fn(test_size=v), "test_size", [("zero", 0, ValueError), ("str", "100", TypeError), ("bool", True, TypeError), ("float-count", 360.0, ValueError), ("tiny-fraction", 0.001, ValueError), ("nan", NAN, ValueError)]))  # fmt: skip

@@ -115,7 +115,7 @@ add(hyper("MADENetwork", lambda v: MADENetwork(3, [8], num_categories=v), "num_c
 add(hyper("MADENetwork", lambda v: MADENetwork(3, [8], num_masks=v), "num_masks", COUNT))
 add(hyper("MADENetwork", lambda v: MADENetwork(3, [8], context_dim=v), "context_dim", COUNT0))
 add(hyper("MADE-dist", lambda v: MADE(v), "network", [("str", "made", TypeError), ("torch", nn.Linear(3, 3), TypeError)]))  # fmt: skip
-add(hyper("MADE-dist", lambda v: MADE(MADENetwork(3, [8], num_masks=2), mask_index=v), "mask_index", [("large", 2, ValueError), ("negative", -1, ValueError), ("str", "a", TypeError), ("float", 0.5, TypeError)]))  # fmt: skip
+add(hyper("MADE-dist", lambda v: MADE(MADENetwork(3, [8], num_masks=2), mask_index=v), "mask_index", [("large", 2, ValueError), ("negative", -1, ValueError), ("str", "a", TypeError), ("float", 0.5, TypeError), ("bool", True, TypeError), ("float-tensor", torch.tensor(1.0), TypeError), ("1d-tensor", torch.tensor([1]), TypeError), ("large-tensor", torch.tensor(2), ValueError)]))  # fmt: skip
 add(hyper("MADE-dist", lambda v: MADE(MADENetwork(3, [8]), v), "context", [("unexpected", torch.zeros(2), ValueError)]))  # fmt: skip
 add(hyper("MADE-dist", lambda v: MADE(MADENetwork(3, [8], context_dim=2), v), "context", [
     ("missing", None, ValueError), ("width", torch.zeros(3), ValueError), ("str", "c", TypeError),

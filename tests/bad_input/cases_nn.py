@@ -49,6 +49,7 @@ add(hyper("MaskedConv2d", lambda v: MaskedConv2d(1, 4, v, "A"), "kernel_size", [
 add(hyper("MaskedConv2d", lambda v: MaskedConv2d(1, 4, 3, v), "mask_type", [("name", "C", ValueError)]))  # fmt: skip
 add(hyper("MaskedConv2d", lambda v: MaskedConv2d(2, 4, 3, "A", data_channels=v), "data_channels", [*COUNT, ("indivisible", 3, ValueError)]))  # fmt: skip
 add(hyper("MaskedConv2d", lambda v: MaskedConv2d(1, 4, 3, "A", out_repeats=v), "out_repeats", COUNT))  # fmt: skip
+add(hyper("MaskedConv2d-groups", lambda v: MaskedConv2d(2, 4, 3, "A", data_channels=2, out_repeats=v), "out_repeats", [("indivisible", 3, ValueError), ("too-many", 4, ValueError), ("above-channels", 8, ValueError)]))  # fmt: skip
 _SMALL = {"hidden_channels": 4, "num_layers": 1}
 add(hyper("PixelCNNNetwork", lambda v: PixelCNNNetwork(v, **_SMALL), "data_channels", COUNT))
 add(hyper("PixelCNNNetwork", lambda v: PixelCNNNetwork(1, v, **_SMALL), "num_categories", COUNT2))
@@ -74,10 +75,13 @@ for key, make in _NETS.items():
 for key in ("DenseNN-context", "MADE-context"):
     add(inputs(key, _NETS[key], lambda net, c: net(torch.zeros(4, 3), c), "context", (4, 2)))
     CASES.append(Case(f"{key}-context-missing", lambda m=_NETS[key]: m()(torch.zeros(4, 3)), ValueError, "context"))  # fmt: skip
+    CASES.append(Case(f"{key}-context-batch", lambda m=_NETS[key]: m()(torch.zeros(4, 3), torch.zeros(5, 2)), ValueError, "context"))  # fmt: skip
 for key in ("DenseNN", "MADE"):
     CASES.append(Case(f"{key}-context-unexpected", lambda m=_NETS[key]: m()(torch.zeros(4, 3), torch.zeros(4, 2)), ValueError, "context"))  # fmt: skip
 _MASK_INDEX = [("str", "a", TypeError), ("negative", -1, ValueError), ("large", 5, ValueError),
-               ("float", 0.5, TypeError), ("bool", True, TypeError)]  # fmt: skip
+               ("float", 0.5, TypeError), ("bool", True, TypeError),
+               ("float-tensor", torch.tensor(1.0), TypeError), ("1d-tensor", torch.tensor([1]), TypeError),
+               ("large-tensor", torch.tensor(5), ValueError)]  # fmt: skip
 add(hyper("MADE.forward", lambda v: MADE(3, [8], num_masks=2)(torch.zeros(2, 3), mask_index=v), "mask_index", _MASK_INDEX))  # fmt: skip
 add(hyper("MADE-categorical", lambda v: MADE(2, [8], input_categories=3)(v), "x", [
     ("out-of-range", torch.tensor([[0, 3]]), ValueError), ("fraction", torch.tensor([[0.5, 1.0]]), ValueError),
@@ -103,5 +107,7 @@ for label, make, error in _PIXEL_INPUTS:
     CASES.append(Case(f"PixelCNNNetwork-x-{label}", lambda m=make: PixelCNNNetwork(**_SMALL)(m()), error, "x"))  # fmt: skip
 CASES.append(Case("PixelCNNNetwork-context-unexpected", lambda: PixelCNNNetwork(**_SMALL)(torch.zeros(2, 1, 5, 5), torch.zeros(2, 3)), ValueError, "context"))  # fmt: skip
 CASES.append(Case("PixelCNNNetwork-context-width", lambda: PixelCNNNetwork(context_dim=3, **_SMALL)(torch.zeros(2, 1, 5, 5), torch.zeros(2, 4)), ValueError, "context"))  # fmt: skip
+CASES.append(Case("PixelCNNNetwork-context-batch", lambda: PixelCNNNetwork(context_dim=3, **_SMALL)(torch.zeros(2, 1, 5, 5), torch.zeros(3, 3)), ValueError, "context"))  # fmt: skip
+CASES.append(Case("PixelCNNNetwork-context-more-dims", lambda: PixelCNNNetwork(context_dim=3, **_SMALL)(torch.zeros(2, 1, 5, 5), torch.zeros(4, 2, 3)), ValueError, "context"))  # fmt: skip
 CASES.append(Case("PixelCNNNetwork-context-missing", lambda: PixelCNNNetwork(context_dim=3, **_SMALL)(torch.zeros(2, 1, 5, 5)), ValueError, "context"))  # fmt: skip
 CASES.append(Case("PixelCNNNetwork-context-int", lambda: PixelCNNNetwork(context_dim=3, **_SMALL)(torch.zeros(2, 1, 5, 5), torch.zeros(2, 3, dtype=torch.long)), TypeError, "context"))  # fmt: skip

@@ -180,6 +180,33 @@ def test_errors():
         flow.log_prob(pixels(1), num_draws=0)
 
 
+def test_vmap_over_log_prob_of_real_images_matches_a_loop():
+    flow = make(pixel_levels=None)
+    x = torch.randn(4, *SHAPE)
+    out = torch.func.vmap(flow.log_prob)(x)
+    torch.testing.assert_close(out, torch.stack([flow.log_prob(xi) for xi in x]))
+
+
+def test_vmap_over_log_prob_of_pixels_matches_a_loop_with_the_same_draws():
+    flow = make()
+    x = pixels(4)
+    torch.manual_seed(1)
+    out = torch.func.vmap(flow.log_prob, randomness="same")(x)
+    loop = []
+    for xi in x:
+        torch.manual_seed(1)
+        loop.append(flow.log_prob(xi))
+    torch.testing.assert_close(out, torch.stack(loop))
+
+
+def test_value_checks_follow_validate_args():
+    flow = make()
+    quiet = ImageFlow(flow.transform, SHAPE, pixel_levels=17, validate_args=False)
+    assert quiet.log_prob(torch.full((2, *SHAPE), 0.5)).shape == (2,)
+    with pytest.raises(ValueError, match="images must have shape"):  # shapes are always checked
+        quiet.log_prob(torch.zeros(2, 1, 8, 8))
+
+
 def test_pixel_logit_is_the_logit_preprocessing(float64_only):
     t = PixelLogit(17, alpha=0.05)
     z = 2 * torch.randn(50)

@@ -94,3 +94,40 @@ def test_conditional_log_prob_under_vmap_and_a_nan_context():
     torch.testing.assert_close(batched, MADE(net, context).log_prob(x))
     with pytest.raises(ValueError, match="context contains non-finite"):
         MADE(net, torch.full((4, 2), float("nan")))
+
+
+@pytest.mark.parametrize(
+    "mask_index",
+    [
+        lambda: torch.tensor(1),
+        lambda: torch.randint(1, 2, ()),
+        lambda: __import__("numpy").int64(1),
+    ],
+    ids=["tensor", "randint", "numpy"],
+)
+def test_mask_index_of_any_integer_type_is_the_int(mask_index):
+    """The order-agnostic training recipe ``mask_index=torch.randint(net.num_masks, ())`` (a
+    0-d integer tensor) and NumPy integers select the same mask set as the ``int``."""
+    net = perturbed(MADENetwork(3, [8], num_masks=2))
+    d = MADE(net, mask_index=mask_index())
+    assert type(d.mask_index) is int and d.mask_index == 1
+    states = all_binary_states(3, net.output.weight)
+    torch.testing.assert_close(d.log_prob(states), MADE(net, mask_index=1).log_prob(states))
+
+
+@pytest.mark.parametrize(
+    ("mask_index", "error"),
+    [
+        (True, TypeError),
+        (0.0, TypeError),
+        ("0", TypeError),
+        (torch.tensor(0.0), TypeError),
+        (torch.tensor([0]), TypeError),
+        (torch.tensor(2), ValueError),
+        (-1, ValueError),
+    ],
+    ids=["bool", "float", "str", "float-tensor", "1d-tensor", "large-tensor", "negative"],
+)
+def test_mask_index_errors(mask_index, error):
+    with pytest.raises(error, match="mask_index"):
+        MADE(MADENetwork(3, [8], num_masks=2), mask_index=mask_index)

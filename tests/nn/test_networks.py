@@ -93,3 +93,46 @@ def test_hidden_dims_of_numpy_ints_or_a_generator(network):
         assert {k: v.shape for k, v in net.state_dict().items()} == ref
     with pytest.raises(ValueError, match="hidden_dims"):
         make((np.bool_(True),))
+
+
+@pytest.mark.parametrize(
+    "mask_index",
+    [lambda: 1, lambda: __import__("numpy").int64(1), lambda: torch.tensor(1)],
+    ids=["int", "numpy", "tensor"],
+)
+def test_made_mask_index_of_any_integer_type(mask_index):
+    """``mask_index`` may be a NumPy integer or a 0-d integer tensor, as
+    ``torch.randint(num_masks, ())`` gives: the same output as the ``int``."""
+    made = MADE(3, [8], num_masks=2)
+    with torch.no_grad():
+        for p in made.parameters():
+            p.add_(torch.randn_like(p))
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(made(x, mask_index=mask_index()), made(x, mask_index=1))
+
+
+@pytest.mark.parametrize(
+    ("mask_index", "error"),
+    [
+        (True, TypeError),
+        (1.0, TypeError),
+        ("1", TypeError),
+        (torch.tensor(1.0), TypeError),
+        (torch.tensor([1]), TypeError),
+        (torch.tensor(True), TypeError),
+        (torch.tensor(2), ValueError),
+        (-1, ValueError),
+    ],
+    ids=["bool", "float", "str", "float-tensor", "1d-tensor", "bool-tensor", "large", "negative"],
+)
+def test_made_mask_index_errors(mask_index, error):
+    with pytest.raises(error, match="mask_index"):
+        MADE(3, [8], num_masks=2)(torch.zeros(4, 3), mask_index=mask_index)
+
+
+@pytest.mark.parametrize("network", ["MADE", "DenseNN"])
+def test_a_context_that_does_not_broadcast_against_x_is_a_value_error(network):
+    net = MADE(3, [8], context_dim=2) if network == "MADE" else DenseNN(3, [8], 4, context_dim=2)
+    assert net(torch.zeros(4, 3), torch.zeros(5, 1, 2)).shape[:2] == (5, 4)  # broadcasts
+    with pytest.raises(ValueError, match=r"context must have shape \(\*batch, 2\).*\(4,\)"):
+        net(torch.zeros(4, 3), torch.zeros(5, 2))
