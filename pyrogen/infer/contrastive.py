@@ -23,6 +23,7 @@ from pyrogen.infer.checks import (
 from pyrogen.infer.rbm_cd import (
     GibbsKernel,
     RBMSite,
+    _gibbs,
     find_rbm_site,
     rbm_free_energy_gap,
     read_params,
@@ -384,7 +385,7 @@ class ContrastiveDivergence(CountedSteps, ELBO):
         if rbm is None:
             return None
         new_state: dict[str, dict[str, torch.Tensor]] = {"chains": {}, "buffers": {}}
-        negatives = self._negatives(site.name, GibbsKernel(*rbm), data, new_state)
+        negatives = self._rbm_negatives(site.name, rbm, data, new_state)
         out = rbm_free_energy_gap(data, negatives, *rbm, site.scale, grads=grads)
         value, gradients = out if grads else (out, ())
         # one check covers the gradients too: they are sums of bounded terms (binary rows times
@@ -402,6 +403,24 @@ class ContrastiveDivergence(CountedSteps, ELBO):
                 "this step"
             )
         return number, (list(rbm), gradients), new_state
+
+    def _rbm_negatives(self, name: str, rbm, data: torch.Tensor, new_state: dict):
+        """:meth:`_negatives` for the closed-form step (data ``(B, V)``, unbatched parameters,
+        no replay buffer): the same draws in the same order, without the general path's
+        shape bookkeeping."""
+        with torch.no_grad():
+            return self._rbm_chains(name, rbm, data, new_state)
+
+    def _rbm_chains(self, name: str, rbm, data: torch.Tensor, new_state: dict):
+        if self.persistent:
+            start = self.chains.get(name)
+            if start is None or start.shape[1:] != data.shape[1:]:
+                m = self.num_chains or data.shape[0]
+                start = data[torch.randint(data.shape[0], (m,), device=data.device)]
+            chains = _gibbs(start, *rbm, self.num_gibbs_steps)
+            new_state["chains"][name] = chains
+            return chains
+        return _gibbs(data, *rbm, self.num_gibbs_steps)
 
     def _state_types(self) -> dict:
         return {"num_steps": int, "chains": dict, "buffers": dict}
