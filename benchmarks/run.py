@@ -1,4 +1,5 @@
-"""Every benchmark case against its peers, in one process: ``python -m benchmarks.run``.
+"""Every benchmark case against its peers, in one process: ``python -m benchmarks.run`` (or
+``python benchmarks/run.py`` from the repository root).
 
 Collects the cases of every registered module (``cases(quick, device)`` in
 ``benchmarks/bench_<name>.py``, see :mod:`benchmarks.harness`; a module that is absent or
@@ -21,10 +22,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+if __package__ in (None, ""):  # run as ``python benchmarks/run.py``, the command records show
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness
 from pyrogen.analysis.report import set_threads, write_results

@@ -2,6 +2,10 @@
 run at tiny sizes in one process, and the record holds every row, ratio and target."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,3 +77,17 @@ def test_cuda_request_without_a_gpu_is_an_error():
         pytest.skip("a GPU is present")
     with pytest.raises(SystemExit):
         run.main(["--quick", "--device", "cuda"])
+
+
+def test_runs_as_a_script_from_the_repository_root(tmp_path):
+    # the command a results record shows is ``python benchmarks/run.py ...``
+    root = Path(run.__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--threads" in done.stdout
