@@ -62,6 +62,35 @@ def make_step(guide_name: str, dim: int):
     return svi.step, setup
 
 
+def cases(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The registry entry (see :mod:`benchmarks.harness`): per ``D`` in 10, 50, 200 (3 when
+    ``quick``), one SVI step of ``pyrogen AutoFlow`` (target: at most 5x the step of Pyro's
+    ``AutoMultivariateNormal``, i.e. a speed-up of at least 0.2) and of ``Pyro AutoMVN``; the
+    note gives AutoFlow's set-up (Laplace start) in seconds. CPU only (the models are built
+    on the CPU)."""
+    if device != "cpu":
+        return []
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    rows = []
+    for dim in [3] if quick else [10, 50, 200]:
+        name = f"AutoFlow SVI step D={dim}"
+        flow_step, setup = make_step("AutoFlow", dim)
+        mvn_step, _ = make_step("AutoMultivariateNormal", dim)
+        note = f"AutoFlow set-up (Laplace start) at D={dim}: {setup:.2f} s"
+        rows.append(
+            {
+                "case": name,
+                "library": "pyrogen AutoFlow",
+                "fn": flow_step,
+                "target": 0.2,
+                "note": note,
+            }
+        )
+        rows.append({"case": name, "library": "Pyro AutoMultivariateNormal", "fn": mvn_step})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[10, 50, 200])

@@ -58,7 +58,8 @@ def test_run_quick_every_module(tmp_path):
     rows = results["runs"]["threads=1"]["rows"]
     cases = {r["case"] for r in rows}
     for name in ["MAF log_prob fwd+bwd d=4", "RealNVP log_prob fwd+bwd d=4", "MAF sample d=4",
-                 "IAF inverse d=4", "PixelCNN sample 8x8 n=2"]:  # fmt: skip
+                 "IAF inverse d=4", "PixelCNN sample 8x8 n=2",
+                 "AutoFlow SVI step D=3"]:  # fmt: skip
         assert name in cases
     libraries = {r["library"] for r in rows if r["case"] == "RealNVP log_prob fwd+bwd d=4"}
     assert libraries == {"pyrogen", "Pyro", "zuko", "nflows", "normflows"}
