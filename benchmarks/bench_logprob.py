@@ -14,7 +14,12 @@ scale). One call is
 ``(-flow.log_prob(x).mean()).backward()`` on a fresh copy of ``x`` (Pyro's identity-keyed
 caches would otherwise serve a freed graph). pyrogen is timed eagerly and compiled
 (:func:`pyrogen.flows.compile`, a ``torch.compile`` of the distribution's ``log_prob``; its
-compile time is printed as a note). Peers that are not installed are left out.
+compile time is printed as a note). Peers that are not installed are left out. A
+``pyrogen matmul floor`` row (for reference, no target) times only the networks' dense
+arithmetic: the same linear layers, biases and ReLUs chained layer to layer (each layer's
+input is the previous network's first outputs, so the backward pass computes the same
+input gradients), with no masks, no elementwise maps and no log-determinant. A library that
+runs these networks can be at most that much faster than the floor lets it.
 
 Registry entry (:mod:`benchmarks.harness`): ``cases(quick, device)``. Run them with
 ``python -m benchmarks.run --only logprob``.
@@ -174,6 +179,32 @@ def _perturb(module) -> None:
             p.add_(0.01 * torch.randn_like(p))
 
 
+def floor_fn(family: str, d: int, x: torch.Tensor):
+    """The ``matmul floor`` of a case: forward and backward through the dense networks alone
+    (MAF: ``MAF_LAYERS`` nets ``d -> 256 -> 256 -> 2 d``; RealNVP: ``NVP_LAYERS`` nets
+    ``d // 2 -> 256 -> 256 -> 2 (d - d // 2)``), each fed the first outputs of the last."""
+    n_in, n_out, layers = (d, 2 * d, MAF_LAYERS) if family == "MAF" else (
+        d // 2, 2 * (d - d // 2), NVP_LAYERS)  # fmt: skip
+    nets = torch.nn.ModuleList(
+        torch.nn.Sequential(
+            torch.nn.Linear(n_in, HIDDEN[0]),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN[0], HIDDEN[1]),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN[1], n_out),
+        )
+        for _ in range(layers)
+    ).to(x.device)
+
+    def fn():
+        h = x[..., :n_in].clone()
+        for net in nets:
+            h = net(h)[..., :n_in]
+        h.mean().neg().backward()
+
+    return fn
+
+
 def step_fn(model, x):
     """One training step's arithmetic: ``-mean log_prob`` forward and backward."""
 
@@ -205,6 +236,8 @@ def cases(quick: bool = False, device: str = "cpu", compile: bool = True) -> lis
                     row = _compiled_row(name, model, x)
                     if row is not None:
                         out.append(row)
+            out.append({"case": name, "library": "pyrogen matmul floor",
+                        "fn": floor_fn(family, d, x)})  # fmt: skip
     return [{k: v for k, v in c.items() if v is not None} for c in out]
 
 

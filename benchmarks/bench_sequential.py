@@ -163,6 +163,7 @@ def cases(quick: bool = False, device: str = "cpu") -> list[dict]:
 
                 def fn(model=model):
                     model.rsample((n,)).sum().backward()
+                    _clear_caches(model)  # untimed bookkeeping: frees the last call's tensors
 
                 out.append({"case": f"MAF rsample+backward d={d}", "library": name, "fn": fn})
         blocked, fixed_point, _ = iaf_inverse_cases(dims[-1], n)
@@ -170,6 +171,21 @@ def cases(quick: bool = False, device: str = "cpu") -> list[dict]:
         out.append({"case": name, "library": "pyrogen", "fn": _no_grad(blocked), "target": 10.0})
         out.append({"case": name, "library": "D-pass fixed point", "fn": _no_grad(fixed_point)})
     return out
+
+
+def _clear_caches(model) -> None:
+    """Drop what a distribution's transforms keep from the last call. Pyro's
+    ``AffineAutoregressive`` holds the last ``(x, y)`` and its log-scale, with the activations
+    of all ``D`` network passes behind them (about 1 GB per flow at d=64), until the next call;
+    pyrogen's layers drop theirs when backward runs."""
+    for t in model.transforms:
+        for part in (t, getattr(t, "_inv", None)):
+            if part is None:
+                continue
+            if hasattr(part, "_cached_x_y"):
+                part._cached_x_y = None, None
+            if getattr(part, "_cached_log_scale", None) is not None:
+                part._cached_log_scale = None
 
 
 def _no_grad(fn):

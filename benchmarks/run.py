@@ -20,6 +20,7 @@ Run: ``python -m benchmarks.run [--threads 1 2] [--repeats 5] [--only logprob se
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import inspect
 import sys
@@ -91,6 +92,11 @@ def main(argv=None) -> dict:
             for note in dict.fromkeys(r["note"] for r in rows if "note" in r):
                 print(note)
             results["runs"][f"threads={threads}"] = {"rows": rows, "summary": summary}
+            # the next thread count builds its own models: free these first (Pyro's transforms
+            # keep their last call's tensors, about 1 GB per MAF at d=64; two sets of every
+            # case's models ran the 2-core, 24 GiB machine out of memory)
+            del cases
+            gc.collect()
             if out is not None:  # after every thread count: a long run keeps what it measured
                 _write(out, results, argv, started)
     finally:
