@@ -62,7 +62,7 @@ def test_run_quick_every_module(tmp_path):
                  "AutoFlow SVI step D=3"]:  # fmt: skip
         assert name in cases
     libraries = {r["library"] for r in rows if r["case"] == "RealNVP log_prob fwd+bwd d=4"}
-    assert libraries == {"pyrogen", "Pyro", "zuko", "nflows", "normflows"}
+    assert libraries == {"pyrogen", "Pyro", "zuko", "nflows", "normflows", "pyrogen matmul floor"}
     assert all(r["ms"] > 0 for r in rows)
     record = json.loads(out.read_text())
     assert (
